@@ -1,0 +1,66 @@
+import type { Readable } from 'node:stream'
+
+/** The two places an object can live: quarantine (unscanned or rejected) and production (scanned clean). */
+export type Area = 'quarantine' | 'production'
+
+export interface PutOptions {
+  contentType: string
+  /** Stored with the object (S3 user metadata, or the fs sidecar). Keys are lower-case ASCII. */
+  metadata: Record<string, string>
+  /** Aborting the signal aborts the write and removes what was written (no orphan multipart parts). */
+  signal?: AbortSignal
+}
+
+export interface ObjectInfo {
+  size: number
+  contentType: string
+  metadata: Record<string, string>
+}
+
+/** Where an object lives, as a client would address it (S3 bucket, or fs directory). */
+export interface ObjectLocation {
+  bucket: string
+  key: string
+}
+
+export interface AreaHealth {
+  area: Area
+  ok: boolean
+  /** What is wrong, for /readyz: for example "bucket quarantine-uploads does not exist". */
+  detail?: string
+}
+
+/**
+ * The object store port. Every method is idempotent where it can be, so a step that
+ * crashed half-way is repaired by running it again.
+ */
+export interface ObjectStore {
+  location(area: Area, key: string): ObjectLocation
+  /** Streams body to area/key; resolves only once the object is durably stored. On any error or abort nothing is left behind. */
+  put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void>
+  /** Opens the object for reading. Throws ObjectNotFoundError when it does not exist. */
+  get(area: Area, key: string, signal?: AbortSignal): Promise<{ body: Readable; info: ObjectInfo }>
+  /** null when the object does not exist. */
+  head(area: Area, key: string): Promise<ObjectInfo | null>
+  /** Copies from one area to the other with content type and metadata, replacing the target's tags with `tags`. Overwrites. */
+  copy(from: Area, to: Area, key: string, tags: Record<string, string>): Promise<void>
+  setTags(area: Area, key: string, tags: Record<string, string>): Promise<void>
+  /** {} when the object has no tags. Throws ObjectNotFoundError when it does not exist. */
+  getTags(area: Area, key: string): Promise<Record<string, string>>
+  /** Deleting an object that does not exist is not an error. */
+  delete(area: Area, key: string): Promise<void>
+  check(): Promise<AreaHealth[]>
+  close(): Promise<void>
+}
+
+export class ObjectNotFoundError extends Error {
+  override name = 'ObjectNotFoundError'
+  constructor(area: Area, key: string) {
+    super(`object ${key} not found in ${area}`)
+  }
+}
+
+/** The store could not be reached or failed; the operation may succeed if tried again. */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError'
+}

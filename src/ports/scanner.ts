@@ -1,0 +1,57 @@
+import type { Readable } from 'node:stream'
+
+export interface EngineVersion {
+  /** For example "ClamAV 1.4.6". */
+  engine: string
+  /** The daily signature database version, null when clamd does not report one. */
+  signatureVersion: number | null
+  /** The date of that database as clamd prints it, null when not reported. */
+  signatureDate: string | null
+}
+
+export type ScanOutcome =
+  | { result: 'clean' }
+  | { result: 'infected'; signature: string }
+  /** The scanner did not fully scan the content: limits exceeded, encrypted archive. Never clean, never infected. */
+  | { result: 'unscannable'; reason: string }
+
+export interface ScanResult {
+  outcome: ScanOutcome
+  engine: EngineVersion
+  /** Bytes sent to the scanner. */
+  bytes: number
+  /** Which scanner endpoint answered, for logs and audit. */
+  endpoint: string
+}
+
+export interface Scanner {
+  /**
+   * Streams body to the scanner and maps its reply to a verdict. Throws ScannerError for
+   * every failure that says nothing about the content (unreachable, timeouts, garbage).
+   */
+  scan(body: Readable, signal?: AbortSignal): Promise<ScanResult>
+  version(): Promise<EngineVersion>
+  /** Scans the EICAR test string: ok only if the scanner detects it (catches a scanner with no signatures). */
+  selfTest(): Promise<{ ok: boolean; detail: string }>
+  close(): Promise<void>
+}
+
+export type ScannerErrorCode =
+  | 'unavailable'
+  | 'connect_timeout'
+  | 'idle_timeout'
+  | 'total_timeout'
+  | 'protocol'
+  | 'engine_error'
+  | 'source_error'
+  | 'aborted'
+
+/** A transient scanner failure: retried with backoff, never read as a verdict. */
+export class ScannerError extends Error {
+  override name = 'ScannerError'
+  readonly code: ScannerErrorCode
+  constructor(code: ScannerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
