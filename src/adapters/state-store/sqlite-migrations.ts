@@ -1,0 +1,45 @@
+/**
+ * Forward-only, numbered migrations. A database whose schema is newer than the last one
+ * here was written by a newer gateway: start-up refuses it rather than guess.
+ */
+export const migrations: readonly { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        object_key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        filename TEXT,
+        content_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        scanned_at INTEGER,
+        verdict TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        run_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_token TEXT
+      );
+      -- Only claimable rows are indexed, so a claim stays fast however many finished uploads there are.
+      CREATE INDEX uploads_due ON uploads (run_at) WHERE status IN ('pending', 'scanning', 'promoting');
+      CREATE TABLE scans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        upload_id TEXT NOT NULL REFERENCES uploads (id),
+        started_at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        endpoint TEXT,
+        engine TEXT,
+        signature_version INTEGER,
+        outcome TEXT NOT NULL,
+        signature TEXT,
+        detail TEXT,
+        bytes INTEGER NOT NULL
+      );
+      CREATE INDEX scans_upload ON scans (upload_id, id);
+    `
+  }
+]

@@ -1,0 +1,54 @@
+import Type, { type Static } from 'typebox'
+
+const Int = (min: number, def: number, description: string) => Type.Integer({ minimum: min, default: def, description })
+const List = (description: string, def: string[] = []) => Type.Array(Type.String({ minLength: 1 }), { default: def, description })
+
+/**
+ * Every setting, with its default and meaning. Files in config/ and environment variables
+ * use these same names; the README's configuration table is checked against this list.
+ */
+export const configSchema = Type.Object(
+  {
+    GW_HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address the HTTP server listens on.' }),
+    GW_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one).' }),
+    GW_LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+      default: 'info',
+      description: 'pino log level.'
+    }),
+    GW_STORE: Type.Union([Type.Literal('fs'), Type.Literal('s3')], {
+      default: 'fs',
+      description: 'Object store: `fs` (local directories, for a first run) or `s3` (any S3-compatible endpoint).'
+    }),
+    GW_FS_ROOT: Type.String({ minLength: 1, default: './data/objects', description: 'With `fs`: directory holding `quarantine/` and `production/`.' }),
+    GW_S3_ENDPOINT: Type.String({ default: '', description: 'With `s3`: endpoint URL of an S3-compatible server; empty means AWS S3.' }),
+    GW_S3_REGION: Type.String({ minLength: 1, default: 'us-east-1', description: 'With `s3`: region.' }),
+    GW_S3_FORCE_PATH_STYLE: Type.Boolean({ default: false, description: 'With `s3`: path-style addressing (MinIO, moto and most S3-compatible servers need it).' }),
+    GW_S3_PART_SIZE_BYTES: Int(5 * 1024 * 1024, 8 * 1024 * 1024, 'With `s3`: multipart part size; upload memory is about part size × queue size per upload.'),
+    GW_S3_QUEUE_SIZE: Int(1, 4, 'With `s3`: parts uploaded in parallel per upload.'),
+    GW_QUARANTINE_BUCKET: Type.String({ default: 'quarantine', description: 'Bucket for unscanned and rejected objects.' }),
+    GW_PRODUCTION_BUCKET: Type.String({ default: 'production', description: 'Bucket that receives clean objects only.' }),
+    GW_KEY_PREFIX: Type.String({ default: '', pattern: '^$|^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*/?$', description: 'Prefix of every object key (keys are `<prefix><upload id>`).' }),
+    GW_DATABASE_URL: Type.String({ pattern: '^sqlite:.+$', default: 'sqlite:./data/gateway.db', description: 'State store: `sqlite:<path>`.' }),
+    GW_CLAMD: List('clamd endpoints, `tcp://host:port` or `unix:///path`, comma-separated; scans are spread over them.', ['tcp://127.0.0.1:3310']),
+    GW_CLAMD_CONNECT_TIMEOUT_MS: Int(1, 5_000, 'Give up connecting to clamd after this long.'),
+    GW_CLAMD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'Give up when clamd (or the object store feeding it) makes no progress for this long.'),
+    GW_CLAMD_TOTAL_TIMEOUT_MS: Int(1, 30 * 60_000, 'Upper bound of one scan, however much progress it makes.'),
+    GW_SCANNER_MAX_BYTES: Int(1, 100 * 1024 * 1024, "Largest file sent to clamd; set it to clamd's StreamMaxLength. Larger files are unscannable."),
+    GW_MAX_UPLOAD_BYTES: Int(1, 100 * 1024 * 1024, 'Largest upload accepted (413 above it).'),
+    GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is aborted (bounds a stalled client, not a slow one).'),
+    GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan).'),
+    GW_SCAN_LEASE_MS: Int(1_000, 60_000, 'Lease of a claimed scan; renewed while it runs, claimed again by another worker once expired.'),
+    GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan or promotion before the upload is marked failed.'),
+    GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
+    GW_RETRY_MAX_MS: Int(1, 5 * 60_000, 'Longest retry delay.'),
+    GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans.'),
+    GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
+    GW_ADMIN_KEYS: List('Bearer tokens for admin actions (also allowed to upload).'),
+    GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish.')
+  },
+  { additionalProperties: false }
+)
+
+export type Config = Static<typeof configSchema>
+export type ConfigKey = keyof Config

@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { resolve } from 'node:path'
+import Value from 'typebox/value'
+import { configSchema, type Config, type ConfigKey } from './config-schema.ts'
+
+/** Start-up refuses a bad configuration with this error, which names the key. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+interface Sources {
+  env: NodeJS.ProcessEnv
+  /** Directory holding default.json (and the file named by GW_CONFIG_FILE, if relative). */
+  configDir: string
+}
+
+const keys = Object.keys(configSchema.properties) as ConfigKey[]
+const loopbackNames = new Set(['localhost', '127.0.0.1', '::1'])
+
+/**
+ * The one place that reads configuration: config/default.json, then the file named by
+ * GW_CONFIG_FILE, then GW_* environment variables, each overriding the one before.
+ */
+export function loadConfig(sources: Sources = { env: process.env, configDir: resolve('config') }): Config {
+  const merged: Record<string, unknown> = {}
+  const origin: Record<string, string> = {}
+  const files = [resolve(sources.configDir, 'default.json')]
+  if (sources.env.GW_CONFIG_FILE) files.push(resolve(sources.configDir, sources.env.GW_CONFIG_FILE))
+  for (const file of files) {
+    for (const [key, value] of Object.entries(readJson(file))) {
+      merged[key] = value
+      origin[key] = file
+    }
+  }
+  for (const [key, raw] of Object.entries(sources.env)) {
+    if (!key.startsWith('GW_') || key === 'GW_CONFIG_FILE' || raw === undefined) continue
+    if (!keys.includes(key as ConfigKey)) throw new ConfigError(`${key}: unknown setting (environment); known settings are listed in the README`)
+    merged[key] = fromEnv(key as ConfigKey, raw)
+    origin[key] = 'environment'
+  }
+  for (const key of Object.keys(merged)) {
+    if (!keys.includes(key as ConfigKey)) throw new ConfigError(`${key}: unknown setting (${origin[key]})`)
+  }
+  const config = Value.Default(configSchema, merged) as Record<string, unknown>
+  for (const error of Value.Errors(configSchema, config)) {
+    const key = error.instancePath.split('/')[1] ?? ''
+    const from = origin[key] ?? 'default'
+    const choices = (configSchema.properties[key as ConfigKey] as { anyOf?: { const: string }[] } | undefined)?.anyOf
+    const message = choices ? `must be one of ${choices.map((c) => c.const).join(', ')}` : error.message
+    throw new ConfigError(`${key}: ${message} (got ${JSON.stringify(config[key])} from ${from})`)
+  }
+  return checkCombinations(config as Config)
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`)
+  }
+  try {
+    const value: unknown = JSON.parse(text)
+    if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  throw new ConfigError(`config file ${file} must hold a JSON object`)
+}
+
+/** Environment values are strings: read them as the schema's type says. */
+function fromEnv(key: ConfigKey, raw: string): unknown {
+  const schema = configSchema.properties[key] as { type?: string }
+  const text = raw.trim()
+  switch (schema.type) {
+    case 'integer':
+      if (!/^-?\d+$/.test(text)) throw new ConfigError(`${key}: must be a whole number (got ${JSON.stringify(raw)} from environment)`)
+      return Number(text)
+    case 'boolean':
+      if (/^(true|1|yes)$/i.test(text)) return true
+      if (/^(false|0|no)$/i.test(text)) return false
+      throw new ConfigError(`${key}: must be true or false (got ${JSON.stringify(raw)} from environment)`)
+    case 'array':
+      return text === '' ? [] : text.split(',').map((s) => s.trim())
+    default:
+      return text
+  }
+}
+
+function checkCombinations(config: Config): Config {
+  if (config.GW_STORE === 's3') {
+    if (!config.GW_QUARANTINE_BUCKET) throw new ConfigError('GW_QUARANTINE_BUCKET: required when GW_STORE=s3')
+    if (!config.GW_PRODUCTION_BUCKET) throw new ConfigError('GW_PRODUCTION_BUCKET: required when GW_STORE=s3')
+    if (config.GW_QUARANTINE_BUCKET === config.GW_PRODUCTION_BUCKET) {
+      throw new ConfigError('GW_PRODUCTION_BUCKET: must differ from GW_QUARANTINE_BUCKET, or unscanned files would be served')
+    }
+    if (config.GW_S3_ENDPOINT && !URL.canParse(config.GW_S3_ENDPOINT)) {
+      throw new ConfigError(`GW_S3_ENDPOINT: not a URL (got ${JSON.stringify(config.GW_S3_ENDPOINT)})`)
+    }
+  }
+  for (const endpoint of config.GW_CLAMD) {
+    if (!/^tcp:\/\/[^/:]+:\d{1,5}$|^unix:\/\/\/.+$/.test(endpoint)) {
+      throw new ConfigError(`GW_CLAMD: ${JSON.stringify(endpoint)} is not tcp://host:port or unix:///path`)
+    }
+  }
+  if (config.GW_CLAMD.length === 0 && config.GW_SCAN_CONCURRENCY > 0) {
+    throw new ConfigError('GW_CLAMD: at least one clamd endpoint is needed when GW_SCAN_CONCURRENCY > 0')
+  }
+  for (const key of ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS'] as const) {
+    if (config[key].some((k) => k.length < 16)) throw new ConfigError(`${key}: every key must be 16 characters or more`)
+  }
+  if (config.GW_UPLOAD_KEYS.length === 0 && !isLoopback(config.GW_HOST)) {
+    throw new ConfigError(`GW_UPLOAD_KEYS: required when listening on ${config.GW_HOST}; anonymous uploads are allowed only on a loopback address`)
+  }
+  if (config.GW_RETRY_MAX_MS < config.GW_RETRY_BASE_MS) throw new ConfigError('GW_RETRY_MAX_MS: must be at least GW_RETRY_BASE_MS')
+  return config
+}
+
+export function isLoopback(host: string): boolean {
+  return loopbackNames.has(host) || (isIP(host) === 4 && host.startsWith('127.'))
+}

@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto'
+import cors from '@fastify/cors'
+import multipart from '@fastify/multipart'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { IngestService } from '../services/ingest-service.ts'
+import type { ReadinessService } from '../services/readiness-service.ts'
+import type { StatusService } from '../services/status-service.ts'
+import type { Auth } from './auth.ts'
+import { registerErrorHandling } from './error-handler.ts'
+import { healthRoutes } from './routes/health-routes.ts'
+import { uploadRoutes } from './routes/upload-routes.ts'
+
+export interface AppDeps {
+  logger: FastifyBaseLogger
+  auth: Auth
+  ingest: IngestService
+  status: StatusService
+  readiness: ReadinessService
+}
+
+export interface AppOptions {
+  maxUploadBytes: number
+  uploadIdleTimeoutMs: number
+  corsOrigins: readonly string[]
+  /** Runs before the routes are registered (the OpenAPI generator hooks in here). */
+  beforeRoutes?: (app: FastifyInstance) => Promise<void>
+}
+
+/** The HTTP app as plugins; listening and shutdown are the server entry's business. */
+export async function buildApp(deps: AppDeps, options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    genReqId: () => randomUUID(),
+    // Bound a stalled client (no bytes for this long), never a slow one: no total request timeout.
+    connectionTimeout: options.uploadIdleTimeoutMs,
+    requestTimeout: 0,
+    return503OnClosing: true
+  })
+  registerErrorHandling(app)
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  if (options.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: [...options.corsOrigins],
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
+      exposedHeaders: ['location', 'etag', 'retry-after', 'x-request-id'],
+      maxAge: 600
+    })
+  }
+  await app.register(multipart, {
+    // Our own meter stops the stream at the limit too; busboy's limit is the backstop.
+    limits: { fileSize: options.maxUploadBytes, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
+  })
+  await options.beforeRoutes?.(app)
+  await app.register(uploadRoutes, deps)
+  await app.register(healthRoutes, deps)
+  return app
+}

@@ -1,0 +1,40 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { GatewayError } from '../domain/errors.ts'
+
+export type Role = 'upload' | 'admin'
+
+const digest = (key: string): Buffer => createHash('sha256').update(key).digest()
+
+/**
+ * Bearer-token checks. Keys are compared as SHA-256 digests in constant time, so neither
+ * their length nor their content leaks through timing.
+ */
+export class Auth {
+  readonly #upload: Buffer[]
+  readonly #admin: Buffer[]
+
+  constructor(uploadKeys: readonly string[], adminKeys: readonly string[]) {
+    this.#upload = uploadKeys.map(digest)
+    this.#admin = adminKeys.map(digest)
+  }
+
+  /** True when anyone may upload: no upload keys configured (allowed on loopback only, checked by the config). */
+  get anonymousUploads(): boolean {
+    return this.#upload.length === 0
+  }
+
+  /** A preHandler that lets the request through only with a key of the given role. */
+  require(role: Role) {
+    return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+      if (role === 'upload' && this.anonymousUploads) return
+      const header = request.headers.authorization
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+      if (!match?.[1]) throw new GatewayError('GW_UNAUTHORIZED')
+      const key = digest(match[1])
+      const has = (keys: Buffer[]): boolean => keys.reduce((found, k) => timingSafeEqual(k, key) || found, false)
+      const allowed = role === 'admin' ? has(this.#admin) : has(this.#upload) || has(this.#admin)
+      if (!allowed) throw new GatewayError('GW_FORBIDDEN', 'this key is not recognised for this action')
+    }
+  }
+}

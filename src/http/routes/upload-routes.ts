@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { GatewayError } from '../../domain/errors.ts'
+import type { IngestService, StoredUpload } from '../../services/ingest-service.ts'
+import type { StatusService } from '../../services/status-service.ts'
+import type { Auth } from '../auth.ts'
+import { ErrorBody, UploadAccepted, UploadParams, UploadView } from '../schemas.ts'
+
+interface Deps {
+  auth: Auth
+  ingest: IngestService
+  status: StatusService
+}
+
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody }
+
+export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status }: Deps): Promise<void> {
+  app.post(
+    '/v1/uploads',
+    {
+      preHandler: auth.require('upload'),
+      schema: {
+        summary: 'Upload one file into quarantine',
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background.",
+        consumes: ['multipart/form-data'],
+        response: { 202: UploadAccepted, ...errors, 413: ErrorBody, 415: ErrorBody }
+      }
+    },
+    async (request, reply) => {
+      if (!request.isMultipart()) throw new GatewayError('GW_UNSUPPORTED_MEDIA_TYPE')
+      const clientGone = new AbortController()
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) clientGone.abort(new GatewayError('GW_CLIENT_ABORTED'))
+      }
+      reply.raw.on('close', onClose)
+      let stored: StoredUpload | null = null
+      try {
+        for await (const part of request.parts()) {
+          if (part.type !== 'file') continue
+          if (part.fieldname !== 'file') throw new GatewayError('GW_MISSING_FILE', `unexpected file in field '${part.fieldname}': send the file in field 'file'`)
+          if (stored) throw new GatewayError('GW_TOO_MANY_FILES')
+          stored = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: clientGone.signal }, request.log)
+        }
+        if (!stored) throw new GatewayError('GW_MISSING_FILE')
+        const record = await ingest.commit(stored, request.log)
+        stored = null
+        const statusUrl = `/v1/uploads/${record.id}`
+        return reply
+          .code(202)
+          .header('location', statusUrl)
+          .send({ id: record.id, status: 'pending' as const, statusUrl, size: record.size, sha256: record.sha256, filename: record.filename })
+      } catch (err) {
+        if (stored) await ingest.discard(stored, request.log)
+        throw err
+      } finally {
+        reply.raw.off('close', onClose)
+      }
+    }
+  )
+
+  app.get(
+    '/v1/uploads/:id',
+    {
+      preHandler: auth.require('upload'),
+      schema: {
+        summary: 'Status of an upload',
+        description: 'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed.',
+        params: UploadParams,
+        response: { 200: UploadView, 304: { type: 'null', description: 'Not modified' }, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
+      }
+    },
+    async (request, reply) => {
+      const { id } = request.params as { id: string }
+      const view = await status.get(id)
+      if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
+      const etag = `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
+      reply.header('etag', etag).header('cache-control', 'no-cache')
+      if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
+      return view
+    }
+  )
+}
+
+/** If-None-Match holds a list of (possibly weak) ETags, or *. */
+function matches(header: string | undefined, etag: string): boolean {
+  if (!header) return false
+  return header.split(',').some((candidate) => {
+    const value = candidate.trim()
+    return value === '*' || value.replace(/^W\//, '') === etag
+  })
+}

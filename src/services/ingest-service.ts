@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto'
+import { pipeline, type Readable } from 'node:stream'
+import type { Log } from '../ports/log.ts'
+import { GatewayError } from '../domain/errors.ts'
+import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
+import { StateUnavailableError, type StateStore, type UploadRecord } from '../ports/state-store.ts'
+import { sanitizeContentType, sanitizeFilename } from './filename.ts'
+import { StreamLimitError, StreamMeter } from './stream-meter.ts'
+
+export interface IngestOptions {
+  maxBytes: number
+  keyPrefix: string
+}
+
+export interface FileInput {
+  body: Readable
+  filename: string | undefined
+  contentType: string | undefined
+  /** Aborted when the client goes away: the write to the store is abandoned and cleaned up. */
+  signal: AbortSignal
+}
+
+/** An object written to quarantine whose record is not committed yet. */
+export interface StoredUpload {
+  id: string
+  objectKey: string
+  size: number
+  sha256: string
+  filename: string | null
+  contentType: string
+}
+
+/**
+ * Streams an upload into quarantine, then commits its record. The two steps are separate so
+ * the HTTP layer can still refuse the request (a second file, say) after the bytes are stored;
+ * `discard` then removes the object. A 202 is only ever sent after `commit`.
+ */
+export class IngestService {
+  readonly #objects: ObjectStore
+  readonly #state: StateStore
+  readonly #options: IngestOptions
+  readonly #onCommitted: () => void
+
+  constructor(deps: { objects: ObjectStore; state: StateStore; onCommitted?: () => void }, options: IngestOptions) {
+    this.#objects = deps.objects
+    this.#state = deps.state
+    this.#options = options
+    this.#onCommitted = deps.onCommitted ?? (() => {})
+  }
+
+  async store(file: FileInput, log: Log): Promise<StoredUpload> {
+    // 128 random bits, hex so keys and paths are the same on case-insensitive file systems.
+    const id = randomBytes(16).toString('hex')
+    const objectKey = `${this.#options.keyPrefix}${id}`
+    const filename = sanitizeFilename(file.filename)
+    const contentType = sanitizeContentType(file.contentType)
+    const meter = new StreamMeter(this.#options.maxBytes)
+    pipeline(file.body, meter, () => {})
+    log.info({ uploadId: id }, 'upload started')
+    try {
+      await this.#objects.put('quarantine', objectKey, meter, {
+        contentType,
+        metadata: { 'upload-id': id, ...(filename ? { filename: encodeURIComponent(filename) } : {}) },
+        signal: file.signal
+      })
+    } catch (err) {
+      throw this.#storeFailure(err, meter, file.signal)
+    }
+    const stored = { id, objectKey, size: meter.bytes, sha256: meter.sha256 ?? '', filename, contentType }
+    if (stored.size === 0) {
+      await this.discard(stored, log)
+      throw new GatewayError('GW_EMPTY_FILE')
+    }
+    return stored
+  }
+
+  async commit(stored: StoredUpload, log: Log): Promise<UploadRecord> {
+    const createdAt = Date.now()
+    try {
+      await this.#state.insertUpload({ ...stored, createdAt })
+    } catch (err) {
+      await this.discard(stored, log)
+      if (err instanceof StateUnavailableError) throw new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
+      throw err
+    }
+    log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')
+    this.#onCommitted()
+    const record = await this.#state.getUpload(stored.id)
+    if (!record) throw new GatewayError('GW_STATE_UNAVAILABLE', 'the upload record was not readable after it was written')
+    return record
+  }
+
+  /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */
+  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey'>, log: Log): Promise<void> {
+    try {
+      await this.#objects.delete('quarantine', stored.objectKey)
+    } catch (err) {
+      log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'could not delete a discarded upload from quarantine')
+    }
+  }
+
+  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal): unknown {
+    const cause = meter.errored ?? err
+    if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${this.#options.maxBytes} bytes`)
+    if (cause instanceof GatewayError) return cause
+    if (signal.aborted) return new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
+    if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
+    return cause
+  }
+}

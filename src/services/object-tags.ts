@@ -1,0 +1,13 @@
+import type { Verdict } from '../ports/state-store.ts'
+
+/** Tags put on objects so bucket policies and people can see a verdict without the gateway. */
+export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | null, at: number): Record<string, string> {
+  const tags: Record<string, string> = { 'av-status': status, 'av-upload-id': uploadId, 'av-scanned-at': new Date(at).toISOString() }
+  if (verdict) {
+    tags['av-engine'] = verdict.engine
+    if (verdict.signatureVersion !== null) tags['av-signature-version'] = String(verdict.signatureVersion)
+    if (verdict.signature) tags['av-signature'] = verdict.signature
+    if (verdict.reason) tags['av-reason'] = verdict.reason
+  }
+  return tags
+}

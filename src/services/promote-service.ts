@@ -1,0 +1,47 @@
+import type { Log } from '../ports/log.ts'
+import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
+import type { Claim, StateStore } from '../ports/state-store.ts'
+import { verdictTags } from './object-tags.ts'
+import { transition } from './transition.ts'
+
+/**
+ * Moves an upload whose verdict is clean into production. The order makes every crash
+ * repairable by running it again: copy (overwrites), delete from quarantine, then mark clean.
+ * The state never says clean before the production copy exists.
+ */
+export class PromoteService {
+  readonly #objects: ObjectStore
+  readonly #state: StateStore
+
+  constructor(deps: { objects: ObjectStore; state: StateStore }) {
+    this.#objects = deps.objects
+    this.#state = deps.state
+  }
+
+  async promote(claim: Claim, log: Log): Promise<void> {
+    const upload = claim.upload
+    if (upload.status !== 'promoting' || upload.verdict?.result !== 'clean') {
+      throw new Error(`upload ${upload.id} has no clean verdict: refusing to promote it`)
+    }
+    const tags = verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now())
+    try {
+      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags)
+    } catch (err) {
+      // A run that crashed after deleting the quarantined copy left only the production one.
+      if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
+    }
+    await this.#objects.delete('quarantine', upload.objectKey)
+    if (await transition(this.#state, claim, { status: 'clean', lastError: null })) {
+      log.info({ uploadId: upload.id, key: upload.objectKey }, 'upload clean, promoted')
+    } else {
+      log.warn({ uploadId: upload.id }, 'lease lost during promotion; the new owner finishes it')
+    }
+  }
+
+  /** The production copy is ours when it carries our upload id (set by the copy itself) and the right size. */
+  async #inProduction(key: string, uploadId: string, size: number): Promise<boolean> {
+    const info = await this.#objects.head('production', key)
+    if (info === null || info.size !== size) return false
+    return (await this.#objects.getTags('production', key))['av-upload-id'] === uploadId
+  }
+}

@@ -1,0 +1,59 @@
+import type { Area, AreaHealth, ObjectStore } from '../ports/object-store.ts'
+import type { Scanner } from '../ports/scanner.ts'
+import type { StateStore } from '../ports/state-store.ts'
+
+export interface Check {
+  ok: boolean
+  detail?: string
+}
+
+export interface Readiness {
+  ok: boolean
+  checks: { state: Check; quarantine: Check; production: Check; scanner: Check }
+}
+
+const checkTimeoutMs = 5_000
+
+/** Whether this gateway can do its job now: the state store, both buckets, and a scanner that detects EICAR. */
+export class ReadinessService {
+  readonly #deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }
+
+  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }) {
+    this.#deps = deps
+  }
+
+  async check(): Promise<Readiness> {
+    const { objects, state, scanner } = this.#deps
+    const [stateCheck, areas, scannerCheck] = await Promise.all([
+      bounded('state store', async () => {
+        await state.ping()
+        return { ok: true }
+      }),
+      bounded('object store', () => objects.check()),
+      bounded('scanner', () => scanner.selfTest())
+    ])
+    const area = (name: Area): Check => {
+      if (!Array.isArray(areas)) return areas
+      const health = areas.find((h) => h.area === name)
+      if (!health) return { ok: false, detail: 'not checked' }
+      return health.ok ? { ok: true } : { ok: false, detail: health.detail ?? 'unavailable' }
+    }
+    const checks = { state: stateCheck, quarantine: area('quarantine'), production: area('production'), scanner: scannerCheck }
+    return { ok: Object.values(checks).every((c) => c.ok), checks }
+  }
+}
+
+/** Runs one check with a deadline; a throw or a timeout becomes a failed check that says why. */
+async function bounded<T extends Check | AreaHealth[]>(what: string, fn: () => Promise<T>): Promise<T | Check> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<Check>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, detail: `${what} did not answer within ${checkTimeoutMs} ms` }), checkTimeoutMs)
+  })
+  try {
+    return await Promise.race([fn(), timeout])
+  } catch (err) {
+    return { ok: false, detail: `${what}: ${(err as Error).message}` }
+  } finally {
+    clearTimeout(timer)
+  }
+}

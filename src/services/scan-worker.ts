@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Log } from '../ports/log.ts'
+import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { ScanService } from './scan-service.ts'
+
+export interface WorkerOptions {
+  concurrency: number
+  leaseMs: number
+  pollIntervalMs: number
+}
+
+/**
+ * Claims due jobs, at most as many as it has free slots (so scans never pile up in memory),
+ * runs them, and renews their leases while they run. A job whose lease cannot be renewed is
+ * aborted: another worker owns it now.
+ */
+export class ScanWorker {
+  readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+  readonly #state: StateStore
+  readonly #scan: ScanService
+  readonly #options: WorkerOptions
+  readonly #log: Log
+  readonly #running = new Map<string, { done: Promise<void>; abort: AbortController }>()
+  #stopping = false
+  #loop: Promise<void> | null = null
+  #wakeUp: (() => void) | null = null
+  #woken = false
+
+  constructor(deps: { state: StateStore; scan: ScanService; log: Log }, options: WorkerOptions) {
+    this.#state = deps.state
+    this.#scan = deps.scan
+    this.#log = deps.log.child({ worker: this.owner })
+    this.#options = options
+  }
+
+  start(): void {
+    if (this.#loop || this.#options.concurrency === 0) return
+    this.#loop = this.#run()
+  }
+
+  /** Looks for work now instead of at the next poll (a new upload was committed). */
+  wake(): void {
+    if (this.#wakeUp) this.#wakeUp()
+    else this.#woken = true
+  }
+
+  get running(): number {
+    return this.#running.size
+  }
+
+  /**
+   * Stops claiming, waits up to graceMs for running jobs, then aborts the rest. Their leases
+   * are left to expire, so another worker claims them again.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true
+    this.wake()
+    await this.#loop
+    const all = Promise.allSettled([...this.#running.values()].map((j) => j.done))
+    const timer = setTimeout(() => {
+      for (const job of this.#running.values()) job.abort.abort(new Error('worker shutting down'))
+    }, graceMs)
+    await all
+    clearTimeout(timer)
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      const free = this.#options.concurrency - this.#running.size
+      let claimed: Claim[] = []
+      if (free > 0) {
+        try {
+          claimed = await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now())
+        } catch (err) {
+          this.#log.error({ err }, 'could not claim scans')
+        }
+        for (const claim of claimed) this.#start(claim)
+      }
+      // Go round at once while there may be more due work and free slots.
+      if (claimed.length === free && free > 0) continue
+      await this.#sleep(this.#options.pollIntervalMs)
+    }
+  }
+
+  #start(claim: Claim): void {
+    const abort = new AbortController()
+    const log = this.#log.child({ uploadId: claim.upload.id })
+    const renew = setInterval(() => {
+      this.#state.renewLease(claim, this.#options.leaseMs, Date.now()).then(
+        (held) => {
+          if (!held) abort.abort(new Error('lease lost'))
+        },
+        (err: unknown) => log.warn({ err }, 'could not renew lease')
+      )
+    }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
+    const done = this.#scan
+      .run(claim, abort.signal, log)
+      .catch((err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again'))
+      .finally(() => {
+        clearInterval(renew)
+        this.#running.delete(claim.upload.id)
+        this.wake()
+      })
+    this.#running.set(claim.upload.id, { done, abort })
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#woken) {
+        this.#woken = false
+        resolve()
+        return
+      }
+      const timer = setTimeout(done, ms)
+      function done(): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#wakeUp = () => {
+        this.#wakeUp = null
+        done()
+      }
+    })
+  }
+}
