@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto'
+import { request } from 'node:http'
+
+export interface Part {
+  name: string
+  filename?: string
+  contentType?: string
+  data: Buffer | string
+}
+
+/** A multipart/form-data body built by hand, so tests control every byte (odd filenames, two files, broken framing). */
+export function multipart(parts: Part[]): { body: Buffer; contentType: string; boundary: string } {
+  const boundary = `----gwtest${randomBytes(8).toString('hex')}`
+  const chunks: Buffer[] = []
+  for (const part of parts) {
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"`
+    if (part.filename !== undefined) head += `; filename="${part.filename}"`
+    head += '\r\n'
+    if (part.contentType) head += `Content-Type: ${part.contentType}\r\n`
+    chunks.push(Buffer.from(`${head}\r\n`, 'utf8'), Buffer.from(part.data), Buffer.from('\r\n'))
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`))
+  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}`, boundary }
+}
+
+/** Content unique to this call: clamd caches verdicts by content, so no two tests share bytes. */
+export function uniqueContent(size: number, label = 'clean'): Buffer {
+  const head = Buffer.from(`${label} ${randomBytes(16).toString('hex')}\n`)
+  if (size <= head.length) return head.subarray(0, size)
+  return Buffer.concat([head, randomBytes(size - head.length)])
+}
+
+/** The EICAR test string, assembled here so that no file in the repository is itself detected. */
+export const eicar = Buffer.from(['X5O!P%@AP[4\\PZX54(P^)7CC)7}$', 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'].join(''))
+
+/** Text matched by the test signature set's marker rule (test.ldb). */
+export const marker = 'CLAMD-TEST-MARKER-7f3a'
+
+export interface Sent {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  json: any // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** Uploads one file (or any parts) and reads the JSON answer. */
+export async function upload(baseUrl: string, parts: Part[] | Part, headers: Record<string, string> = {}): Promise<Sent> {
+  const { body, contentType } = multipart(Array.isArray(parts) ? parts : [parts])
+  const res = await fetch(`${baseUrl}/v1/uploads`, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': contentType, ...headers } })
+  const text = await res.text()
+  return { status: res.status, headers: Object.fromEntries(res.headers), json: text ? JSON.parse(text) : null }
+}
+
+/**
+ * Sends the start of an upload and then cuts the connection, as a client that goes away
+ * mid-upload does. Resolves once the socket is closed.
+ */
+export async function uploadAndDisconnect(baseUrl: string, totalBytes: number, sendBytes: number): Promise<void> {
+  const boundary = `----gwcut${randomBytes(8).toString('hex')}`
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`)
+  const url = new URL(`${baseUrl}/v1/uploads`)
+  await new Promise<void>((resolve) => {
+    const req = request({
+      host: url.hostname,
+      port: url.port,
+      path: url.pathname,
+      method: 'POST',
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + totalBytes + boundary.length + 8) }
+    })
+    req.on('error', () => resolve())
+    req.on('close', () => resolve())
+    req.write(head)
+    let sent = 0
+    const chunk = randomBytes(64 * 1024)
+    const pump = (): void => {
+      while (sent < sendBytes) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, sendBytes - sent))
+        sent += piece.length
+        if (!req.write(piece)) {
+          req.once('drain', pump)
+          return
+        }
+      }
+      setTimeout(() => req.destroy(), 100)
+    }
+    pump()
+  })
+}
