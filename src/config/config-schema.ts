@@ -27,7 +27,7 @@ export const configSchema = Type.Object(
     GW_S3_QUEUE_SIZE: Int(1, 4, 'With `s3`: parts uploaded in parallel per upload.'),
     GW_QUARANTINE_BUCKET: Type.String({ default: 'quarantine', description: 'Bucket for unscanned and rejected objects.' }),
     GW_PRODUCTION_BUCKET: Type.String({ default: 'production', description: 'Bucket that receives clean objects only.' }),
-    GW_KEY_PREFIX: Type.String({ default: '', pattern: '^$|^[A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*/?$', description: 'Prefix of every object key (keys are `<prefix><upload id>`).' }),
+    GW_KEY_PREFIX: Type.String({ default: '', pattern: '^$|^[A-Za-z0-9][A-Za-z0-9!_.*()-]*(/[A-Za-z0-9][A-Za-z0-9!_.*()-]*)*/?$', description: 'Prefix of every object key (keys are `<prefix><upload id>`).' }),
     GW_DATABASE_URL: Type.String({ pattern: '^sqlite:.+$', default: 'sqlite:./data/gateway.db', description: 'State store: `sqlite:<path>`.' }),
     GW_CLAMD: List('clamd endpoints, `tcp://host:port` or `unix:///path`, comma-separated; scans are spread over them.', ['tcp://127.0.0.1:3310']),
     GW_CLAMD_CONNECT_TIMEOUT_MS: Int(1, 5_000, 'Give up connecting to clamd after this long.'),

@@ -62,6 +62,8 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status 
     '/v1/uploads/:id',
     {
       preHandler: auth.require('upload'),
+      // Pollers call this often: log failures, not every request.
+      logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
         description: 'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed.',

@@ -1,0 +1,85 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { ConfigError, isLoopback, loadConfig } from '../src/config/load-config.ts'
+
+const configDir = resolve(import.meta.dirname, '../config')
+const load = (env: Record<string, string>) => loadConfig({ env, configDir })
+
+t.test('embedded defaults: fs store, SQLite, local clamd, loopback', async (t) => {
+  const config = load({})
+  t.match(config, { GW_HOST: '127.0.0.1', GW_PORT: 8080, GW_STORE: 'fs', GW_DATABASE_URL: 'sqlite:./data/gateway.db', GW_CLAMD: ['tcp://127.0.0.1:3310'] })
+  t.same(config.GW_UPLOAD_KEYS, [])
+})
+
+t.test('environment overrides files, with types read from the schema', async (t) => {
+  const config = load({
+    GW_PORT: '9000',
+    GW_S3_FORCE_PATH_STYLE: 'true',
+    GW_CLAMD: 'tcp://a:3310, unix:///run/clamd.sock',
+    GW_UPLOAD_KEYS: 'abcdefghijklmnop,qrstuvwxyz012345',
+    GW_CORS_ORIGINS: ''
+  })
+  t.equal(config.GW_PORT, 9000)
+  t.equal(config.GW_S3_FORCE_PATH_STYLE, true)
+  t.same(config.GW_CLAMD, ['tcp://a:3310', 'unix:///run/clamd.sock'])
+  t.same(config.GW_UPLOAD_KEYS, ['abcdefghijklmnop', 'qrstuvwxyz012345'])
+  t.same(config.GW_CORS_ORIGINS, [])
+})
+
+t.test('GW_CONFIG_FILE layers a file over the defaults', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-config-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'prod.json')
+  await writeFile(file, JSON.stringify({ GW_STORE: 's3', GW_QUARANTINE_BUCKET: 'q', GW_PRODUCTION_BUCKET: 'p', GW_SCAN_CONCURRENCY: 2 }))
+  const config = load({ GW_CONFIG_FILE: file, GW_SCAN_CONCURRENCY: '6' })
+  t.match(config, { GW_STORE: 's3', GW_QUARANTINE_BUCKET: 'q', GW_SCAN_CONCURRENCY: 6 })
+  await writeFile(file, '{"GW_PORT": "eighty"}')
+  t.throws(() => load({ GW_CONFIG_FILE: file }), { message: new RegExp(`^GW_PORT: .* from ${file}`) })
+  await writeFile(file, '{not json')
+  t.throws(() => load({ GW_CONFIG_FILE: file }), { message: /is not valid JSON/ })
+  t.throws(() => load({ GW_CONFIG_FILE: join(dir, 'missing.json') }), { message: /cannot read config file/ })
+  await writeFile(file, '{"GW_TYPO": 1}')
+  t.throws(() => load({ GW_CONFIG_FILE: file }), { message: /^GW_TYPO: unknown setting/ })
+})
+
+t.test('bad values stop start-up with the key that is wrong', async (t) => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ GW_PORT: 'abc' }, /^GW_PORT: must be a whole number/],
+    [{ GW_PORT: '70000' }, /^GW_PORT: must be <= 65535/],
+    [{ GW_STORE: 'gcs' }, /^GW_STORE: must be one of fs, s3/],
+    [{ GW_S3_FORCE_PATH_STYLE: 'maybe' }, /^GW_S3_FORCE_PATH_STYLE: must be true or false/],
+    [{ GW_CLAMD: 'clamd:3310' }, /^GW_CLAMD: "clamd:3310" is not tcp:\/\/host:port or unix:\/\/\/path/],
+    [{ GW_DATABASE_URL: 'mysql://x' }, /^GW_DATABASE_URL: /],
+    [{ GW_MAX_UPLOAD_BYTES: '0' }, /^GW_MAX_UPLOAD_BYTES: must be >= 1/],
+    [{ GW_UPLOAD_KEYS: 'short' }, /^GW_UPLOAD_KEYS: every key must be 16 characters or more/],
+    [{ GW_HOST: '0.0.0.0' }, /^GW_UPLOAD_KEYS: required when listening on 0.0.0.0/],
+    [{ GW_STORE: 's3', GW_QUARANTINE_BUCKET: 'same', GW_PRODUCTION_BUCKET: 'same' }, /^GW_PRODUCTION_BUCKET: must differ/],
+    [{ GW_STORE: 's3', GW_S3_ENDPOINT: 'not a url' }, /^GW_S3_ENDPOINT: not a URL/],
+    [{ GW_RETRY_BASE_MS: '1000', GW_RETRY_MAX_MS: '10' }, /^GW_RETRY_MAX_MS: /],
+    [{ GW_KEY_PREFIX: '../up' }, /^GW_KEY_PREFIX: /],
+    [{ GW_LOG_LEVEL: 'loud' }, /^GW_LOG_LEVEL: must be one of fatal, error/],
+    [{ GW_PROT: '1' }, /^GW_PROT: unknown setting/]
+  ]
+  for (const [env, message] of cases) t.throws(() => load(env), { name: 'ConfigError', message }, JSON.stringify(env))
+  t.ok(load({ GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'abcdefghijklmnop' }), 'any address with upload keys')
+  t.type(new ConfigError('x'), Error)
+})
+
+t.test('loopback addresses', async (t) => {
+  for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) t.ok(isLoopback(host), host)
+  for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com']) t.notOk(isLoopback(host), host)
+})
+
+t.test('the server refuses to start on a bad config, naming the key', async (t) => {
+  const result = spawnSync(process.execPath, ['src/server.ts'], {
+    cwd: resolve(import.meta.dirname, '..'),
+    env: { ...process.env, GW_HOST: '0.0.0.0' },
+    encoding: 'utf8',
+    timeout: 20_000
+  })
+  t.equal(result.status, 2)
+  t.match(result.stderr, /configuration error: GW_UPLOAD_KEYS: required when listening on 0\.0\.0\.0/)
+})

@@ -1,0 +1,119 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { startClamd } from './helpers/clamd.ts'
+import { startFaultyProxy } from './helpers/faulty-proxy.ts'
+import { freePort } from './helpers/free-port.ts'
+import { startGateway, waitForStatus } from './helpers/gateway.ts'
+import { upload, uniqueContent } from './helpers/multipart.ts'
+
+// What happens when clamd is down, silent or lying, when the quarantined bytes change, and when the gateway dies mid-scan.
+const clamd = await startClamd()
+t.teardown(() => clamd.stop())
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+t.test('clamd down at scan time: the upload is accepted, stays pending, and is scanned once clamd is back', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'refuse')
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, { GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`, GW_CLAMD_CONNECT_TIMEOUT_MS: '500' })
+  const res = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(2000) })
+  t.equal(res.status, 202, 'uploads do not wait for the scanner')
+  await sleep(800)
+  const waiting = await (await fetch(`${gw.url}/v1/uploads/${res.json.id}`)).json()
+  t.match(waiting.status, /^(pending|scanning)$/)
+  t.equal(waiting.verdict, null)
+  const record = await gw.gateway.state.getUpload(res.json.id)
+  t.ok((record?.attempts ?? 0) >= 1, 'it was tried')
+  t.match(record?.lastError, /ScannerError/)
+  t.notOk('object' in waiting, 'nothing promoted meanwhile')
+  const ready = await fetch(`${gw.url}/readyz`)
+  t.equal(ready.status, 503)
+  t.match(await ready.json(), { ok: false, checks: { scanner: { ok: false } } })
+  await proxy.setMode('pass')
+  const done = await waitForStatus(gw.url, res.json.id, ['clean', 'failed'])
+  t.equal(done.status, 'clean')
+  const scans = await gw.gateway.state.listScans(res.json.id)
+  t.ok(scans.filter((s) => s.outcome === 'error').length >= 1, 'failed tries are in the audit')
+  t.equal(scans.at(-1)?.outcome, 'clean')
+})
+
+t.test('clamd that goes silent: idle timeout, retries, then failed (never clean)', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'hang')
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, {
+    GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`,
+    GW_CLAMD_IDLE_TIMEOUT_MS: '300',
+    GW_SCAN_MAX_ATTEMPTS: '2'
+  })
+  const res = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(2000) })
+  const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])
+  t.match(done, { status: 'failed', verdict: null })
+  const scans = await gw.gateway.state.listScans(res.json.id)
+  t.equal(scans.length, 2)
+  t.ok(scans.every((s) => s.outcome === 'error' && /idle|timed out|no progress/i.test(s.detail ?? '')), 'each try timed out')
+  t.match(await gw.gateway.objects.getTags('quarantine', res.json.id), { 'av-status': 'failed' })
+  t.equal(await gw.gateway.objects.head('production', res.json.id), null)
+})
+
+t.test('bytes changed in quarantine after upload: never reported clean', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'refuse')
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, { GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`, GW_SCAN_MAX_ATTEMPTS: '2', GW_CLAMD_CONNECT_TIMEOUT_MS: '300' })
+  const res = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(4000) })
+  const path = join(gw.dir, 'objects', 'quarantine', res.json.id)
+  const bytes = await readFile(path)
+  bytes[100] = bytes[100]! ^ 0xff
+  await writeFile(path, bytes)
+  await proxy.setMode('pass')
+  const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])
+  t.equal(done.status, 'failed')
+  const scans = await gw.gateway.state.listScans(res.json.id)
+  t.ok(scans.some((s) => /expected 4000 bytes with sha256/.test(s.detail ?? '')), 'the mismatch is recorded')
+  t.equal(await gw.gateway.objects.head('production', res.json.id), null)
+})
+
+t.test('a gateway killed mid-scan: another one takes the upload over once the lease expires', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'hang')
+  t.teardown(() => proxy.stop())
+  const dir = await mkdtemp(join(tmpdir(), 'gw-crash-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const env = {
+    GW_PORT: String(port),
+    GW_FS_ROOT: join(dir, 'objects'),
+    GW_DATABASE_URL: `sqlite:${join(dir, 'state.db')}`,
+    GW_SCAN_LEASE_MS: '1500',
+    GW_POLL_INTERVAL_MS: '50'
+  }
+  const child = spawn(process.execPath, ['src/server.ts'], {
+    cwd: resolve(import.meta.dirname, '..'),
+    env: { ...process.env, ...env, GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`, GW_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(() => child.kill('SIGKILL'))
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s))
+  const deadline = Date.now() + 15_000
+  while (!out.includes('gateway listening')) {
+    if (Date.now() > deadline) throw new Error(`child gateway did not start: ${out}`)
+    await sleep(50)
+  }
+  const url = `http://127.0.0.1:${port}`
+  const res = await upload(url, { name: 'file', filename: 'a.txt', data: uniqueContent(3000) })
+  t.equal(res.status, 202)
+  await waitForStatus(url, res.json.id, ['scanning'])
+  child.kill('SIGKILL')
+  await once(child, 'exit')
+  t.match(out, /"uploadId":"[0-9a-f]{32}"/, 'logs carry the upload id')
+
+  const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_SCAN_LEASE_MS: '1500' }, dir)
+  const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'], { timeoutMs: 15_000 })
+  t.equal(done.status, 'clean')
+  const record = await gw.gateway.state.getUpload(res.json.id)
+  t.equal(record?.attempts, 0, 'the promotion step started afresh')
+  const scans = await gw.gateway.state.listScans(res.json.id)
+  t.equal(scans.at(-1)?.outcome, 'clean')
+})
