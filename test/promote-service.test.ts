@@ -1,0 +1,74 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import t, { type Test } from 'tap'
+import { pino } from 'pino'
+import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
+import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import type { Claim, Verdict } from '../src/ports/state-store.ts'
+import { PromoteService } from '../src/services/promote-service.ts'
+import { uniqueContent } from './helpers/multipart.ts'
+
+// Promotion is re-run after a crash at any point between its steps and must end the same way.
+const log = pino({ level: 'silent' })
+const clean: Verdict = { result: 'clean', signature: null, reason: null, engine: 'ClamAV 1.4.6', signatureVersion: null }
+
+async function setup(t: Test) {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-promote-'))
+  const objects = new FsObjectStore({ root: join(dir, 'objects') })
+  const state = new SqliteStateStore(join(dir, 'state.db'))
+  await state.migrate()
+  t.teardown(async () => {
+    await state.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const content = uniqueContent(5000)
+  const id = 'ab'.repeat(16)
+  await objects.put('quarantine', id, Readable.from([content]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
+  await state.insertUpload({ id, objectKey: id, size: content.length, sha256: 'x'.repeat(64), filename: null, contentType: 'text/plain', createdAt: 1 })
+  const [claim] = await state.claim('w', 1, 60_000, Date.now())
+  await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), resetAttempts: true }, Date.now())
+  const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now() } }
+  return { objects, state, id, content, promoting, promote: new PromoteService({ objects, state }) }
+}
+
+t.test('a crash after the copy: re-running finishes the move', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
+  await promote.promote(promoting, log)
+  t.equal((await state.getUpload(id))?.status, 'clean')
+  t.equal(await objects.head('quarantine', id), null)
+  t.equal((await objects.head('production', id))?.size, 5000)
+})
+
+t.test('a crash after the quarantine delete: the production copy is recognised', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
+  await objects.delete('quarantine', id)
+  await promote.promote(promoting, log)
+  t.equal((await state.getUpload(id))?.status, 'clean')
+})
+
+t.test('an object that is in neither place is not reported clean', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await objects.delete('quarantine', id)
+  await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
+  t.equal((await state.getUpload(id))?.status, 'promoting')
+})
+
+t.test('a production object of another upload is not taken for ours', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': 'someone-else' })
+  await objects.delete('quarantine', id)
+  await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
+  t.equal((await state.getUpload(id))?.status, 'promoting')
+})
+
+t.test('nothing without a clean verdict is promoted', async (t) => {
+  const { objects, id, promoting, promote } = await setup(t)
+  const infected: Verdict = { ...clean, result: 'infected', signature: 'Eicar' }
+  await t.rejects(promote.promote({ ...promoting, upload: { ...promoting.upload, verdict: infected } }, log), /no clean verdict/)
+  await t.rejects(promote.promote({ ...promoting, upload: { ...promoting.upload, status: 'scanning' } }, log), /no clean verdict/)
+  t.equal(await objects.head('production', id), null)
+})
