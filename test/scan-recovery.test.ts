@@ -1,12 +1,11 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import t from 'tap'
 import { startClamd } from './helpers/clamd.ts'
 import { startFaultyProxy } from './helpers/faulty-proxy.ts'
-import { freePort } from './helpers/free-port.ts'
+import { startChildGateway } from './helpers/child-gateway.ts'
 import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { upload, uniqueContent } from './helpers/multipart.ts'
 
@@ -80,34 +79,19 @@ t.test('a gateway killed mid-scan: another one takes the upload over once the le
   t.teardown(() => proxy.stop())
   const dir = await mkdtemp(join(tmpdir(), 'gw-crash-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const port = await freePort()
-  const env = {
-    GW_PORT: String(port),
+  const { url, child, output } = await startChildGateway(t, {
     GW_FS_ROOT: join(dir, 'objects'),
     GW_DATABASE_URL: `sqlite:${join(dir, 'state.db')}`,
     GW_SCAN_LEASE_MS: '1500',
-    GW_POLL_INTERVAL_MS: '50'
-  }
-  const child = spawn(process.execPath, ['src/server.ts'], {
-    cwd: resolve(import.meta.dirname, '..'),
-    env: { ...process.env, ...env, GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`, GW_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit']
+    GW_POLL_INTERVAL_MS: '50',
+    GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`
   })
-  t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s))
-  const deadline = Date.now() + 15_000
-  while (!out.includes('gateway listening')) {
-    if (Date.now() > deadline) throw new Error(`child gateway did not start: ${out}`)
-    await sleep(50)
-  }
-  const url = `http://127.0.0.1:${port}`
   const res = await upload(url, { name: 'file', filename: 'a.txt', data: uniqueContent(3000) })
   t.equal(res.status, 202)
   await waitForStatus(url, res.json.id, ['scanning'])
   child.kill('SIGKILL')
   await once(child, 'exit')
-  t.match(out, /"uploadId":"[0-9a-f]{32}"/, 'logs carry the upload id')
+  t.match(output(), /"uploadId":"[0-9a-f]{32}"/, 'logs carry the upload id')
 
   const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_SCAN_LEASE_MS: '1500' }, dir)
   const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'], { timeoutMs: 15_000 })

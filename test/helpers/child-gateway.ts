@@ -1,0 +1,34 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { resolve } from 'node:path'
+import type { Test } from 'tap'
+import { freePort } from './free-port.ts'
+
+export interface ChildGateway {
+  url: string
+  child: ChildProcessWithoutNullStreams
+  /** Everything it logged to stdout so far. */
+  output(): string
+}
+
+/** Runs `node src/server.ts` as its own process (as `npm start` does), for crash and signal tests. */
+export async function startChildGateway(t: Test, env: Record<string, string>): Promise<ChildGateway> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['src/server.ts'], {
+    cwd: resolve(import.meta.dirname, '../..'),
+    env: { ...process.env, GW_LOG_LEVEL: 'info', ...env, GW_PORT: String(port) },
+    stdio: 'pipe'
+  })
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s))
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s))
+  const deadline = Date.now() + 15_000
+  while (!out.includes('gateway listening')) {
+    if (child.exitCode !== null) throw new Error(`child gateway exited: ${out}`)
+    if (Date.now() > deadline) throw new Error(`child gateway did not start within 15 s: ${out}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { url: `http://127.0.0.1:${port}`, child, output: () => out }
+}
