@@ -1,0 +1,267 @@
+import { addAbortSignal, Readable } from 'node:stream'
+import {
+  AbortMultipartUploadCommand,
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectTaggingCommand,
+  S3Client,
+  type HeadObjectCommandOutput
+} from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import {
+  ObjectNotFoundError,
+  type Area,
+  type AreaHealth,
+  type ObjectInfo,
+  type ObjectLocation,
+  type ObjectStore,
+  type PutOptions
+} from '../../ports/object-store.ts'
+import { abortError } from './abort-error.ts'
+import { guardBody } from './body-guard.ts'
+import { describeBucketError, isMissingObject, toStoreError } from './s3-errors.ts'
+import { multipartCopy } from './s3-multipart-copy.ts'
+import { encodeTagging, sanitizeTags } from './tags.ts'
+
+export interface S3ObjectStoreOptions {
+  /** For S3-compatible servers (MinIO, moto, ...); the SDK's regional endpoint when absent. */
+  endpoint?: string
+  region: string
+  forcePathStyle: boolean
+  quarantineBucket: string
+  productionBucket: string
+  /** Static credentials; the SDK's default provider chain when absent. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  /** Upload part size (min 5 MiB, default 8 MiB). A put holds at most about partSize × (queueSize + 1) in memory. */
+  partSizeBytes?: number
+  /** Parts uploaded in parallel per put (default 4); also the parallelism of a multipart copy. */
+  queueSize?: number
+  /** Objects larger than this are copied with UploadPartCopy (default 5 GiB, the CopyObject limit). */
+  multipartCopyThresholdBytes?: number
+  /** Part size for a multipart copy (default 512 MiB, raised when needed to stay within 10,000 parts). */
+  copyPartSizeBytes?: number
+  /** Time allowed to open a TCP connection (default 5 s). */
+  connectionTimeoutMs?: number
+  /**
+   * Idle time allowed on a socket (default 60 s). Idle, not total: a large object streamed to a
+   * slow reader may take far longer than any sensible total limit.
+   */
+  idleTimeoutMs?: number
+  /** Upper bound for check() (default 5 s), so /readyz answers even when S3 hangs. */
+  checkTimeoutMs?: number
+}
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+const MIN_PART_SIZE = 5 * MiB
+const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+const AREAS: readonly Area[] = ['quarantine', 'production']
+
+export class S3ObjectStore implements ObjectStore {
+  /** Exposed for presigning and for tests that inject faults with middleware. */
+  readonly client: S3Client
+  readonly #buckets: Record<Area, string>
+  readonly #partSize: number
+  readonly #queueSize: number
+  readonly #copyThreshold: number
+  readonly #copyPartSize: number
+  readonly #checkTimeoutMs: number
+
+  constructor(options: S3ObjectStoreOptions) {
+    this.#partSize = options.partSizeBytes ?? 8 * MiB
+    if (this.#partSize < MIN_PART_SIZE) throw new RangeError('partSizeBytes must be at least 5 MiB (the S3 minimum)')
+    this.#queueSize = options.queueSize ?? 4
+    this.#copyThreshold = options.multipartCopyThresholdBytes ?? 5 * GiB
+    this.#copyPartSize = Math.max(options.copyPartSizeBytes ?? 512 * MiB, MIN_PART_SIZE)
+    this.#checkTimeoutMs = options.checkTimeoutMs ?? 5000
+    this.#buckets = { quarantine: options.quarantineBucket, production: options.productionBucket }
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
+      // The newer default checksum headers are rejected by many S3-compatible servers.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        connectionTimeout: options.connectionTimeoutMs ?? 5000,
+        socketTimeout: options.idleTimeoutMs ?? 60_000
+      }
+    })
+  }
+
+  location(area: Area, key: string): ObjectLocation {
+    return { bucket: this.#buckets[area], key }
+  }
+
+  async put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void> {
+    const { signal } = options
+    const Bucket = this.#buckets[area]
+    const guarded = guardBody(body)
+    if (signal?.aborted) {
+      guarded.release()
+      throw abortError(signal)
+    }
+    // lib-storage's own abort() rejects before the multipart upload is aborted and leaves a stalled
+    // body unread; ending the stream it reads instead makes Upload fail, abort the upload, then reject.
+    const onAbort = (): void => {
+      guarded.stream.destroy(abortError(signal as AbortSignal))
+      guarded.release()
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket, Key: key, Body: guarded.stream, ContentType: options.contentType, Metadata: options.metadata },
+      partSize: this.#partSize,
+      queueSize: this.#queueSize,
+      leavePartsOnError: false
+    })
+    try {
+      await upload.done()
+    } catch (err) {
+      const bodyFailure = guarded.failure()
+      guarded.release()
+      // Upload aborts on failure itself; this catches the case where that abort request failed.
+      await this.#abortUpload(Bucket, key, upload.uploadId)
+      if (signal?.aborted) throw abortError(signal)
+      if (bodyFailure !== undefined) throw bodyFailure
+      throw toStoreError(err, `put ${Bucket}/${key}`)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    // Aborted while the last request was in flight: the caller treats the put as failed, so remove it.
+    if (signal?.aborted) {
+      await this.delete(area, key).catch(() => undefined)
+      throw abortError(signal)
+    }
+  }
+
+  async #abortUpload(Bucket: string, Key: string, UploadId: string | undefined): Promise<void> {
+    if (UploadId === undefined) return
+    // Usually already aborted (NoSuchUpload); if S3 is unreachable the lifecycle rule cleans up.
+    await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined)
+  }
+
+  async get(area: Area, key: string, signal?: AbortSignal): Promise<{ body: Readable; info: ObjectInfo }> {
+    const Bucket = this.#buckets[area]
+    const out = await this.client
+      .send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal: signal })
+      .catch((err: unknown) => {
+        if (signal?.aborted) throw abortError(signal)
+        return this.#fail(err, area, key, 'get')
+      })
+    const body = out.Body
+    if (!(body instanceof Readable)) throw new Error(`get ${Bucket}/${key}: the SDK returned no Node stream`)
+    if (signal) addAbortSignal(signal, body)
+    return { body, info: infoOf(out) }
+  }
+
+  async head(area: Area, key: string): Promise<ObjectInfo | null> {
+    const out = await this.#head(area, key)
+    return out && infoOf(out)
+  }
+
+  async #head(area: Area, key: string): Promise<HeadObjectCommandOutput | null> {
+    try {
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.#buckets[area], Key: key }))
+    } catch (err) {
+      if (isMissingObject(err)) return null
+      throw toStoreError(err, `head ${this.#buckets[area]}/${key}`)
+    }
+  }
+
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>): Promise<void> {
+    const tagging = encodeTagging(sanitizeTags(tags))
+    const source = await this.#head(from, key)
+    if (!source) throw new ObjectNotFoundError(from, key)
+    const Bucket = this.#buckets[to]
+    const copySource = `${encodeURIComponent(this.#buckets[from])}/${key.split('/').map(encodeURIComponent).join('/')}`
+    const size = source.ContentLength ?? 0
+    try {
+      if (size > this.#copyThreshold) {
+        await multipartCopy({
+          client: this.client,
+          copySource,
+          sourceETag: source.ETag,
+          size,
+          bucket: Bucket,
+          key,
+          contentType: source.ContentType,
+          metadata: source.Metadata,
+          tagging,
+          partSizeBytes: this.#copyPartSize,
+          concurrency: this.#queueSize
+        })
+      } else {
+        await this.client.send(
+          new CopyObjectCommand({
+            Bucket,
+            Key: key,
+            CopySource: copySource,
+            MetadataDirective: 'COPY',
+            TaggingDirective: 'REPLACE',
+            Tagging: tagging
+          })
+        )
+      }
+    } catch (err) {
+      this.#fail(err, from, key, `copy to ${Bucket}`)
+    }
+  }
+
+  async setTags(area: Area, key: string, tags: Record<string, string>): Promise<void> {
+    const TagSet = Object.entries(sanitizeTags(tags)).map(([Key, Value]) => ({ Key, Value }))
+    await this.client
+      .send(new PutObjectTaggingCommand({ Bucket: this.#buckets[area], Key: key, Tagging: { TagSet } }))
+      .catch((err: unknown) => this.#fail(err, area, key, 'setTags'))
+  }
+
+  async getTags(area: Area, key: string): Promise<Record<string, string>> {
+    const out = await this.client
+      .send(new GetObjectTaggingCommand({ Bucket: this.#buckets[area], Key: key }))
+      .catch((err: unknown) => this.#fail(err, area, key, 'getTags'))
+    return Object.fromEntries((out.TagSet ?? []).map((t) => [t.Key ?? '', t.Value ?? '']))
+  }
+
+  async delete(area: Area, key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.#buckets[area], Key: key }))
+    } catch (err) {
+      // S3 answers 204 for a missing key; some compatible servers answer 404.
+      if (!isMissingObject(err)) throw toStoreError(err, `delete ${this.#buckets[area]}/${key}`)
+    }
+  }
+
+  async check(): Promise<AreaHealth[]> {
+    return Promise.all(AREAS.map((area) => this.#checkBucket(area)))
+  }
+
+  async #checkBucket(area: Area): Promise<AreaHealth> {
+    const Bucket = this.#buckets[area]
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket }), {
+        abortSignal: AbortSignal.timeout(this.#checkTimeoutMs)
+      })
+      return { area, ok: true }
+    } catch (err) {
+      return { area, ok: false, detail: describeBucketError(Bucket, err, this.#checkTimeoutMs) }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy()
+  }
+
+  #fail(err: unknown, area: Area, key: string, op: string): never {
+    if (isMissingObject(err)) throw new ObjectNotFoundError(area, key)
+    throw toStoreError(err, `${op} ${this.#buckets[area]}/${key}`)
+  }
+}
+
+function infoOf(out: { ContentLength?: number; ContentType?: string; Metadata?: Record<string, string> }): ObjectInfo {
+  return { size: out.ContentLength ?? 0, contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE, metadata: out.Metadata ?? {} }
+}
