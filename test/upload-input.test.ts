@@ -1,4 +1,5 @@
 import { readdir } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { startGateway } from './helpers/gateway.ts'
@@ -127,6 +128,31 @@ t.test('bad input', async (t) => {
     t.equal(nowhere.status, 404)
     t.equal((await nowhere.json()).error.code, 'GW_NOT_FOUND')
   })
+})
+
+t.test('a client that stalls mid-upload is cut off after the idle timeout', async (t) => {
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_UPLOAD_IDLE_TIMEOUT_MS: '500' })
+  const quarantine = join(gw.dir, 'objects', 'quarantine')
+  const url = new URL(`${gw.url}/v1/uploads`)
+  const started = Date.now()
+  const closed = await new Promise<boolean>((resolve) => {
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(
+        'POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n' +
+          '--b\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\nfirst bytes, then nothing'
+      )
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => resolve(true))
+    setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 5_000)
+  })
+  t.ok(closed, 'the gateway closed the stalled connection')
+  t.ok(Date.now() - started < 4_000, 'within the idle timeout, not the test deadline')
+  await new Promise((r) => setTimeout(r, 200))
+  t.same(await filesUnder(quarantine), [], 'nothing left in quarantine')
 })
 
 t.test('upload keys', async (t) => {
