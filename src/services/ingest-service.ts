@@ -3,7 +3,7 @@ import { pipeline, type Readable } from 'node:stream'
 import type { Log } from '../ports/log.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
-import { StateUnavailableError, type StateStore, type UploadRecord } from '../ports/state-store.ts'
+import { StateUnavailableError, type NewUpload, type StateStore, type UploadRecord } from '../ports/state-store.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
 import { StreamLimitError, StreamMeter } from './stream-meter.ts'
 
@@ -21,14 +21,7 @@ export interface FileInput {
 }
 
 /** An object written to quarantine whose record is not committed yet. */
-export interface StoredUpload {
-  id: string
-  objectKey: string
-  size: number
-  sha256: string
-  filename: string | null
-  contentType: string
-}
+export type StoredUpload = Omit<NewUpload, 'createdAt'>
 
 /**
  * Streams an upload into quarantine, then commits its record. The two steps are separate so
