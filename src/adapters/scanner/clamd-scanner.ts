@@ -1,0 +1,200 @@
+import { Readable } from 'node:stream'
+import { ScannerError, type EngineVersion, type ScanResult, type Scanner } from '../../ports/scanner.ts'
+import {
+  connectClamd,
+  eicarTestFile,
+  instream,
+  instreamOn,
+  parseClamdEndpoint,
+  version as clamdVersion,
+  type ClamdConnection,
+  type ClamdEndpoint
+} from './clamd-client.ts'
+
+export interface ClamdScannerOptions {
+  /** `tcp://host:port` or `unix:///path`; scans are spread round-robin. */
+  endpoints: string[]
+  connectTimeoutMs: number
+  /** No progress in either direction while streaming for this long: give up. */
+  idleTimeoutMs: number
+  /** Bound for one scan; it also bounds clamd's silence while it scans, so be generous. */
+  totalTimeoutMs: number
+  /** How long a VERSION answer is reused for an endpoint. Default 30 s. */
+  versionCacheMs?: number
+  /** Largest INSTREAM chunk. Default 64 KiB. */
+  chunkSize?: number
+}
+
+const DEFAULT_VERSION_CACHE_MS = 30_000
+/** Bound for cheap requests (VERSION, the EICAR probe), which must never wait as long as a scan may. */
+const COMMAND_TIMEOUT_CAP_MS = 10_000
+
+interface CachedVersion {
+  value: EngineVersion
+  at: number
+}
+
+export class ClamdScanner implements Scanner {
+  readonly #options: ClamdScannerOptions
+  readonly #endpoints: ClamdEndpoint[]
+  readonly #versions = new Map<string, CachedVersion>()
+  readonly #inFlight = new Set<AbortController>()
+  #next = 0
+  #closed = false
+
+  constructor(options: ClamdScannerOptions) {
+    if (options.endpoints.length === 0) throw new Error('ClamdScanner: at least one clamd endpoint is needed')
+    this.#options = options
+    this.#endpoints = options.endpoints.map(parseClamdEndpoint)
+  }
+
+  async scan(body: Readable, signal?: AbortSignal): Promise<ScanResult> {
+    if (this.#closed) body.destroy()
+    return this.#track(signal, async (sig) => {
+      const startedAt = Date.now()
+      const connection = await this.#connectAny(body, sig)
+      const { endpoint } = connection
+      // Asked before the scan: if clamd reloads meanwhile, the recorded signature version is
+      // the older one, which can only cause an extra rescan, never a skipped one.
+      const stopVersion = new AbortController()
+      const engine = this.#versionOf(endpoint, AbortSignal.any([sig, stopVersion.signal]))
+      engine.catch(() => {})
+      try {
+        const { outcome, bytes } = await instreamOn(connection, body, this.#streamOptions(sig), startedAt)
+        return { outcome, bytes, endpoint: endpoint.url, engine: await engine }
+      } finally {
+        stopVersion.abort() // no VERSION request outlives a failed scan
+      }
+    })
+  }
+
+  /** The version of the first endpoint that answers. */
+  async version(): Promise<EngineVersion> {
+    return this.#track(undefined, async (sig) => {
+      const errors: string[] = []
+      for (const endpoint of this.#endpoints) {
+        try {
+          return await this.#versionOf(endpoint, sig)
+        } catch (err) {
+          if (sig.aborted) throw err
+          errors.push(`${endpoint.url}: ${describe(err)}`)
+        }
+      }
+      throw new ScannerError('unavailable', `no clamd answered VERSION (${errors.join('; ')})`)
+    })
+  }
+
+  /** Every endpoint must detect EICAR: catches an unreachable clamd and one without signatures. */
+  async selfTest(): Promise<{ ok: boolean; detail: string }> {
+    const results = await Promise.all(this.#endpoints.map((ep) => this.#selfTestOne(ep)))
+    return { ok: results.every((r) => r.ok), detail: results.map((r) => `${r.endpoint}: ${r.detail}`).join('; ') }
+  }
+
+  /** Aborts scans still running and refuses new ones; there are no pooled connections to close. */
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const controller of this.#inFlight) controller.abort(new Error('scanner closed'))
+  }
+
+  async #selfTestOne(endpoint: ClamdEndpoint): Promise<{ endpoint: string; ok: boolean; detail: string }> {
+    const verdict = (ok: boolean, detail: string) => ({ endpoint: endpoint.url, ok, detail })
+    try {
+      const { outcome } = await this.#track(undefined, (sig) =>
+        instream(endpoint, Readable.from([eicarTestFile()]), this.#streamOptions(sig, COMMAND_TIMEOUT_CAP_MS))
+      )
+      switch (outcome.result) {
+        case 'infected':
+          return verdict(true, `detected the EICAR test file as ${outcome.signature}`)
+        case 'clean':
+          return verdict(false, 'answered OK to the EICAR test file: no signatures loaded?')
+        case 'unscannable':
+          return verdict(false, `could not scan the EICAR test file (${outcome.reason})`)
+      }
+    } catch (err) {
+      const unreachable = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
+      return verdict(false, `${unreachable ? 'unreachable' : 'failed'}: ${describe(err)}`)
+    }
+  }
+
+  /** Tries each endpoint once, round-robin; only connect failures move on, before the body is touched. */
+  async #connectAny(body: Readable, signal: AbortSignal): Promise<ClamdConnection> {
+    const start = this.#next++ % this.#endpoints.length
+    const failures: ScannerError[] = []
+    for (let i = 0; i < this.#endpoints.length; i++) {
+      const endpoint = this.#endpoints[(start + i) % this.#endpoints.length] as ClamdEndpoint
+      try {
+        return await connectClamd(endpoint, { connectTimeoutMs: this.#options.connectTimeoutMs, signal })
+      } catch (err) {
+        const error = toScannerError(err)
+        if (error.code !== 'unavailable' && error.code !== 'connect_timeout') {
+          body.destroy()
+          throw error
+        }
+        failures.push(error)
+      }
+    }
+    body.destroy()
+    const last = failures[failures.length - 1] as ScannerError
+    throw new ScannerError(last.code, `no clamd endpoint reachable: ${failures.map((f) => f.message).join('; ')}`, {
+      cause: failures
+    })
+  }
+
+  async #versionOf(endpoint: ClamdEndpoint, signal: AbortSignal): Promise<EngineVersion> {
+    const cached = this.#versions.get(endpoint.url)
+    const maxAge = this.#options.versionCacheMs ?? DEFAULT_VERSION_CACHE_MS
+    if (cached && Date.now() - cached.at < maxAge) return cached.value
+    try {
+      const value = await clamdVersion(endpoint, {
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        timeoutMs: Math.min(this.#options.idleTimeoutMs, COMMAND_TIMEOUT_CAP_MS),
+        signal
+      })
+      this.#versions.set(endpoint.url, { value, at: Date.now() })
+      return value
+    } catch (err) {
+      // A stale answer is better than throwing away a verdict clamd already gave.
+      if (cached && !signal.aborted) return cached.value
+      throw err
+    }
+  }
+
+  /** cap: a probe (selfTest) must not wait as long as a real scan may. */
+  #streamOptions(signal: AbortSignal, cap = Infinity) {
+    const { connectTimeoutMs, idleTimeoutMs, totalTimeoutMs, chunkSize } = this.#options
+    return {
+      connectTimeoutMs,
+      idleTimeoutMs: Math.min(idleTimeoutMs, cap),
+      totalTimeoutMs: Math.min(totalTimeoutMs, cap),
+      chunkSize,
+      signal
+    }
+  }
+
+  /** Runs work with a signal that the caller's signal and close() both abort. */
+  async #track<T>(signal: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ScannerError('aborted', 'scanner is closed')
+    const controller = new AbortController()
+    const onAbort = () => controller.abort(signal?.reason)
+    if (signal?.aborted) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
+    this.#inFlight.add(controller)
+    try {
+      return await work(controller.signal)
+    } catch (err) {
+      throw toScannerError(err)
+    } finally {
+      this.#inFlight.delete(controller)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+}
+
+function toScannerError(err: unknown): ScannerError {
+  if (err instanceof ScannerError) return err
+  return new ScannerError('protocol', `unexpected scanner failure: ${describe(err)}`, { cause: err })
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,198 @@
+/**
+ * Loopback TCP servers that speak just enough of clamd's protocol to misbehave on demand.
+ * Each connection's INSTREAM framing is parsed, so tests can check chunk sizes and see
+ * whether (and when) the client closed its socket.
+ */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect, createServer, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export type FakeBehaviour =
+  /** Reads everything, never answers anything (not even PING or VERSION). */
+  | { kind: 'silent' }
+  /** Never reads: once the kernel buffers are full the client's writes stall. */
+  | { kind: 'no-read' }
+  /**
+   * Writes `reply` verbatim (include the NUL yourself) once `after` happened: the end of the
+   * INSTREAM body (default), or that many body bytes received. Then closes, unless keepOpen.
+   */
+  | { kind: 'reply'; reply: string | Buffer; after?: 'end' | number; delayMs?: number; keepOpen?: boolean }
+  /** Closes without a word once that many body bytes arrived (0: right after the command). */
+  | { kind: 'close'; afterBytes: number }
+
+export interface FakeConnection {
+  /** Sizes of the INSTREAM chunks received, the final zero-length one included. */
+  chunkSizes: number[]
+  bodyBytes: number
+  /** The client sent the zero-length chunk. */
+  ended: boolean
+  /** The socket is closed on the server side (the client closed it, or we did). */
+  closed: boolean
+  /** When the client's FIN/RST was seen. */
+  closedAt?: number
+}
+
+export interface FakeClamd {
+  url: string
+  port: number
+  connections: FakeConnection[]
+  /** Resolves once every connection accepted so far is closed; rejects after timeoutMs. */
+  allClosed(timeoutMs?: number): Promise<void>
+  close(): Promise<void>
+}
+
+const VERSION = 'ClamAV 1.4.6/27500/Tue Nov 24 09:00:00 2026'
+
+export async function startFakeClamd(behaviour: FakeBehaviour): Promise<FakeClamd> {
+  const sockets = new Set<Socket>()
+  const connections: FakeConnection[] = []
+  const server = createServer((socket) => {
+    const conn: FakeConnection = { chunkSizes: [], bodyBytes: 0, ended: false, closed: false }
+    connections.push(conn)
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      conn.closed = true
+      conn.closedAt = Date.now()
+      sockets.delete(socket)
+    })
+    handle(socket, conn, behaviour)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  if (!address || typeof address !== 'object') throw new Error('fake clamd: no address')
+  const port = address.port
+
+  return {
+    url: `tcp://127.0.0.1:${port}`,
+    port,
+    connections,
+    async allClosed(timeoutMs = 2000) {
+      // A socket that never reads would never notice the client's FIN: read now.
+      for (const s of sockets) s.resume()
+      const deadline = Date.now() + timeoutMs
+      while (connections.some((c) => !c.closed)) {
+        if (Date.now() > deadline) throw new Error(`fake clamd: ${sockets.size} connection(s) still open after ${timeoutMs} ms`)
+        await sleep(10)
+      }
+    },
+    async close() {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour): void {
+  if (behaviour.kind === 'no-read') {
+    socket.pause()
+    return
+  }
+  let buffered = Buffer.alloc(0)
+  let command: string | undefined
+  let pendingChunk = -1 // bytes still expected in the current chunk; -1: a length header comes next
+  let replied = false
+
+  const reply = () => {
+    if (replied || behaviour.kind !== 'reply') return
+    replied = true
+    const send = () => {
+      if (socket.destroyed) return
+      socket.write(behaviour.reply)
+      if (!behaviour.keepOpen) socket.end()
+    }
+    if (behaviour.delayMs) setTimeout(send, behaviour.delayMs)
+    else send()
+  }
+  const onBody = (n: number) => {
+    conn.bodyBytes += n
+    if (behaviour.kind === 'close' && conn.bodyBytes >= behaviour.afterBytes) socket.destroy()
+    if (behaviour.kind === 'reply' && typeof behaviour.after === 'number' && conn.bodyBytes >= behaviour.after) reply()
+  }
+
+  socket.on('data', (data: Buffer) => {
+    buffered = Buffer.concat([buffered, data])
+    if (command === undefined) {
+      const nul = buffered.indexOf(0)
+      if (nul < 0) return
+      command = buffered.subarray(0, nul).toString()
+      buffered = buffered.subarray(nul + 1)
+      if (command !== 'zINSTREAM') {
+        if (behaviour.kind === 'silent') return
+        // Side requests (the scanner asks VERSION next to a scan) get a sane answer.
+        if (command === 'zPING') return void socket.end('PONG\0')
+        if (command === 'zVERSION') return void socket.end(`${VERSION}\0`)
+        return void socket.end('UNKNOWN COMMAND\0')
+      }
+      if (behaviour.kind === 'close' && behaviour.afterBytes === 0) return void socket.destroy()
+    }
+    while (!conn.ended && buffered.length > 0) {
+      if (pendingChunk < 0) {
+        if (buffered.length < 4) return
+        pendingChunk = buffered.readUInt32BE(0)
+        conn.chunkSizes.push(pendingChunk)
+        buffered = buffered.subarray(4)
+        if (pendingChunk === 0) {
+          conn.ended = true
+          if (behaviour.kind === 'reply' && (behaviour.after ?? 'end') === 'end') reply()
+          return
+        }
+      }
+      const take = Math.min(pendingChunk, buffered.length)
+      buffered = buffered.subarray(take)
+      pendingChunk -= take
+      if (pendingChunk === 0) pendingChunk = -1
+      onBody(take)
+      if (socket.destroyed) return
+    }
+  })
+}
+
+/**
+ * A listening port that never accepts: a child process listens with a backlog of 1 and blocks
+ * its event loop; once the accept queue is full the kernel drops further SYNs, so a connect
+ * hangs until the client's connect timeout. Loopback only.
+ */
+export async function startUnacceptingListener(): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('net').createServer()
+       s.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
+         process.stdout.write(s.address().port + '\\n')
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
+       })`
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] }
+  )
+  const killOnExit = () => child.kill('SIGKILL')
+  process.once('exit', killOnExit)
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  const port = Number(line.toString().trim())
+  const fillers: Socket[] = []
+  const close = async () => {
+    for (const s of fillers) s.destroy()
+    process.off('exit', killOnExit)
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit')
+      child.kill('SIGKILL')
+      await exited
+    }
+  }
+  // Fill the accept queue until a connect no longer completes.
+  for (let i = 0; ; i++) {
+    const s = connect({ host: '127.0.0.1', port })
+    s.on('error', () => {})
+    fillers.push(s)
+    const connected = await Promise.race([once(s, 'connect').then(() => true), sleep(300).then(() => false)])
+    if (!connected) break
+    if (i > 50) {
+      await close()
+      throw new Error('unaccepting listener: the accept queue never filled')
+    }
+  }
+  return { url: `tcp://127.0.0.1:${port}`, port, close }
+}
