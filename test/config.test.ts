@@ -18,13 +18,13 @@ t.test('environment overrides files, with types read from the schema', async (t)
   const config = load({
     GW_PORT: '9000',
     GW_S3_FORCE_PATH_STYLE: 'true',
-    GW_CLAMD: 'tcp://a:3310, unix:///run/clamd.sock',
+    GW_CLAMD: 'tcp://a:3310, unix:///run/clamd.sock,tcp://[::1]:3310',
     GW_UPLOAD_KEYS: 'abcdefghijklmnop,qrstuvwxyz012345',
     GW_CORS_ORIGINS: ''
   })
   t.equal(config.GW_PORT, 9000)
   t.equal(config.GW_S3_FORCE_PATH_STYLE, true)
-  t.same(config.GW_CLAMD, ['tcp://a:3310', 'unix:///run/clamd.sock'])
+  t.same(config.GW_CLAMD, ['tcp://a:3310', 'unix:///run/clamd.sock', 'tcp://[::1]:3310'])
   t.same(config.GW_UPLOAD_KEYS, ['abcdefghijklmnop', 'qrstuvwxyz012345'])
   t.same(config.GW_CORS_ORIGINS, [])
 })

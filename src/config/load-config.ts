@@ -100,7 +100,7 @@ function checkCombinations(config: Config): Config {
     }
   }
   for (const endpoint of config.GW_CLAMD) {
-    if (!/^tcp:\/\/[^/:]+:\d{1,5}$|^unix:\/\/\/.+$/.test(endpoint)) {
+    if (!/^tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^/:[\]]+):\d{1,5}$|^unix:\/\/\/.+$/.test(endpoint)) {
       throw new ConfigError(`GW_CLAMD: ${JSON.stringify(endpoint)} is not tcp://host:port or unix:///path`)
     }
   }
