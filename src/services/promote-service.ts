@@ -32,9 +32,9 @@ export class PromoteService {
     }
     await this.#objects.delete('quarantine', upload.objectKey)
     if (await transition(this.#state, claim, { status: 'clean', lastError: null })) {
-      log.info({ uploadId: upload.id, key: upload.objectKey }, 'upload clean, promoted')
+      log.info({ key: upload.objectKey }, 'upload clean, promoted')
     } else {
-      log.warn({ uploadId: upload.id }, 'lease lost during promotion; the new owner finishes it')
+      log.warn({}, 'lease lost during promotion; the new owner finishes it')
     }
   }
 

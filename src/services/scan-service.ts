@@ -42,6 +42,7 @@ export class ScanService {
     this.#options = options
   }
 
+  /** `log` is already bound to the upload (its id is on every line). */
   async run(claim: Claim, signal: AbortSignal, log: Log): Promise<void> {
     try {
       if (claim.upload.status === 'promoting') {
@@ -60,7 +61,7 @@ export class ScanService {
       const now = Date.now()
       await this.#objects.setTags('quarantine', claim.upload.objectKey, verdictTags(verdict.result, claim.upload.id, verdict, now))
       if (!(await transition(this.#state, claim, { status: verdict.result, verdict, scannedAt: now, lastError: null }, now))) this.#lost(claim, log)
-      else log.warn({ uploadId: claim.upload.id, verdict }, `upload ${verdict.result}`)
+      else log.warn({ verdict }, `upload ${verdict.result}`)
     } catch (err) {
       if (signal.aborted) throw err
       await this.#retryOrFail(claim, err, log)
@@ -94,7 +95,7 @@ export class ScanService {
       throw new IntegrityError(`quarantined object does not match its upload: ${detail}`)
     }
     await this.#audit(upload.id, startedAt, result.endpoint, outcome, result.engine.engine, result.engine.signatureVersion, result.bytes)
-    log.info({ uploadId: upload.id, outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
+    log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
     return {
       result: outcome.result,
       signature: outcome.result === 'infected' ? outcome.signature : null,
@@ -135,14 +136,14 @@ export class ScanService {
     const now = Date.now()
     let change: StatusChange
     if (upload.attempts >= this.#options.maxAttempts) {
-      log.error({ uploadId: upload.id, err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
+      log.error({ err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
       await this.#objects
         .setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
-        .catch((tagErr: unknown) => log.error({ uploadId: upload.id, err: tagErr }, 'could not tag a failed upload'))
+        .catch((tagErr: unknown) => log.error({ err: tagErr }, 'could not tag a failed upload'))
       change = { status: 'failed', lastError: message }
     } else {
       const delay = backoffMs(upload.attempts, this.#options.retryBaseMs, this.#options.retryMaxMs)
-      log.warn({ uploadId: upload.id, err, attempts: upload.attempts, retryInMs: delay }, 'transient error, will retry')
+      log.warn({ err, attempts: upload.attempts, retryInMs: delay }, 'transient error, will retry')
       // A clean verdict is kept: only the promotion is retried.
       change = upload.status === 'promoting' ? { status: 'promoting', lastError: message, runAt: now + delay } : { status: 'pending', lastError: message, runAt: now + delay }
     }
@@ -150,6 +151,6 @@ export class ScanService {
   }
 
   #lost(claim: Claim, log: Log): void {
-    log.warn({ uploadId: claim.upload.id }, 'lease lost: another worker owns this upload now, result dropped')
+    log.warn({}, 'lease lost: another worker owns this upload now, result dropped')
   }
 }
