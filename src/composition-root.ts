@@ -30,12 +30,16 @@ export interface Gateway {
   stop(graceMs: number): Promise<void>
 }
 
-/** Secrets never reach the logs, whatever logs them. */
-export const redactPaths = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.GW_UPLOAD_KEYS', '*.GW_ADMIN_KEYS']
+/** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
+const redactPaths = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie', 'GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', '*.GW_UPLOAD_KEYS', '*.GW_ADMIN_KEYS']
+
+export function createLogger(level: string): Logger {
+  return pino({ level, redact: { paths: redactPaths, censor: '[redacted]' } })
+}
 
 /** The one place that chooses adapters and wires them to the services. */
 export async function createGateway(config: Config, overrides: { logger?: Logger; beforeRoutes?: AppOptions['beforeRoutes'] } = {}): Promise<Gateway> {
-  const logger = overrides.logger ?? pino({ level: config.GW_LOG_LEVEL, redact: redactPaths })
+  const logger = overrides.logger ?? createLogger(config.GW_LOG_LEVEL)
   const objects: ObjectStore =
     config.GW_STORE === 's3'
       ? new S3ObjectStore({

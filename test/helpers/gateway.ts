@@ -2,8 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
-import { pino } from 'pino'
-import { createGateway, type Gateway } from '../../src/composition-root.ts'
+import { createGateway, createLogger, type Gateway } from '../../src/composition-root.ts'
 import { loadConfig } from '../../src/config/load-config.ts'
 import type { Config } from '../../src/config/config-schema.ts'
 
@@ -35,7 +34,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, di
     },
     configDir: resolve(import.meta.dirname, '../../config')
   })
-  const gateway = await createGateway(config, { logger: pino({ level: config.GW_LOG_LEVEL }) })
+  const gateway = await createGateway(config, { logger: createLogger(config.GW_LOG_LEVEL) })
   const address = await gateway.start()
   let stopped = false
   const stop = async (): Promise<void> => {
