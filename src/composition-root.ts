@@ -67,12 +67,18 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       scannerMaxBytes: config.GW_SCANNER_MAX_BYTES,
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
       retryBaseMs: config.GW_RETRY_BASE_MS,
-      retryMaxMs: config.GW_RETRY_MAX_MS
+      retryMaxMs: config.GW_RETRY_MAX_MS,
+      leaseMs: config.GW_SCAN_LEASE_MS
     }
   )
   const worker = new ScanWorker(
     { state, scan, log: logger },
-    { concurrency: config.GW_SCAN_CONCURRENCY, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: config.GW_POLL_INTERVAL_MS }
+    {
+      concurrency: config.GW_SCAN_CONCURRENCY,
+      leaseMs: config.GW_SCAN_LEASE_MS,
+      pollIntervalMs: config.GW_POLL_INTERVAL_MS,
+      outagePauseMaxMs: config.GW_RETRY_MAX_MS
+    }
   )
   const ingest = new IngestService(
     { objects, state, onCommitted: () => worker.wake() },

@@ -54,6 +54,7 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
     [{ GW_CLAMD: 'clamd:3310' }, /^GW_CLAMD: "clamd:3310" is not tcp:\/\/host:port or unix:\/\/\/path/],
     [{ GW_DATABASE_URL: 'mysql://x' }, /^GW_DATABASE_URL: /],
     [{ GW_MAX_UPLOAD_BYTES: '0' }, /^GW_MAX_UPLOAD_BYTES: must be >= 1/],
+    [{ GW_SCANNER_MAX_BYTES: String(4 * 1024 ** 3) }, /^GW_SCANNER_MAX_BYTES: must be <= 2097152000/],
     [{ GW_UPLOAD_KEYS: 'short' }, /^GW_UPLOAD_KEYS: every key must be 16 characters or more/],
     [{ GW_HOST: '0.0.0.0' }, /^GW_UPLOAD_KEYS: required when listening on 0.0.0.0/],
     [{ GW_STORE: 's3', GW_QUARANTINE_BUCKET: 'same', GW_PRODUCTION_BUCKET: 'same' }, /^GW_PRODUCTION_BUCKET: must differ/],

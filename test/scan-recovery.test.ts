@@ -25,7 +25,8 @@ t.test('clamd down at scan time: the upload is accepted, stays pending, and is s
   t.match(waiting.status, /^(pending|scanning)$/)
   t.equal(waiting.verdict, null)
   const record = await gw.gateway.state.getUpload(res.json.id)
-  t.ok((record?.attempts ?? 0) >= 1, 'it was tried')
+  t.ok((await gw.gateway.state.listScans(res.json.id)).length >= 1, 'it was tried')
+  t.ok((record?.attempts ?? 0) <= 1, 'tries that could not reach the scanner are not counted (1 while one is under way)')
   t.match(record?.lastError, /ScannerError/)
   t.notOk('object' in waiting, 'nothing promoted meanwhile')
   const ready = await fetch(`${gw.url}/readyz`)
@@ -37,6 +38,53 @@ t.test('clamd down at scan time: the upload is accepted, stays pending, and is s
   const scans = await gw.gateway.state.listScans(res.json.id)
   t.ok(scans.filter((s) => s.outcome === 'error').length >= 1, 'failed tries are in the audit')
   t.equal(scans.at(-1)?.outcome, 'clean')
+})
+
+t.test('a long clamd outage never turns uploads into failures', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'refuse')
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, {
+    GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`,
+    GW_SCAN_MAX_ATTEMPTS: '1',
+    GW_SCANNER_MAX_BYTES: '5000',
+    GW_CLAMD_CONNECT_TIMEOUT_MS: '300'
+  })
+  const small = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(2000) })
+  const big = await upload(gw.url, { name: 'file', filename: 'b.bin', data: uniqueContent(6000) })
+  await sleep(2_000)
+  const waiting = await gw.gateway.state.getUpload(small.json.id)
+  t.equal(waiting?.status, 'pending', 'still waiting for the scanner, although only one try is allowed')
+  t.ok((await gw.gateway.state.listScans(small.json.id)).length >= 2, 'it was tried more than once')
+  const over = await waitForStatus(gw.url, big.json.id, ['clean', 'infected', 'unscannable', 'failed'])
+  t.match(over, { status: 'unscannable', verdict: { engine: 'not sent to the scanner' } }, 'a file over the scanner limit needs no scanner')
+  await proxy.setMode('pass')
+  const done = await waitForStatus(gw.url, small.json.id, ['clean', 'failed'], { timeoutMs: 30_000 })
+  t.equal(done.status, 'clean')
+})
+
+t.test('a promotion that fails is retried as a promotion, never as a new scan', async (t) => {
+  const proxy = await startFaultyProxy(clamd.port, 'refuse')
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, { GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`, GW_CLAMD_CONNECT_TIMEOUT_MS: '300' })
+  const res = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(2000) })
+  t.equal(res.status, 202)
+  // The production area breaks after the upload was stored: every copy to it fails.
+  const production = join(gw.dir, 'objects', 'production')
+  await rm(production, { recursive: true, force: true })
+  await writeFile(production, 'not a directory')
+  await proxy.setMode('pass')
+  const deadline = Date.now() + 10_000
+  let record = await gw.gateway.state.getUpload(res.json.id)
+  while (!(record?.status === 'promoting' && record.lastError) && Date.now() < deadline) {
+    await sleep(50)
+    record = await gw.gateway.state.getUpload(res.json.id)
+  }
+  t.match(record, { status: 'promoting', verdict: { result: 'clean' }, lastError: /./ }, 'the clean verdict is kept')
+  t.equal((await (await fetch(`${gw.url}/v1/uploads/${res.json.id}`)).json()).status, 'scanning', 'not clean before the copy exists')
+  await rm(production)
+  const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])
+  t.equal(done.status, 'clean')
+  t.equal((await gw.gateway.state.listScans(res.json.id)).filter((s) => s.outcome !== 'error').length, 1, 'scanned once')
 })
 
 t.test('clamd that goes silent: timeouts, retries, then failed (never clean)', async (t) => {

@@ -71,10 +71,17 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.same(await store.claim('w1', 1, 1_000, 9_999), [], 'not before its retry time')
     const [again] = await store.claim('w1', 1, 1_000, 10_000)
     t.equal(again?.upload.attempts, 2)
-    t.ok(await store.update(again!, { status: 'promoting', resetAttempts: true, verdict: { result: 'clean', signature: null, reason: null, engine: 'e', signatureVersion: null } }, 10_100))
+    t.ok(await store.update(again!, { status: 'pending', runAt: 10_000, refundAttempt: true }, 10_010), 'a try that said nothing about the file')
+    t.equal((await store.getUpload(u.id))?.attempts, 1, 'is not counted')
+    const [third] = await store.claim('w1', 1, 1_000, 10_020)
+    t.equal(third?.upload.attempts, 2)
+    t.ok(await store.update(third!, { status: 'promoting', resetAttempts: true, verdict: { result: 'clean', signature: null, reason: null, engine: 'e', signatureVersion: null } }, 10_100))
     t.match(await store.getUpload(u.id), { status: 'promoting', attempts: 0 })
-    t.ok(await store.update(again!, { status: 'clean' }, 10_200), 'the lease still holds while promoting')
-    t.notOk(await store.update(again!, { status: 'clean' }, 10_300), 'a finished job gave its lease back')
+    t.notOk(await store.update(third!, { status: 'pending' }, 10_150), 'a write from a claim whose status is stale is refused')
+    const promoting = { ...third!, upload: { ...third!.upload, status: 'promoting' as const } }
+    t.ok(await store.update(promoting, { status: 'promoting', runAt: 20_000, refundAttempt: true }, 10_200), 'a retry of the promotion')
+    t.ok(await store.update(promoting, { status: 'clean' }, 10_250), 'the lease still holds while promoting')
+    t.notOk(await store.update(promoting, { status: 'clean' }, 10_300), 'a finished job gave its lease back')
   })
 
   t.test('concurrent claims never hand the same job out twice', async (t) => {

@@ -155,6 +155,37 @@ t.test('a client that stalls mid-upload is cut off after the idle timeout', asyn
   t.same(await filesUnder(quarantine), [], 'nothing left in quarantine')
 })
 
+t.test('an oversized upload is refused before its whole body has been sent', async (t) => {
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_MAX_UPLOAD_BYTES: String(1024 * 1024) })
+  const url = new URL(`${gw.url}/v1/uploads`)
+  const total = 64 * 1024 * 1024
+  const result = await new Promise<{ reply: string; sent: number }>((resolve) => {
+    let reply = ''
+    let sent = 0
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(
+        `POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: ${total + 200}\r\n\r\n` +
+          '--b\r\nContent-Disposition: form-data; name="file"; filename="huge.bin"\r\n\r\n'
+      )
+      const chunk = Buffer.alloc(256 * 1024, 7)
+      const pump = (): void => {
+        while (sent < total && !socket.destroyed) {
+          sent += chunk.length
+          if (!socket.write(chunk)) return void socket.once('drain', pump)
+        }
+      }
+      pump()
+    })
+    socket.setEncoding('utf8').on('data', (s: string) => (reply += s))
+    socket.on('error', () => {})
+    socket.on('close', () => resolve({ reply, sent }))
+    setTimeout(() => socket.destroy(), 20_000)
+  })
+  t.match(result.reply, /^HTTP\/1\.1 413 /, 'answered 413')
+  t.match(result.reply, /GW_PAYLOAD_TOO_LARGE/)
+  t.ok(result.sent < total / 2, `the connection closed after ${(result.sent / 1024 / 1024).toFixed(1)} of 64 MiB`)
+})
+
 t.test('upload keys', async (t) => {
   const key = 'upload-key-0123456789'
   const admin = 'admin-key-0123456789ab'

@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox'
 
-const Int = (min: number, def: number, description: string) => Type.Integer({ minimum: min, default: def, description })
+const Int = (min: number, def: number, description: string, max?: number) =>
+  Type.Integer({ minimum: min, default: def, description, ...(max === undefined ? {} : { maximum: max }) })
 const List = (description: string, def: string[] = []) => Type.Array(Type.String({ minLength: 1 }), { default: def, description })
 
 /**
@@ -33,12 +34,13 @@ export const configSchema = Type.Object(
     GW_CLAMD_CONNECT_TIMEOUT_MS: Int(1, 5_000, 'Give up connecting to clamd after this long.'),
     GW_CLAMD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'Give up when clamd (or the object store feeding it) makes no progress for this long.'),
     GW_CLAMD_TOTAL_TIMEOUT_MS: Int(1, 30 * 60_000, 'Upper bound of one scan, however much progress it makes.'),
-    GW_SCANNER_MAX_BYTES: Int(1, 100 * 1024 * 1024, "Largest file sent to clamd; set it to clamd's StreamMaxLength. Larger files are unscannable."),
+    // clamd silently stops scanning past 2 GiB whatever it is configured with, and answers OK.
+    GW_SCANNER_MAX_BYTES: Int(1, 100 * 1024 * 1024, "Largest file sent to clamd; set it to clamd's StreamMaxLength. Larger files are unscannable. At most 2000 MiB: clamd does not scan past 2 GiB and still answers OK.", 2000 * 1024 * 1024),
     GW_MAX_UPLOAD_BYTES: Int(1, 100 * 1024 * 1024, 'Largest upload accepted (413 above it).'),
     GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is aborted (bounds a stalled client, not a slow one).'),
     GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan).'),
     GW_SCAN_LEASE_MS: Int(1_000, 60_000, 'Lease of a claimed scan; renewed while it runs, claimed again by another worker once expired.'),
-    GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan or promotion before the upload is marked failed.'),
+    GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan, or of a promotion, before the upload is marked failed. Tries that could not reach clamd do not count.'),
     GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
     GW_RETRY_MAX_MS: Int(1, 5 * 60_000, 'Longest retry delay.'),
     GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans.'),

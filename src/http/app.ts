@@ -50,8 +50,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     })
   }
   await app.register(multipart, {
-    // Our own meter stops the stream at the limit too; busboy's limit is the backstop.
-    limits: { fileSize: options.maxUploadBytes, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
+    // One byte over the limit, so the gateway's own meter sees the excess and stops the upload
+    // mid-stream (at exactly the limit busboy would silently truncate and read on to the end).
+    limits: { fileSize: options.maxUploadBytes + 1, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
   })
   await options.beforeRoutes?.(app)
   await app.register(uploadRoutes, deps)

@@ -43,6 +43,9 @@ export function sendError(reply: FastifyReply, error: GatewayError): FastifyRepl
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const error = toGatewayError(err)
+    // A refused upload whose body is still arriving: close the connection after answering,
+    // or Node would read (and discard) the rest of a body we already said no to.
+    if (!request.raw.complete) reply.header('connection', 'close')
     if (error.status >= 500) request.log.error({ err, code: error.code }, error.message)
     else request.log.info({ code: error.code, reason: (err as Error).message }, 'request refused')
     return sendError(reply, error)

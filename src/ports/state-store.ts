@@ -48,6 +48,8 @@ export interface StatusChange {
   lastError?: string | null
   /** Reset the attempt counter (entering a new step). */
   resetAttempts?: boolean
+  /** Do not count the claim that led here as a try (the failure said nothing about the file). */
+  refundAttempt?: boolean
   /** For pending: when to try again. */
   runAt?: number
 }
@@ -75,7 +77,10 @@ export interface StateStore {
   claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]>
   /** Extends a lease; false when the claim was lost (another worker owns the job now). */
   renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean>
-  /** Applies a change if the claim still holds; false when it was lost (the write is fenced off). */
+  /**
+   * Applies a change if the claim still holds its lease and the upload is still in the status
+   * the claim says; false otherwise (the write is fenced off).
+   */
   update(claim: Claim, change: StatusChange, now: number): Promise<boolean>
   recordScan(scan: ScanRecord): Promise<void>
   listScans(uploadId: string): Promise<ScanRecord[]>

@@ -2,12 +2,17 @@ import { pipeline } from 'node:stream'
 import type { Log } from '../ports/log.ts'
 import { backoffMs } from '../domain/upload-state.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
-import type { ScanResult, Scanner } from '../ports/scanner.ts'
+import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts'
 import type { Claim, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
 import { verdictTags } from './object-tags.ts'
 import type { PromoteService } from './promote-service.ts'
 import { StreamMeter } from './stream-meter.ts'
 import { transition } from './transition.ts'
+
+export type RunOutcome = 'done' | 'scanner-unavailable'
+
+/** The engine recorded for a verdict the scanner was never asked about. */
+const notSent = 'not sent to the scanner'
 
 export interface ScanOptions {
   /** Files larger than this are not sent to the scanner: they are unscannable. */
@@ -15,6 +20,8 @@ export interface ScanOptions {
   maxAttempts: number
   retryBaseMs: number
   retryMaxMs: number
+  /** Lease length, to re-check ownership before writing tags. */
+  leaseMs: number
 }
 
 /** The content did not arrive whole: no verdict may be drawn from it. */
@@ -42,29 +49,44 @@ export class ScanService {
     this.#options = options
   }
 
-  /** `log` is already bound to the upload (its id is on every line). */
-  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<void> {
+  /**
+   * Runs the claimed job one step further. `log` is already bound to the upload. Resolves
+   * 'scanner-unavailable' when clamd could not be reached, so the worker can hold back.
+   */
+  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<RunOutcome> {
+    // The claim as the store now holds it: after a clean verdict it is promoting, and a failure
+    // from then on must retry the promotion, never send the upload back to be scanned.
+    let current = claim
     try {
-      if (claim.upload.status === 'promoting') {
-        await this.#promote.promote(claim, log)
-        return
+      if (current.upload.status === 'promoting') {
+        await this.#promote.promote(current, log)
+        return 'done'
       }
-      const verdict = await this.#scan(claim, signal, log)
-      if (verdict.result === 'clean') {
-        const now = Date.now()
-        const moved = await transition(this.#state, claim, { status: 'promoting', verdict, scannedAt: now, lastError: null, resetAttempts: true }, now)
-        if (!moved) return this.#lost(claim, log)
-        await this.#promote.promote({ ...claim, upload: { ...claim.upload, status: 'promoting', verdict, scannedAt: now } }, log)
-        return
-      }
-      // Tag before the state says so: a crash in between re-runs the scan and tags again.
+      const verdict = await this.#scan(current, signal, log)
       const now = Date.now()
-      await this.#objects.setTags('quarantine', claim.upload.objectKey, verdictTags(verdict.result, claim.upload.id, verdict, now))
-      if (!(await transition(this.#state, claim, { status: verdict.result, verdict, scannedAt: now, lastError: null }, now))) this.#lost(claim, log)
-      else log.warn({ verdict }, `upload ${verdict.result}`)
+      if (verdict.result === 'clean') {
+        if (!(await transition(this.#state, current, { status: 'promoting', verdict, scannedAt: now, lastError: null, resetAttempts: true }, now))) {
+          this.#lost(log)
+          return 'done'
+        }
+        current = { ...current, upload: { ...current.upload, status: 'promoting', verdict, scannedAt: now, attempts: 0 } }
+        await this.#promote.promote(current, log)
+        return 'done'
+      }
+      // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
+      // that lost its lease must not tag over the new owner's result, hence the check first.
+      if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) {
+        this.#lost(log)
+        return 'done'
+      }
+      await this.#objects.setTags('quarantine', current.upload.objectKey, verdictTags(verdict.result, current.upload.id, verdict, now))
+      if (await transition(this.#state, current, { status: verdict.result, verdict, scannedAt: now, lastError: null }, now)) {
+        log.warn({ verdict }, `upload ${verdict.result}`)
+      } else this.#lost(log)
+      return 'done'
     } catch (err) {
       if (signal.aborted) throw err
-      await this.#retryOrFail(claim, err, log)
+      return this.#retryOrFail(current, err, log)
     }
   }
 
@@ -72,10 +94,10 @@ export class ScanService {
     const upload = claim.upload
     const startedAt = Date.now()
     if (upload.size > this.#options.scannerMaxBytes) {
-      const engine = await this.#scanner.version()
+      // Decided without the scanner (it may be down): the file is never sent.
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
-      await this.#audit(upload.id, startedAt, null, { result: 'unscannable', reason }, engine.engine, engine.signatureVersion, 0)
-      return { result: 'unscannable', signature: null, reason, engine: engine.engine, signatureVersion: engine.signatureVersion }
+      await this.#audit(upload.id, startedAt, null, { result: 'unscannable', reason }, notSent, null, 0)
+      return { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
     }
     let result: ScanResult
     const meter = new StreamMeter()
@@ -129,13 +151,18 @@ export class ScanService {
     })
   }
 
-  /** Transient failure: try again later with backoff kept in the store, or give up as failed. */
-  async #retryOrFail(claim: Claim, err: unknown, log: Log): Promise<void> {
+  /**
+   * Transient failure: try again later with backoff kept in the store, or give up as failed.
+   * A scanner that cannot be reached says nothing about the file: that try is not counted, so
+   * an outage of clamd leaves uploads pending (never failed, never promoted) until it is back.
+   */
+  async #retryOrFail(claim: Claim, err: unknown, log: Log): Promise<RunOutcome> {
     const upload = claim.upload
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    const outage = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
     const now = Date.now()
     let change: StatusChange
-    if (upload.attempts >= this.#options.maxAttempts) {
+    if (upload.attempts >= this.#options.maxAttempts && !outage) {
       log.error({ err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
       await this.#objects
         .setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
@@ -143,14 +170,16 @@ export class ScanService {
       change = { status: 'failed', lastError: message }
     } else {
       const delay = backoffMs(upload.attempts, this.#options.retryBaseMs, this.#options.retryMaxMs)
-      log.warn({ err, attempts: upload.attempts, retryInMs: delay }, 'transient error, will retry')
+      log.warn({ err, attempts: upload.attempts, retryInMs: delay }, outage ? 'scanner unreachable, will retry' : 'transient error, will retry')
       // A clean verdict is kept: only the promotion is retried.
-      change = upload.status === 'promoting' ? { status: 'promoting', lastError: message, runAt: now + delay } : { status: 'pending', lastError: message, runAt: now + delay }
+      const status = upload.status === 'promoting' ? 'promoting' : 'pending'
+      change = { status, lastError: message, runAt: now + delay, ...(outage ? { refundAttempt: true } : {}) }
     }
-    if (!(await transition(this.#state, claim, change, now))) this.#lost(claim, log)
+    if (!(await transition(this.#state, claim, change, now))) this.#lost(log)
+    return outage ? 'scanner-unavailable' : 'done'
   }
 
-  #lost(claim: Claim, log: Log): void {
+  #lost(log: Log): void {
     log.warn({}, 'lease lost: another worker owns this upload now, result dropped')
   }
 }

@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Log } from '../ports/log.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
-import type { ScanService } from './scan-service.ts'
+import type { RunOutcome, ScanService } from './scan-service.ts'
 
 export interface WorkerOptions {
   concurrency: number
   leaseMs: number
   pollIntervalMs: number
+  /** Longest pause in claiming while the scanner is unreachable. */
+  outagePauseMaxMs: number
 }
 
 /**
@@ -21,7 +23,10 @@ export class ScanWorker {
   readonly #scan: ScanService
   readonly #options: WorkerOptions
   readonly #log: Log
+  /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
   readonly #running = new Map<string, { done: Promise<void>; abort: AbortController }>()
+  /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
+  #outagePauseMs = 0
   #stopping = false
   #loop: Promise<void> | null = null
   #wakeUp: (() => void) | null = null
@@ -78,31 +83,52 @@ export class ScanWorker {
         for (const claim of claimed) this.#start(claim)
       }
       // Go round at once while there may be more due work and free slots.
-      if (claimed.length === free && free > 0) continue
-      await this.#sleep(this.#options.pollIntervalMs)
+      if (claimed.length === free && free > 0 && this.#outagePauseMs === 0) continue
+      await this.#sleep(this.#outagePauseMs || this.#options.pollIntervalMs)
     }
   }
 
   #start(claim: Claim): void {
     const abort = new AbortController()
     const log = this.#log.child({ uploadId: claim.upload.id })
+    let renewedAt = Date.now()
+    // Renew at a third of the lease; a job that could not renew for most of its lease stops,
+    // because another worker may own it by now.
     const renew = setInterval(() => {
       this.#state.renewLease(claim, this.#options.leaseMs, Date.now()).then(
         (held) => {
-          if (!held) abort.abort(new Error('lease lost'))
+          if (held) renewedAt = Date.now()
+          else abort.abort(new Error('lease lost'))
         },
-        (err: unknown) => log.warn({ err }, 'could not renew lease')
+        (err: unknown) => {
+          log.warn({ err }, 'could not renew lease')
+          if (Date.now() - renewedAt > (this.#options.leaseMs * 2) / 3) abort.abort(new Error('lease could not be renewed'))
+        }
       )
     }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
     const done = this.#scan
       .run(claim, abort.signal, log)
-      .catch((err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again'))
+      .then(
+        (outcome) => this.#noteScanner(outcome),
+        (err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again')
+      )
       .finally(() => {
         clearInterval(renew)
-        this.#running.delete(claim.upload.id)
+        this.#running.delete(claim.token)
         this.wake()
       })
-    this.#running.set(claim.upload.id, { done, abort })
+    this.#running.set(claim.token, { done, abort })
+  }
+
+  #noteScanner(outcome: RunOutcome): void {
+    if (outcome === 'scanner-unavailable') {
+      const next = Math.min(this.#options.outagePauseMaxMs, Math.max(this.#options.pollIntervalMs, this.#outagePauseMs * 2))
+      if (next !== this.#outagePauseMs) this.#log.warn({ pauseMs: next }, 'scanner unreachable: pausing claims')
+      this.#outagePauseMs = next
+    } else if (this.#outagePauseMs !== 0) {
+      this.#outagePauseMs = 0
+      this.#log.info({}, 'scanner reachable again: claiming resumes')
+    }
   }
 
   #sleep(ms: number): Promise<void> {

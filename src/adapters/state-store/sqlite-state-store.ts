@@ -113,6 +113,7 @@ export class SqliteStateStore implements StateStore {
       values.push(change.lastError)
     }
     if (change.resetAttempts) sets.push('attempts = 0')
+    else if (change.refundAttempt) sets.push('attempts = max(attempts - 1, 0)')
     if (change.runAt !== undefined) {
       sets.push('run_at = ?')
       values.push(change.runAt)
@@ -123,8 +124,8 @@ export class SqliteStateStore implements StateStore {
     }
     const result = this.#run(() =>
       this.#db
-        .prepare(`UPDATE uploads SET ${sets.join(', ')} WHERE id = ? AND lease_token = ?`)
-        .run(...values, claim.upload.id, claim.token)
+        .prepare(`UPDATE uploads SET ${sets.join(', ')} WHERE id = ? AND lease_token = ? AND status = ?`)
+        .run(...values, claim.upload.id, claim.token, claim.upload.status)
     )
     return result.changes === 1
   }
