@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
-import { ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../src/ports/object-store.ts'
+import { ObjectChangedError, ObjectNotFoundError, StoreUnavailableError, type ObjectStore } from '../src/ports/object-store.ts'
 
 /** A write that was started and is not finished (S3 multipart upload, fs temp file), with the bytes it holds. */
 export interface IncompleteWrite {
@@ -42,8 +42,9 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       }
       const body = generatedBody(20 * MB, { gate: { at: 16 * MB, open: gate } })
       await put(key, body.stream)
-      t.same(await store.head('quarantine', key), {
+      t.match(await store.head('quarantine', key), {
         size: 20 * MB,
+        version: /./,
         contentType: 'application/pdf',
         metadata: { sha256: 'abc', 'original-name': 'a.pdf' }
       })
@@ -77,11 +78,26 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       await store.setTags('quarantine', key, { scan: 'pending' })
       await store.copy('quarantine', 'production', key, { verdict: 'clean', engine: 'ClamAV 1.4' })
       const { body, info } = await store.get('production', key)
-      t.same(info, { size: data.length, contentType: 'application/pdf', metadata: { sha256: 'abc', 'original-name': 'a.pdf' } })
+      t.match(info, { size: data.length, contentType: 'application/pdf', metadata: { sha256: 'abc', 'original-name': 'a.pdf' } })
       t.same(await digest(body), { sha256: sha256(data), bytes: data.length })
       t.same(await store.getTags('production', key), { verdict: 'clean', engine: 'ClamAV 1.4' })
       t.same(await store.getTags('quarantine', key), { scan: 'pending' }, 'the source is untouched')
       t.ok(await store.head('quarantine', key), 'copy is not a move')
+    })
+
+    t.test('copy with ifVersion copies only that version of the source', async (t) => {
+      const key = `${prefix()}/pinned.bin`
+      await put(key, Readable.from([Buffer.from('the scanned bytes')]))
+      const scanned = (await store.get('quarantine', key)).info.version
+      t.equal((await store.head('quarantine', key))?.version, scanned, 'head and get agree on the version')
+      await new Promise((r) => setTimeout(r, 5))
+      await put(key, Readable.from([Buffer.from('other bytes!!!!!!')]))
+      t.not((await store.head('quarantine', key))?.version, scanned, 'new bytes, new version')
+      await t.rejects(store.copy('quarantine', 'production', key, {}, { ifVersion: scanned }), ObjectChangedError)
+      t.equal(await store.head('production', key), null, 'nothing copied')
+      const current = (await store.head('quarantine', key))!.version
+      await store.copy('quarantine', 'production', key, { verdict: 'clean' }, { ifVersion: current })
+      t.equal((await digest((await store.get('production', key)).body)).bytes, 'other bytes!!!!!!'.length)
     })
 
     t.test('copy overwrites the target and replaces its tags', async (t) => {

@@ -28,8 +28,9 @@ async function setup(t: Test) {
   await objects.put('quarantine', id, Readable.from([content]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
   await state.insertUpload({ id, objectKey: id, size: content.length, sha256: 'x'.repeat(64), filename: null, contentType: 'text/plain', createdAt: 1 })
   const [claim] = await state.claim('w', 1, 60_000, Date.now())
-  await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), resetAttempts: true }, Date.now())
-  const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now() } }
+  const scannedVersion = (await objects.head('quarantine', id))!.version
+  await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion, resetAttempts: true }, Date.now())
+  const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
   return { objects, state, id, content, promoting, promote: new PromoteService({ objects, state }) }
 }
 
@@ -63,6 +64,16 @@ t.test('a production object of another upload is not taken for ours', async (t) 
   await objects.delete('quarantine', id)
   await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
   t.equal((await state.getUpload(id))?.status, 'promoting')
+})
+
+t.test('bytes changed in quarantine after the scan are never promoted', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await new Promise((r) => setTimeout(r, 5))
+  await objects.put('quarantine', id, Readable.from([uniqueContent(5000)]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
+  await promote.promote(promoting, log)
+  t.match(await state.getUpload(id), { status: 'failed', lastError: /changed after it was scanned/ })
+  t.equal(await objects.head('production', id), null, 'nothing in production')
+  t.match(await objects.getTags('quarantine', id), { 'av-status': 'failed' })
 })
 
 t.test('nothing without a clean verdict is promoted', async (t) => {

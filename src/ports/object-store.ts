@@ -13,6 +13,8 @@ export interface PutOptions {
 
 export interface ObjectInfo {
   size: number
+  /** Opaque version of the content (S3 ETag): changes whenever the bytes do. */
+  version: string
   contentType: string
   metadata: Record<string, string>
 }
@@ -42,8 +44,12 @@ export interface ObjectStore {
   get(area: Area, key: string, signal?: AbortSignal): Promise<{ body: Readable; info: ObjectInfo }>
   /** null when the object does not exist. */
   head(area: Area, key: string): Promise<ObjectInfo | null>
-  /** Copies from one area to the other with content type and metadata, replacing the target's tags with `tags`. Overwrites. */
-  copy(from: Area, to: Area, key: string, tags: Record<string, string>): Promise<void>
+  /**
+   * Copies from one area to the other with content type and metadata, replacing the target's
+   * tags with `tags`. Overwrites. With `ifVersion`, copies only that version of the source and
+   * throws ObjectChangedError when the source is another one.
+   */
+  copy(from: Area, to: Area, key: string, tags: Record<string, string>, options?: { ifVersion?: string }): Promise<void>
   setTags(area: Area, key: string, tags: Record<string, string>): Promise<void>
   /** {} when the object has no tags. Throws ObjectNotFoundError when it does not exist. */
   getTags(area: Area, key: string): Promise<Record<string, string>>
@@ -57,6 +63,14 @@ export class ObjectNotFoundError extends Error {
   override name = 'ObjectNotFoundError'
   constructor(area: Area, key: string) {
     super(`object ${key} not found in ${area}`)
+  }
+}
+
+/** The object is not the version the caller asked for: its bytes changed. */
+export class ObjectChangedError extends Error {
+  override name = 'ObjectChangedError'
+  constructor(area: Area, key: string) {
+    super(`object ${key} in ${area} changed since it was read`)
   }
 }
 

@@ -26,6 +26,8 @@ export interface UploadRecord extends NewUpload {
   updatedAt: number
   scannedAt: number | null
   verdict: Verdict | null
+  /** The object version (store's ETag) that was scanned: promotion copies only that version. */
+  scannedVersion: string | null
   /** Claims made so far in the current step (scan or promotion). */
   attempts: number
   lastError: string | null
@@ -45,6 +47,7 @@ export interface StatusChange {
   status: StoredStatus
   verdict?: Verdict | null
   scannedAt?: number | null
+  scannedVersion?: string | null
   lastError?: string | null
   /** Reset the attempt counter (entering a new step). */
   resetAttempts?: boolean

@@ -79,7 +79,7 @@ export class IngestService {
     log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')
     this.#onCommitted()
     // Built here, not read back: once the insert committed, nothing may make us discard the object.
-    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, attempts: 0, lastError: null, runAt: createdAt }
+    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt }
   }
 
   /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */

@@ -1,5 +1,5 @@
 import type { Log } from '../ports/log.ts'
-import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
+import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
 import { verdictTags } from './object-tags.ts'
 import { transition } from './transition.ts'
@@ -25,8 +25,10 @@ export class PromoteService {
     }
     const tags = verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now())
     try {
-      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags)
+      // Only the bytes that were scanned: if the quarantined object changed since, nothing is copied.
+      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {})
     } catch (err) {
+      if (err instanceof ObjectChangedError) return this.#changed(claim, log)
       // A run that crashed after deleting the quarantined copy left only the production one.
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
@@ -36,6 +38,15 @@ export class PromoteService {
     } else {
       log.warn({}, 'lease lost during promotion; the new owner finishes it')
     }
+  }
+
+  /** The quarantined bytes are not the ones scanned: never promoted, the upload fails for good. */
+  async #changed(claim: Claim, log: Log): Promise<void> {
+    const { upload } = claim
+    const now = Date.now()
+    log.error({}, 'the quarantined object changed after its scan: not promoted')
+    await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
+    await transition(this.#state, claim, { status: 'failed', lastError: 'the quarantined object changed after it was scanned' }, now)
   }
 
   /** The production copy is ours when it carries our upload id (set by the copy itself) and the right size. */

@@ -62,14 +62,15 @@ export class ScanService {
         await this.#promote.promote(current, log)
         return 'done'
       }
-      const verdict = await this.#scan(current, signal, log)
+      const { verdict, version } = await this.#scan(current, signal, log)
       const now = Date.now()
       if (verdict.result === 'clean') {
-        if (!(await transition(this.#state, current, { status: 'promoting', verdict, scannedAt: now, lastError: null, resetAttempts: true }, now))) {
+        const promoting = { status: 'promoting', verdict, scannedAt: now, scannedVersion: version, lastError: null } as const
+        if (!(await transition(this.#state, current, { ...promoting, resetAttempts: true }, now))) {
           this.#lost(log)
           return 'done'
         }
-        current = { ...current, upload: { ...current.upload, status: 'promoting', verdict, scannedAt: now, attempts: 0 } }
+        current = { ...current, upload: { ...current.upload, ...promoting, attempts: 0 } }
         await this.#promote.promote(current, log)
         return 'done'
       }
@@ -90,19 +91,22 @@ export class ScanService {
     }
   }
 
-  async #scan(claim: Claim, signal: AbortSignal, log: Log): Promise<Verdict> {
+  /** The verdict, and the version of the object it was drawn from (null when nothing was read). */
+  async #scan(claim: Claim, signal: AbortSignal, log: Log): Promise<{ verdict: Verdict; version: string | null }> {
     const upload = claim.upload
     const startedAt = Date.now()
     if (upload.size > this.#options.scannerMaxBytes) {
       // Decided without the scanner (it may be down): the file is never sent.
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
       await this.#audit(upload.id, startedAt, null, { result: 'unscannable', reason }, notSent, null, 0)
-      return { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
+      return { verdict: { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }, version: null }
     }
     let result: ScanResult
+    let version: string
     const meter = new StreamMeter()
     try {
-      const { body } = await this.#objects.get('quarantine', upload.objectKey, signal)
+      const { body, info } = await this.#objects.get('quarantine', upload.objectKey, signal)
+      version = info.version
       pipeline(body, meter, () => {})
       result = await this.#scanner.scan(meter, signal)
     } catch (err) {
@@ -118,13 +122,14 @@ export class ScanService {
     }
     await this.#audit(upload.id, startedAt, result.endpoint, outcome, result.engine.engine, result.engine.signatureVersion, result.bytes)
     log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
-    return {
+    const verdict: Verdict = {
       result: outcome.result,
       signature: outcome.result === 'infected' ? outcome.signature : null,
       reason: outcome.result === 'unscannable' ? outcome.reason : null,
       engine: result.engine.engine,
       signatureVersion: result.engine.signatureVersion
     }
+    return { verdict, version }
   }
 
   async #audit(

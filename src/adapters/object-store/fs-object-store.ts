@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
+  ObjectChangedError,
   ObjectNotFoundError,
   StoreUnavailableError,
   type Area,
@@ -101,7 +102,7 @@ export class FsObjectStore implements ObjectStore {
       const sidecar = await readSidecar(meta)
       const body = file.createReadStream()
       if (signal) addAbortSignal(signal, body)
-      return { body, info: { size: st.size, contentType: sidecar.contentType, metadata: sidecar.metadata } }
+      return { body, info: { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata } }
     } catch (err) {
       await file.close()
       throw err
@@ -113,14 +114,17 @@ export class FsObjectStore implements ObjectStore {
     const st = await stat(data).catch((err: unknown) => (isMissing(err) ? null : this.#fail(err, area, key, 'head')))
     if (!st?.isFile()) return null
     const sidecar = await readSidecar(meta)
-    return { size: st.size, contentType: sidecar.contentType, metadata: sidecar.metadata }
+    return { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string } = {}): Promise<void> {
     const clean = sanitizeTags(tags)
     const src = this.#paths(from, key)
     const dst = this.#paths(to, key)
-    if (!(await this.head(from, key))) throw new ObjectNotFoundError(from, key)
+    const source = await this.head(from, key)
+    if (!source) throw new ObjectNotFoundError(from, key)
+    // Puts replace files by rename, so a changed object has a new inode and mtime.
+    if (options.ifVersion !== undefined && source.version !== options.ifVersion) throw new ObjectChangedError(from, key)
     const sidecar = await readSidecar(src.meta)
     const tmp = tempPath(dst.data)
     try {
@@ -209,4 +213,9 @@ function isMissing(err: unknown): boolean {
 function storeError(err: unknown, what: string): unknown {
   if (!DISK_TROUBLE.has((err as NodeJS.ErrnoException | undefined)?.code ?? '')) return err
   return new StoreUnavailableError(`${what}: ${errorText(err)}`, { cause: err })
+}
+
+/** A content version for files: a put renames a new file into place, so inode and mtime change with the bytes. */
+function versionOf(st: { ino: number; size: number; mtimeMs: number }): string {
+  return `${st.ino.toString(36)}-${st.size.toString(36)}-${Math.round(st.mtimeMs * 1000).toString(36)}`
 }

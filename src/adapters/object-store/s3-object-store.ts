@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import {
+  ObjectChangedError,
   ObjectNotFoundError,
   type Area,
   type AreaHealth,
@@ -23,7 +24,7 @@ import {
 } from '../../ports/object-store.ts'
 import { abortError } from './abort-error.ts'
 import { guardBody } from './body-guard.ts'
-import { describeBucketError, isMissingObject, toStoreError } from './s3-errors.ts'
+import { describeBucketError, isMissingObject, statusOf, toStoreError } from './s3-errors.ts'
 import { multipartCopy } from './s3-multipart-copy.ts'
 import { encodeTagging, sanitizeTags } from './tags.ts'
 
@@ -174,10 +175,12 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string } = {}): Promise<void> {
     const tagging = encodeTagging(sanitizeTags(tags))
     const source = await this.#head(from, key)
     if (!source) throw new ObjectNotFoundError(from, key)
+    // Checked here and again by S3 itself (CopySourceIfMatch), so a change in between is caught too.
+    if (options.ifVersion !== undefined && source.ETag !== options.ifVersion) throw new ObjectChangedError(from, key)
     const Bucket = this.#buckets[to]
     const copySource = `${encodeURIComponent(this.#buckets[from])}/${key.split('/').map(encodeURIComponent).join('/')}`
     const size = source.ContentLength ?? 0
@@ -186,7 +189,7 @@ export class S3ObjectStore implements ObjectStore {
         await multipartCopy({
           client: this.client,
           copySource,
-          sourceETag: source.ETag,
+          sourceETag: options.ifVersion ?? source.ETag,
           size,
           bucket: Bucket,
           key,
@@ -202,6 +205,7 @@ export class S3ObjectStore implements ObjectStore {
             Bucket,
             Key: key,
             CopySource: copySource,
+            ...(options.ifVersion !== undefined ? { CopySourceIfMatch: options.ifVersion } : {}),
             MetadataDirective: 'COPY',
             TaggingDirective: 'REPLACE',
             Tagging: tagging
@@ -209,6 +213,7 @@ export class S3ObjectStore implements ObjectStore {
         )
       }
     } catch (err) {
+      if (statusOf(err) === 412) throw new ObjectChangedError(from, key)
       this.#fail(err, from, key, `copy to ${Bucket}`)
     }
   }
@@ -262,6 +267,6 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
-function infoOf(out: { ContentLength?: number; ContentType?: string; Metadata?: Record<string, string> }): ObjectInfo {
-  return { size: out.ContentLength ?? 0, contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE, metadata: out.Metadata ?? {} }
+function infoOf(out: { ContentLength?: number; ContentType?: string; Metadata?: Record<string, string>; ETag?: string }): ObjectInfo {
+  return { size: out.ContentLength ?? 0, version: out.ETag ?? '', contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE, metadata: out.Metadata ?? {} }
 }

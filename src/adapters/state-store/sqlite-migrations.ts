@@ -18,6 +18,7 @@ export const migrations: readonly { version: number; sql: string }[] = [
         updated_at INTEGER NOT NULL,
         scanned_at INTEGER,
         verdict TEXT,
+        scanned_version TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
         run_at INTEGER NOT NULL,

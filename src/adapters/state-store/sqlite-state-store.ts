@@ -108,6 +108,10 @@ export class SqliteStateStore implements StateStore {
       sets.push('scanned_at = ?')
       values.push(change.scannedAt)
     }
+    if (change.scannedVersion !== undefined) {
+      sets.push('scanned_version = ?')
+      values.push(change.scannedVersion)
+    }
     if (change.lastError !== undefined) {
       sets.push('last_error = ?')
       values.push(change.lastError)
@@ -188,6 +192,7 @@ function toRecord(row: Row): UploadRecord {
     updatedAt: Number(row.updated_at),
     scannedAt: row.scanned_at === null ? null : Number(row.scanned_at),
     verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict),
+    scannedVersion: row.scanned_version === null ? null : String(row.scanned_version),
     attempts: Number(row.attempts),
     lastError: row.last_error === null ? null : String(row.last_error),
     runAt: Number(row.run_at)
