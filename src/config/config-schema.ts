@@ -45,7 +45,7 @@ export const configSchema = Type.Object(
     GW_RETRY_MAX_MS: Int(1, 5 * 60_000, 'Longest retry delay.'),
     GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans.'),
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
-    GW_ADMIN_KEYS: List('Bearer tokens for admin actions (also allowed to upload).'),
+    GW_ADMIN_KEYS: List('Bearer tokens for operators: allowed everything upload keys are, and the admin actions (rescans, releases) as they are added.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
     GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish.')
   },
