@@ -10,8 +10,7 @@
  * (its worker died) is claimed again in the same status and the step is re-run: every step
  * is idempotent.
  */
-export const storedStatuses = ['pending', 'scanning', 'promoting', 'clean', 'infected', 'unscannable', 'failed'] as const
-export type StoredStatus = (typeof storedStatuses)[number]
+export type StoredStatus = 'pending' | 'scanning' | 'promoting' | 'clean' | 'infected' | 'unscannable' | 'failed'
 
 export const publicStatuses = ['pending', 'scanning', 'clean', 'infected', 'unscannable', 'failed'] as const
 export type PublicStatus = (typeof publicStatuses)[number]
@@ -29,9 +28,7 @@ const transitions: Record<StoredStatus, readonly StoredStatus[]> = {
 /** Statuses a worker claims: work that is due, or whose previous worker lost its lease. */
 export const claimableStatuses: readonly StoredStatus[] = ['pending', 'scanning', 'promoting']
 
-export const terminalStatuses: readonly StoredStatus[] = ['clean', 'infected', 'unscannable', 'failed']
-
-export function canTransition(from: StoredStatus, to: StoredStatus): boolean {
+function canTransition(from: StoredStatus, to: StoredStatus): boolean {
   return transitions[from].includes(to)
 }
 

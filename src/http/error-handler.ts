@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, errorCodes, retryAfterSeconds, type ErrorCode } from '../domain/errors.ts'
+import { GatewayError, retryAfterSeconds, type ErrorCode } from '../domain/errors.ts'
 import { StoreUnavailableError } from '../ports/object-store.ts'
 import { StateUnavailableError } from '../ports/state-store.ts'
 
@@ -21,7 +21,7 @@ const fastifyCodes: Record<string, ErrorCode> = {
 /** busboy reports a broken multipart body with plain errors; these are their messages. */
 const malformedMultipart = /^(Unexpected end of (form|file)|Malformed (part )?header|Multipart: Boundary not found|Malformed urlencoded form|Part terminated early)/i
 
-export function toGatewayError(err: unknown): GatewayError {
+function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err
   if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
   if (err instanceof StateUnavailableError) return new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
@@ -33,7 +33,7 @@ export function toGatewayError(err: unknown): GatewayError {
   return new GatewayError('GW_INTERNAL', undefined, { cause: err })
 }
 
-export function sendError(reply: FastifyReply, error: GatewayError): FastifyReply {
+function sendError(reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.status === 503) reply.header('retry-after', String(retryAfterSeconds))
   if (error.code === 'GW_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer')
   return reply.code(error.status).type('application/json').send({ error: { code: error.code, message: error.message } })
@@ -52,5 +52,3 @@ export function registerErrorHandling(app: FastifyInstance): void {
   })
   app.setNotFoundHandler((request, reply) => sendError(reply, new GatewayError('GW_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)))
 }
-
-export { errorCodes }

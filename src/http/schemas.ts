@@ -1,4 +1,4 @@
-import Type, { type Static } from 'typebox'
+import Type from 'typebox'
 import { publicStatuses } from '../domain/upload-state.ts'
 
 /** The single source of the API's shapes: routes validate and serialise with these, openapi.yaml is generated from them. */
@@ -74,6 +74,3 @@ export const ReadyBody = Type.Object(
 )
 
 export const HealthBody = Type.Object({ ok: Type.Boolean() })
-
-export type UploadViewT = Static<typeof UploadView>
-export type UploadAcceptedT = Static<typeof UploadAccepted>

@@ -1,0 +1,43 @@
+import t from 'tap'
+import { assertTransition, backoffMs, publicStatus } from '../src/domain/upload-state.ts'
+
+t.test('the state machine allows only its written transitions', async (t) => {
+  for (const [from, to] of [
+    ['pending', 'scanning'],
+    ['scanning', 'promoting'],
+    ['scanning', 'infected'],
+    ['scanning', 'unscannable'],
+    ['scanning', 'pending'],
+    ['scanning', 'failed'],
+    ['promoting', 'promoting'],
+    ['promoting', 'clean'],
+    ['promoting', 'failed']
+  ] as const) {
+    t.doesNotThrow(() => assertTransition(from, to), `${from} -> ${to}`)
+  }
+  for (const [from, to] of [
+    ['pending', 'clean'],
+    ['scanning', 'clean'],
+    ['promoting', 'pending'],
+    ['promoting', 'infected'],
+    ['infected', 'clean'],
+    ['failed', 'pending'],
+    ['clean', 'infected'],
+    ['unscannable', 'clean']
+  ] as const) {
+    t.throws(() => assertTransition(from, to), { message: `illegal upload transition ${from} -> ${to}` })
+  }
+})
+
+t.test('promoting shows as scanning: clean only once the production copy exists', async (t) => {
+  t.equal(publicStatus('promoting'), 'scanning')
+  t.equal(publicStatus('clean'), 'clean')
+})
+
+t.test('backoff doubles, is capped, and is jittered within [ceiling/2, ceiling]', async (t) => {
+  t.equal(backoffMs(1, 1000, 60_000, () => 1), 1000)
+  t.equal(backoffMs(3, 1000, 60_000, () => 1), 4000)
+  t.equal(backoffMs(3, 1000, 60_000, () => 0), 2000)
+  t.equal(backoffMs(20, 1000, 60_000, () => 1), 60_000)
+  t.equal(backoffMs(0, 1000, 60_000, () => 1), 1000)
+})
