@@ -9,10 +9,17 @@ export function sanitizeFilename(raw: string | undefined | null): string | null 
   const lastSegment = raw.split(/[/\\]/).pop() ?? ''
   // C0/C1 controls, DEL and Unicode bidi overrides can hide or reorder what a person reads.
   // eslint-disable-next-line no-control-regex -- removing control characters is the point
-  let name = lastSegment.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, '').trim()
+  const name = lastSegment.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, '').trim()
   if (name === '' || name === '.' || name === '..') return null
-  while (Buffer.byteLength(name, 'utf8') > maxFilenameBytes) name = Array.from(name).slice(0, -1).join('')
-  return name
+  // Cut at a code point, never inside one, once the UTF-8 length would pass the limit.
+  let kept = ''
+  let bytes = 0
+  for (const char of name) {
+    bytes += Buffer.byteLength(char, 'utf8')
+    if (bytes > maxFilenameBytes) break
+    kept += char
+  }
+  return kept
 }
 
 /** The client's declared content type if it looks like one, otherwise application/octet-stream. */

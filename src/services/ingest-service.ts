@@ -3,7 +3,7 @@ import { pipeline, type Readable } from 'node:stream'
 import type { Log } from '../ports/log.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
-import { StateUnavailableError, type NewUpload, type StateStore, type UploadRecord } from '../ports/state-store.ts'
+import type { NewUpload, StateStore, UploadRecord } from '../ports/state-store.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
 import { StreamLimitError, StreamMeter } from './stream-meter.ts'
 
@@ -72,8 +72,8 @@ export class IngestService {
     try {
       await this.#state.insertUpload({ ...stored, createdAt })
     } catch (err) {
+      // The HTTP error handler turns StateUnavailableError into 503 GW_STATE_UNAVAILABLE.
       await this.discard(stored, log)
-      if (err instanceof StateUnavailableError) throw new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
       throw err
     }
     log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')

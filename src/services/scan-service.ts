@@ -3,7 +3,7 @@ import type { Log } from '../ports/log.ts'
 import { backoffMs } from '../domain/upload-state.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts'
-import type { Claim, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
+import type { Claim, ScanRecord, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
 import { verdictTags } from './object-tags.ts'
 import type { PromoteService } from './promote-service.ts'
 import { StreamMeter } from './stream-meter.ts'
@@ -22,6 +22,18 @@ export interface ScanOptions {
   retryMaxMs: number
   /** Lease length, to re-check ownership before writing tags. */
   leaseMs: number
+}
+
+type AuditRow = Omit<ScanRecord, 'uploadId' | 'startedAt' | 'durationMs'>
+
+/** The audit fields a verdict fills in. */
+function auditOf(v: Verdict): Omit<AuditRow, 'endpoint' | 'bytes'> {
+  return { outcome: v.result, signature: v.signature, detail: v.reason, engine: v.engine, signatureVersion: v.signatureVersion }
+}
+
+/** The audit fields of a try that ended without a verdict. */
+function failedTry(detail: string): Omit<AuditRow, 'endpoint' | 'bytes'> {
+  return { outcome: 'error', signature: null, detail, engine: null, signatureVersion: null }
 }
 
 /** The content did not arrive whole: no verdict may be drawn from it. */
@@ -98,8 +110,9 @@ export class ScanService {
     if (upload.size > this.#options.scannerMaxBytes) {
       // Decided without the scanner (it may be down): the file is never sent.
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
-      await this.#audit(upload.id, startedAt, null, { result: 'unscannable', reason }, notSent, null, 0)
-      return { verdict: { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }, version: null }
+      const verdict: Verdict = { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
+      await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: null, bytes: 0 })
+      return { verdict, version: null }
     }
     let result: ScanResult
     let version: string
@@ -110,18 +123,17 @@ export class ScanService {
       pipeline(body, meter, () => {})
       result = await this.#scanner.scan(meter, signal)
     } catch (err) {
-      await this.#audit(upload.id, startedAt, null, null, null, null, meter.bytes, String((err as Error).message ?? err))
+      await this.#audit(upload.id, startedAt, { ...failedTry(String((err as Error).message ?? err)), endpoint: null, bytes: meter.bytes })
       throw err
     }
     const outcome = result.outcome
     // A clean verdict counts only for the whole file: every byte read, and the same bytes that were uploaded.
     if (outcome.result === 'clean' && (meter.bytes !== upload.size || meter.sha256 !== upload.sha256)) {
       const detail = `read ${meter.bytes} bytes with sha256 ${meter.sha256}, expected ${upload.size} bytes with sha256 ${upload.sha256}`
-      await this.#audit(upload.id, startedAt, result.endpoint, null, result.engine.engine, result.engine.signatureVersion, meter.bytes, detail)
+      const engine = { engine: result.engine.engine, signatureVersion: result.engine.signatureVersion }
+      await this.#audit(upload.id, startedAt, { ...failedTry(detail), ...engine, endpoint: result.endpoint, bytes: meter.bytes })
       throw new IntegrityError(`quarantined object does not match its upload: ${detail}`)
     }
-    await this.#audit(upload.id, startedAt, result.endpoint, outcome, result.engine.engine, result.engine.signatureVersion, result.bytes)
-    log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
     const verdict: Verdict = {
       result: outcome.result,
       signature: outcome.result === 'infected' ? outcome.signature : null,
@@ -129,31 +141,13 @@ export class ScanService {
       engine: result.engine.engine,
       signatureVersion: result.engine.signatureVersion
     }
+    await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: result.endpoint, bytes: result.bytes })
+    log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
     return { verdict, version }
   }
 
-  async #audit(
-    uploadId: string,
-    startedAt: number,
-    endpoint: string | null,
-    outcome: ScanResult['outcome'] | null,
-    engine: string | null,
-    signatureVersion: number | null,
-    bytes: number,
-    error?: string
-  ): Promise<void> {
-    await this.#state.recordScan({
-      uploadId,
-      startedAt,
-      durationMs: Date.now() - startedAt,
-      endpoint,
-      engine,
-      signatureVersion,
-      outcome: outcome ? outcome.result : 'error',
-      signature: outcome?.result === 'infected' ? outcome.signature : null,
-      detail: outcome?.result === 'unscannable' ? outcome.reason : (error ?? null),
-      bytes
-    })
+  async #audit(uploadId: string, startedAt: number, row: AuditRow): Promise<void> {
+    await this.#state.recordScan({ uploadId, startedAt, durationMs: Date.now() - startedAt, ...row })
   }
 
   /**

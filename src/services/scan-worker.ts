@@ -50,10 +50,6 @@ export class ScanWorker {
     else this.#woken = true
   }
 
-  get running(): number {
-    return this.#running.size
-  }
-
   /**
    * Stops claiming, waits up to graceMs for running jobs, then aborts the rest. Their leases
    * are left to expire, so another worker claims them again.
