@@ -31,6 +31,7 @@ t.test('refuses a schema newer than it knows', async (t) => {
 t.test('a closed store answers with StateUnavailableError', async (t) => {
   const store = new SqliteStateStore(':memory:')
   await store.migrate()
+  await store.getUpload('x') // its statement is now prepared and cached
   await store.close()
   await t.rejects(store.ping(), StateUnavailableError)
   await t.rejects(store.getUpload('x'), StateUnavailableError)

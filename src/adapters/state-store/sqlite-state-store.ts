@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { claimableStatuses, type StoredStatus } from '../../domain/upload-state.ts'
 import {
   StateUnavailableError,
@@ -24,6 +24,8 @@ const claimable = claimableStatuses.map((s) => `'${s}'`).join(', ')
  */
 export class SqliteStateStore implements StateStore {
   readonly #db: DatabaseSync
+  /** Prepared once and reused: status polls and claims run these statements all the time. */
+  readonly #statements = new Map<string, StatementSync>()
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
@@ -56,8 +58,7 @@ export class SqliteStateStore implements StateStore {
 
   async insertUpload(u: NewUpload): Promise<void> {
     this.#run(() =>
-      this.#db
-        .prepare(
+      this.#statement(
           `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, created_at, updated_at, run_at)
            VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`
         )
@@ -66,7 +67,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async getUpload(id: string): Promise<UploadRecord | null> {
-    const row = this.#run(() => this.#db.prepare('SELECT * FROM uploads WHERE id = ?').get(id)) as Row | undefined
+    const row = this.#run(() => this.#statement('SELECT * FROM uploads WHERE id = ?').get(id)) as Row | undefined
     return row ? toRecord(row) : null
   }
 
@@ -74,8 +75,7 @@ export class SqliteStateStore implements StateStore {
     if (limit <= 0) return []
     // One statement: pick what is due and lease it. SQLite serialises writers, so no row is claimed twice.
     const rows = this.#run(() =>
-      this.#db
-        .prepare(
+      this.#statement(
           `UPDATE uploads
               SET status = CASE status WHEN 'pending' THEN 'scanning' ELSE status END,
                   lease_owner = ?, lease_token = lower(hex(randomblob(16))), run_at = ?,
@@ -90,8 +90,7 @@ export class SqliteStateStore implements StateStore {
 
   async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
     const result = this.#run(() =>
-      this.#db
-        .prepare(`UPDATE uploads SET run_at = ? WHERE id = ? AND lease_token = ? AND status IN (${claimable})`)
+      this.#statement(`UPDATE uploads SET run_at = ? WHERE id = ? AND lease_token = ? AND status IN (${claimable})`)
         .run(now + leaseMs, claim.upload.id, claim.token)
     )
     return result.changes === 1
@@ -127,8 +126,7 @@ export class SqliteStateStore implements StateStore {
       sets.push('lease_owner = NULL', 'lease_token = NULL')
     }
     const result = this.#run(() =>
-      this.#db
-        .prepare(`UPDATE uploads SET ${sets.join(', ')} WHERE id = ? AND lease_token = ? AND status = ?`)
+      this.#statement(`UPDATE uploads SET ${sets.join(', ')} WHERE id = ? AND lease_token = ? AND status = ?`)
         .run(...values, claim.upload.id, claim.token, claim.upload.status)
     )
     return result.changes === 1
@@ -136,8 +134,7 @@ export class SqliteStateStore implements StateStore {
 
   async recordScan(s: ScanRecord): Promise<void> {
     this.#run(() =>
-      this.#db
-        .prepare(
+      this.#statement(
           `INSERT INTO scans (upload_id, started_at, duration_ms, endpoint, engine, signature_version, outcome, signature, detail, bytes)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
         )
@@ -146,7 +143,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async listScans(uploadId: string): Promise<ScanRecord[]> {
-    const rows = this.#run(() => this.#db.prepare('SELECT * FROM scans WHERE upload_id = ? ORDER BY id').all(uploadId)) as Row[]
+    const rows = this.#run(() => this.#statement('SELECT * FROM scans WHERE upload_id = ? ORDER BY id').all(uploadId)) as Row[]
     return rows.map((r) => ({
       uploadId: String(r.upload_id),
       startedAt: Number(r.started_at),
@@ -162,11 +159,20 @@ export class SqliteStateStore implements StateStore {
   }
 
   async ping(): Promise<void> {
-    this.#run(() => this.#db.prepare('SELECT 1').get())
+    this.#run(() => this.#statement('SELECT 1').get())
   }
 
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close()
+  }
+
+  #statement(sql: string): StatementSync {
+    let statement = this.#statements.get(sql)
+    if (!statement) {
+      statement = this.#db.prepare(sql)
+      this.#statements.set(sql, statement)
+    }
+    return statement
   }
 
   /** SQLite errors (disk full, locked past the busy timeout, closed) mean "try again later" to callers. */
