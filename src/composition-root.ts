@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { FsObjectStore } from './adapters/object-store/fs-object-store.ts'
 import { S3ObjectStore } from './adapters/object-store/s3-object-store.ts'
+import { PrometheusMetrics } from './adapters/metrics/prometheus-metrics.ts'
 import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
+import { PgStateStore } from './adapters/state-store/pg-state-store.ts'
 import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.ts'
 import type { Config } from './config/config-schema.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
@@ -16,6 +18,7 @@ import { ReadinessService } from './services/readiness-service.ts'
 import { ScanService } from './services/scan-service.ts'
 import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
+import { UploadAdmission } from './services/upload-admission.ts'
 
 export interface Gateway {
   app: FastifyInstance
@@ -23,6 +26,7 @@ export interface Gateway {
   state: StateStore
   objects: ObjectStore
   scanner: Scanner
+  metrics: PrometheusMetrics
   logger: Logger
   /** Listens and starts the scan worker; resolves with the address. */
   start(): Promise<string>
@@ -31,7 +35,8 @@ export interface Gateway {
 }
 
 /** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
-const redactPaths = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie', 'GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', '*.GW_UPLOAD_KEYS', '*.GW_ADMIN_KEYS']
+const secretKeys = ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', 'GW_DATABASE_URL']
+const redactPaths = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie', ...secretKeys, ...secretKeys.map((k) => `*.${k}`)]
 
 export function createLogger(level: string): Logger {
   return pino({ level, redact: { paths: redactPaths, censor: '[redacted]' } })
@@ -52,17 +57,32 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
           queueSize: config.GW_S3_QUEUE_SIZE
         })
       : new FsObjectStore({ root: config.GW_FS_ROOT })
-  const state: StateStore = new SqliteStateStore(config.GW_DATABASE_URL.slice('sqlite:'.length))
-  await state.migrate()
+  const state: StateStore = config.GW_DATABASE_URL.startsWith('sqlite:')
+    ? new SqliteStateStore(config.GW_DATABASE_URL.slice('sqlite:'.length))
+    : new PgStateStore({ url: config.GW_DATABASE_URL, schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
+  try {
+    await state.migrate()
+  } catch (err) {
+    await state.close()
+    throw err
+  }
   const scanner: Scanner = new ClamdScanner({
     endpoints: config.GW_CLAMD,
+    maxPerEndpoint: config.GW_CLAMD_MAX_PER_ENDPOINT,
+    healthIntervalMs: config.GW_CLAMD_HEALTH_INTERVAL_MS,
     connectTimeoutMs: config.GW_CLAMD_CONNECT_TIMEOUT_MS,
     idleTimeoutMs: config.GW_CLAMD_IDLE_TIMEOUT_MS,
     totalTimeoutMs: config.GW_CLAMD_TOTAL_TIMEOUT_MS
   })
-  const promote = new PromoteService({ objects, state })
+  const admission = new UploadAdmission({
+    maxUploads: config.GW_MAX_CONCURRENT_UPLOADS,
+    memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
+    perUploadBytes: objects.putBufferBytes
+  })
+  const metrics = new PrometheusMetrics({ state, scanner, admission })
+  const promote = new PromoteService({ objects, state, metrics })
   const scan = new ScanService(
-    { objects, state, scanner, promote },
+    { objects, state, scanner, promote, metrics },
     {
       scannerMaxBytes: config.GW_SCANNER_MAX_BYTES,
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
@@ -74,14 +94,15 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   const worker = new ScanWorker(
     { state, scan, log: logger },
     {
-      concurrency: config.GW_SCAN_CONCURRENCY,
+      // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.
+      concurrency: config.GW_ROLE === 'api' ? 0 : config.GW_SCAN_CONCURRENCY,
       leaseMs: config.GW_SCAN_LEASE_MS,
       pollIntervalMs: config.GW_POLL_INTERVAL_MS,
       outagePauseMaxMs: config.GW_RETRY_MAX_MS
     }
   )
   const ingest = new IngestService(
-    { objects, state, onCommitted: () => worker.wake() },
+    { objects, state, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX }
   )
   const app = await buildApp(
@@ -90,12 +111,16 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
       status: new StatusService({ state, objects }),
-      readiness: new ReadinessService({ objects, state, scanner })
+      readiness: new ReadinessService({ objects, state, scanner }),
+      admission,
+      metrics,
+      exporter: metrics
     },
     {
       maxUploadBytes: config.GW_MAX_UPLOAD_BYTES,
       uploadIdleTimeoutMs: config.GW_UPLOAD_IDLE_TIMEOUT_MS,
       corsOrigins: config.GW_CORS_ORIGINS,
+      uploads: config.GW_ROLE !== 'worker',
       ...(overrides.beforeRoutes ? { beforeRoutes: overrides.beforeRoutes } : {})
     }
   )
@@ -106,6 +131,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     state,
     objects,
     scanner,
+    metrics,
     logger,
     async start() {
       const address = await app.listen({ host: config.GW_HOST, port: config.GW_PORT })

@@ -32,7 +32,7 @@ const [clamd, limited, noEicar, noMarker] = await Promise.all([
 t.teardown(() => Promise.all([clamd, limited, noEicar, noMarker].map((c) => c.stop())))
 
 const opts = { connectTimeoutMs: 2000, idleTimeoutMs: 5000, totalTimeoutMs: 20_000, timeoutMs: 2000 }
-const scannerOptions = { connectTimeoutMs: 2000, idleTimeoutMs: 5000, totalTimeoutMs: 20_000 }
+const scannerOptions = { connectTimeoutMs: 2000, idleTimeoutMs: 5000, totalTimeoutMs: 20_000, maxPerEndpoint: 4, healthIntervalMs: 0 }
 
 /** clamd caches clean results by MD5: every scanned file gets content of its own. */
 function unique(size = 1000): Buffer {
@@ -160,13 +160,16 @@ t.test('selfTest is ok when clamd detects EICAR', async (t) => {
   await scanner.close()
 })
 
-t.test('selfTest fails against a clamd without the EICAR signature, and names it', async (t) => {
+t.test('selfTest names a clamd without the EICAR signature; ready only while another one detects it', async (t) => {
   const scanner = new ClamdScanner({ ...scannerOptions, endpoints: [clamd.url, noEicar.url] })
   const result = await scanner.selfTest()
-  t.equal(result.ok, false)
+  t.equal(result.ok, true, 'scans go to the endpoint that detects EICAR')
   t.match(result.detail, `${noEicar.url}: answered OK to the EICAR test file`)
   t.match(result.detail, `${clamd.url}: detected`)
   await scanner.close()
+  const alone = new ClamdScanner({ ...scannerOptions, endpoints: [noEicar.url] })
+  t.equal((await alone.selfTest()).ok, false)
+  await alone.close()
 })
 
 t.test('selfTest fails when an endpoint is unreachable', async (t) => {

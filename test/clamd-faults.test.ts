@@ -12,6 +12,7 @@ t.setTimeout(30_000)
 const KiB = 1024
 const MiB = 1024 * KiB
 const opts = { connectTimeoutMs: 1000, idleTimeoutMs: 2000, totalTimeoutMs: 10_000 }
+const scannerOpts = { ...opts, maxPerEndpoint: 4, healthIntervalMs: 0 }
 
 async function fake(t: Test, behaviour: FakeBehaviour): Promise<FakeClamd> {
   const server = await startFakeClamd(behaviour)
@@ -106,7 +107,7 @@ t.test('connect timeout: a port whose accept queue is full', async (t) => {
 
   // The scanner moves on to the next endpoint, since no byte of the body was read yet.
   const good = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...opts, connectTimeoutMs: 200, endpoints: [listener.url, good.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, connectTimeoutMs: 200, endpoints: [listener.url, good.url] })
   t.match(await scanner.scan(Readable.from([randomBytes(100)])), { outcome: { result: 'clean' }, endpoint: good.url })
 })
 
@@ -233,7 +234,7 @@ t.test('abort via AbortSignal', async (t) => {
 t.test('scanner: no failover once the body is being sent', async (t) => {
   const broken = await fake(t, { kind: 'close', afterBytes: 100 * KiB })
   const good = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...opts, endpoints: [broken.url, good.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [broken.url, good.url] })
   await rejectsWith(t, scanner.scan(Readable.from([randomBytes(512 * KiB)])), 'unavailable')
   t.equal(good.connections.length, 0, 'the next endpoint was not tried: the body cannot be rewound')
   await broken.allClosed()
@@ -241,7 +242,7 @@ t.test('scanner: no failover once the body is being sent', async (t) => {
 
 t.test('scanner: VERSION is cached per endpoint and carried by every result', async (t) => {
   const server = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...opts, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [server.url] })
   for (let i = 0; i < 3; i++) {
     const result = await scanner.scan(Readable.from([randomBytes(100)]))
     t.same(result.engine, { engine: 'ClamAV 1.4.6', signatureVersion: 27500, signatureDate: 'Tue Nov 24 09:00:00 2026' })
@@ -249,7 +250,7 @@ t.test('scanner: VERSION is cached per endpoint and carried by every result', as
   t.equal(server.connections.length, 4, 'one VERSION for three scans')
 
   const uncached = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const eager = new ClamdScanner({ ...opts, endpoints: [uncached.url], versionCacheMs: 0 })
+  const eager = new ClamdScanner({ ...scannerOpts, endpoints: [uncached.url], versionCacheMs: 0 })
   for (let i = 0; i < 2; i++) await eager.scan(Readable.from([randomBytes(100)]))
   t.equal(uncached.connections.length, 4, 'with no cache, one VERSION per scan')
   await Promise.all([server.allClosed(), uncached.allClosed()])
@@ -257,14 +258,14 @@ t.test('scanner: VERSION is cached per endpoint and carried by every result', as
 
 t.test('scanner: a failed scan leaves no VERSION request behind', async (t) => {
   const server = await fake(t, { kind: 'silent' })
-  const scanner = new ClamdScanner({ ...opts, totalTimeoutMs: 300, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, totalTimeoutMs: 300, endpoints: [server.url] })
   await rejectsWith(t, scanner.scan(Readable.from([randomBytes(100)])), 'total_timeout')
   await server.allClosed(500)
 })
 
 t.test('scanner: close() aborts scans in flight and refuses new ones', async (t) => {
   const server = await fake(t, { kind: 'silent' })
-  const scanner = new ClamdScanner({ ...opts, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [server.url] })
   const inFlight = scanner.scan(stalling(randomBytes(100)))
   setTimeout(() => void scanner.close(), 100).unref()
   await rejectsWith(t, inFlight, 'aborted')
@@ -277,7 +278,7 @@ t.test('scanner: close() aborts scans in flight and refuses new ones', async (t)
 t.test('scanner: selfTest reports garbage and silence per endpoint', async (t) => {
   const garbage = await fake(t, { kind: 'reply', reply: 'WHAT\0' })
   const clean = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...opts, endpoints: [garbage.url, clean.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [garbage.url, clean.url] })
   const result = await scanner.selfTest()
   t.equal(result.ok, false)
   t.match(result.detail, `${garbage.url}: failed: unexpected reply from clamd`)

@@ -53,6 +53,11 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
     [{ GW_S3_FORCE_PATH_STYLE: 'maybe' }, /^GW_S3_FORCE_PATH_STYLE: must be true or false/],
     [{ GW_CLAMD: 'clamd:3310' }, /^GW_CLAMD: "clamd:3310" is not tcp:\/\/host:port or unix:\/\/\/path/],
     [{ GW_DATABASE_URL: 'mysql://x' }, /^GW_DATABASE_URL: /],
+    [{ GW_DATABASE_URL: 'postgres://[bad' }, /^GW_DATABASE_URL: not a valid postgres:\/\/ URL/],
+    [{ GW_DATABASE_SCHEMA: 'Gate-way' }, /^GW_DATABASE_SCHEMA: /],
+    [{ GW_ROLE: 'scanner' }, /^GW_ROLE: must be one of all, api, worker/],
+    [{ GW_ROLE: 'worker', GW_SCAN_CONCURRENCY: '0' }, /^GW_SCAN_CONCURRENCY: must be above 0 when GW_ROLE=worker/],
+    [{ GW_UPLOAD_MEMORY_BYTES: '1000' }, /^GW_UPLOAD_MEMORY_BYTES: must be >= 1048576/],
     [{ GW_MAX_UPLOAD_BYTES: '0' }, /^GW_MAX_UPLOAD_BYTES: must be >= 1/],
     [{ GW_SCANNER_MAX_BYTES: String(4 * 1024 ** 3) }, /^GW_SCANNER_MAX_BYTES: must be <= 2097152000/],
     [{ GW_UPLOAD_KEYS: 'short' }, /^GW_UPLOAD_KEYS: every key must be 16 characters or more/],
@@ -66,6 +71,7 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
   ]
   for (const [env, message] of cases) t.throws(() => load(env), { name: 'ConfigError', message }, JSON.stringify(env))
   t.ok(load({ GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'abcdefghijklmnop' }), 'any address with upload keys')
+  t.match(load({ GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' }), { GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' })
   t.type(new ConfigError('x'), Error)
 })
 

@@ -9,6 +9,7 @@ import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store
 import type { Claim, Verdict } from '../src/ports/state-store.ts'
 import { PromoteService } from '../src/services/promote-service.ts'
 import { uniqueContent } from './helpers/multipart.ts'
+import { RecordingMetrics } from './helpers/recording-metrics.ts'
 
 // Promotion is re-run after a crash at any point between its steps and must end the same way.
 const log = pino({ level: 'silent' })
@@ -31,14 +32,16 @@ async function setup(t: Test) {
   const scannedVersion = (await objects.head('quarantine', id))!.version
   await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion, resetAttempts: true }, Date.now())
   const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
-  return { objects, state, id, content, promoting, promote: new PromoteService({ objects, state }) }
+  const metrics = new RecordingMetrics()
+  return { objects, state, id, content, promoting, metrics, promote: new PromoteService({ objects, state, metrics }) }
 }
 
 t.test('a crash after the copy: re-running finishes the move', async (t) => {
-  const { objects, state, id, promoting, promote } = await setup(t)
+  const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
   await promote.promote(promoting, log)
   t.equal((await state.getUpload(id))?.status, 'clean')
+  t.same(metrics.events, ['promotion:promoted'])
   t.equal(await objects.head('quarantine', id), null)
   t.equal((await objects.head('production', id))?.size, 5000)
 })
@@ -52,10 +55,11 @@ t.test('a crash after the quarantine delete: the production copy is recognised',
 })
 
 t.test('an object that is in neither place is not reported clean', async (t) => {
-  const { objects, state, id, promoting, promote } = await setup(t)
+  const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await objects.delete('quarantine', id)
   await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
   t.equal((await state.getUpload(id))?.status, 'promoting')
+  t.same(metrics.events, ['promotion:error'])
 })
 
 t.test('a production object of another upload is not taken for ours', async (t) => {
@@ -67,13 +71,14 @@ t.test('a production object of another upload is not taken for ours', async (t) 
 })
 
 t.test('bytes changed in quarantine after the scan are never promoted', async (t) => {
-  const { objects, state, id, promoting, promote } = await setup(t)
+  const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await new Promise((r) => setTimeout(r, 5))
   await objects.put('quarantine', id, Readable.from([uniqueContent(5000)]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
   await promote.promote(promoting, log)
   t.match(await state.getUpload(id), { status: 'failed', lastError: /changed after it was scanned/ })
   t.equal(await objects.head('production', id), null, 'nothing in production')
   t.match(await objects.getTags('quarantine', id), { 'av-status': 'failed' })
+  t.same(metrics.events, ['promotion:changed'])
 })
 
 t.test('nothing without a clean verdict is promoted', async (t) => {

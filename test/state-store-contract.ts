@@ -84,6 +84,36 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.notOk(await store.update(promoting, { status: 'clean' }, 10_300), 'a finished job gave its lease back')
   })
 
+  t.test('a released lease is due again at once, uncounted, and fences off its old holder', async (t) => {
+    const store = await setup(t)
+    const u = upload()
+    await store.insertUpload(u)
+    const [c] = await store.claim('w1', 1, 60_000, 2_000)
+    t.ok(await store.release(c!, 2_500))
+    t.match(await store.getUpload(u.id), { status: 'scanning', attempts: 0, runAt: 2_500 })
+    t.notOk(await store.release(c!, 2_600), 'released once')
+    t.notOk(await store.update(c!, { status: 'infected' }, 2_600), 'the old holder cannot write')
+    const [again] = await store.claim('w2', 1, 60_000, 2_500)
+    t.equal(again?.upload.id, u.id, 'another worker takes it without waiting for the lease')
+    t.equal(again?.upload.attempts, 1)
+    t.ok(await store.update(again!, { status: 'infected' }, 2_700))
+    t.notOk(await store.release(again!, 2_800), 'a finished job has no lease to give back')
+  })
+
+  t.test('queue stats count unfinished uploads and the oldest of them', async (t) => {
+    const store = await setup(t)
+    t.same(await store.queueStats(), { depth: 0, oldestCreatedAt: null })
+    const a = upload({ createdAt: 100 })
+    const b = upload({ createdAt: 200 })
+    await store.insertUpload(b)
+    await store.insertUpload(a)
+    t.same(await store.queueStats(), { depth: 2, oldestCreatedAt: 100 })
+    const [c] = await store.claim('w1', 1, 60_000, 1_000)
+    t.same(await store.queueStats(), { depth: 2, oldestCreatedAt: 100 }, 'a claimed upload is still unfinished')
+    t.ok(await store.update(c!, { status: 'infected' }, 1_100))
+    t.same(await store.queueStats(), { depth: 1, oldestCreatedAt: 200 })
+  })
+
   t.test('concurrent claims never hand the same job out twice', async (t) => {
     const store = await setup(t)
     const ids = new Set<string>()

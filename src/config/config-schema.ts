@@ -12,6 +12,10 @@ export const configSchema = Type.Object(
   {
     GW_HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address the HTTP server listens on.' }),
     GW_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one).' }),
+    GW_ROLE: Type.Union([Type.Literal('all'), Type.Literal('api'), Type.Literal('worker')], {
+      default: 'all',
+      description: 'What this process does: `api` takes uploads and answers statuses, `worker` scans and promotes (and serves only health and metrics), `all` both.'
+    }),
     GW_LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
       default: 'info',
       description: 'pino log level.'
@@ -29,16 +33,26 @@ export const configSchema = Type.Object(
     GW_QUARANTINE_BUCKET: Type.String({ default: 'quarantine', description: 'Bucket for unscanned and rejected objects.' }),
     GW_PRODUCTION_BUCKET: Type.String({ default: 'production', description: 'Bucket that receives clean objects only.' }),
     GW_KEY_PREFIX: Type.String({ default: '', pattern: '^$|^[A-Za-z0-9][A-Za-z0-9!_.*()-]*(/[A-Za-z0-9][A-Za-z0-9!_.*()-]*)*/?$', description: 'Prefix of every object key (keys are `<prefix><upload id>`).' }),
-    GW_DATABASE_URL: Type.String({ pattern: '^sqlite:.+$', default: 'sqlite:./data/gateway.db', description: 'State store: `sqlite:<path>`.' }),
+    GW_DATABASE_URL: Type.String({
+      pattern: '^(sqlite:.+|postgres(ql)?://.+)$',
+      default: 'sqlite:./data/gateway.db',
+      description: 'State store: `sqlite:<path>` (one process) or `postgres://user:password@host:port/database` (several replicas).'
+    }),
+    GW_DATABASE_SCHEMA: Type.String({ pattern: '^[a-z_][a-z0-9_]*$', default: 'gateway', description: 'With PostgreSQL: schema holding the tables (created if missing).' }),
+    GW_DATABASE_POOL_SIZE: Int(1, 10, 'With PostgreSQL: connections per process.'),
     GW_CLAMD: List('clamd endpoints, `tcp://host:port` or `unix:///path`, comma-separated; scans are spread over them.', ['tcp://127.0.0.1:3310']),
+    GW_CLAMD_MAX_PER_ENDPOINT: Int(1, 8, "Scans sent at once to one clamd endpoint (keep it at or below clamd's MaxThreads)."),
+    GW_CLAMD_HEALTH_INTERVAL_MS: Int(0, 10_000, 'How often each clamd endpoint is pinged; a failing one gets no scans until it answers again (0: no periodic checks).'),
     GW_CLAMD_CONNECT_TIMEOUT_MS: Int(1, 5_000, 'Give up connecting to clamd after this long.'),
     GW_CLAMD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'Give up when clamd (or the object store feeding it) makes no progress for this long.'),
     GW_CLAMD_TOTAL_TIMEOUT_MS: Int(1, 30 * 60_000, 'Upper bound of one scan, however much progress it makes.'),
     // clamd silently stops scanning past 2 GiB whatever it is configured with, and answers OK.
     GW_SCANNER_MAX_BYTES: Int(1, 100 * 1024 * 1024, "Largest file sent to clamd; set it to clamd's StreamMaxLength. Larger files are unscannable. At most 2000 MiB: clamd does not scan past 2 GiB and still answers OK.", 2000 * 1024 * 1024),
     GW_MAX_UPLOAD_BYTES: Int(1, 100 * 1024 * 1024, 'Largest upload accepted (413 above it).'),
+    GW_MAX_CONCURRENT_UPLOADS: Int(1, 64, 'Uploads taken at once by this process; past it, 503 GW_BUSY with Retry-After.'),
+    GW_UPLOAD_MEMORY_BYTES: Int(1024 * 1024, 512 * 1024 * 1024, 'Upload buffer memory this process may hold; each upload reserves what its store may buffer (see Limits). Past it, 503 GW_BUSY.'),
     GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is aborted (bounds a stalled client, not a slow one).'),
-    GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan).'),
+    GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan). Workers claim only as many as they can run.'),
     GW_SCAN_LEASE_MS: Int(1_000, 60_000, 'Lease of a claimed scan; renewed while it runs, claimed again by another worker once expired.'),
     GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan, or of a promotion, before the upload is marked failed. Tries that could not reach clamd do not count.'),
     GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
@@ -47,7 +61,7 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: allowed everything upload keys are, and the admin actions (rescans, releases) as they are added.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
   },
   { additionalProperties: false }
 )

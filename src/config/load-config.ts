@@ -107,6 +107,12 @@ function checkCombinations(config: Config): Config {
   if (config.GW_CLAMD.length === 0 && config.GW_SCAN_CONCURRENCY > 0) {
     throw new ConfigError('GW_CLAMD: at least one clamd endpoint is needed when GW_SCAN_CONCURRENCY > 0')
   }
+  if (config.GW_ROLE === 'worker' && config.GW_SCAN_CONCURRENCY === 0) {
+    throw new ConfigError('GW_SCAN_CONCURRENCY: must be above 0 when GW_ROLE=worker, or this process does nothing')
+  }
+  if (!config.GW_DATABASE_URL.startsWith('sqlite:') && !URL.canParse(config.GW_DATABASE_URL)) {
+    throw new ConfigError('GW_DATABASE_URL: not a valid postgres:// URL')
+  }
   for (const key of ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS'] as const) {
     if (config[key].some((k) => k.length < 16)) throw new ConfigError(`${key}: every key must be 16 characters or more`)
   }

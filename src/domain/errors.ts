@@ -15,6 +15,8 @@ export const errorCodes = {
   GW_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'uploads must be multipart/form-data' },
   GW_CLIENT_ABORTED: { status: 499, message: 'the client closed the connection before the upload ended' },
   GW_INTERNAL: { status: 500, message: 'internal error' },
+  GW_BUSY: { status: 503, message: 'the gateway is taking as many uploads as it can, try again later' },
+  GW_SHUTTING_DOWN: { status: 503, message: 'this gateway instance is shutting down, try again (another instance will answer)' },
   GW_STORE_UNAVAILABLE: { status: 503, message: 'the quarantine store is unavailable, try again later' },
   GW_STATE_UNAVAILABLE: { status: 503, message: 'the state store is unavailable, try again later' }
 } as const satisfies Record<string, { status: number; message: string }>

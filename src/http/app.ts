@@ -2,12 +2,16 @@ import { randomUUID } from 'node:crypto'
 import cors from '@fastify/cors'
 import multipart from '@fastify/multipart'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { GatewayError } from '../domain/errors.ts'
+import type { Metrics } from '../ports/metrics.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { StatusService } from '../services/status-service.ts'
+import type { UploadAdmission } from '../services/upload-admission.ts'
 import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { healthRoutes } from './routes/health-routes.ts'
+import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
 export interface AppDeps {
@@ -16,12 +20,17 @@ export interface AppDeps {
   ingest: IngestService
   status: StatusService
   readiness: ReadinessService
+  admission: UploadAdmission
+  metrics: Metrics
+  exporter: MetricsExporter
 }
 
 export interface AppOptions {
   maxUploadBytes: number
   uploadIdleTimeoutMs: number
   corsOrigins: readonly string[]
+  /** false for a worker-only process: health and metrics, no upload routes. */
+  uploads: boolean
   /** Runs before the routes are registered (the OpenAPI generator hooks in here). */
   beforeRoutes?: (app: FastifyInstance) => Promise<void>
 }
@@ -34,11 +43,18 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     // Bound a stalled client (no bytes for this long), never a slow one: no total request timeout.
     connectionTimeout: options.uploadIdleTimeoutMs,
     requestTimeout: 0,
-    return503OnClosing: true
+    // Our own hook answers during shutdown, in the gateway's error shape.
+    return503OnClosing: false
   })
   registerErrorHandling(app)
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    // Requests on kept-alive connections while the server drains: send them to another replica.
+    if (closing) throw new GatewayError('GW_SHUTTING_DOWN')
   })
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
@@ -55,7 +71,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     limits: { fileSize: options.maxUploadBytes + 1, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
   })
   await options.beforeRoutes?.(app)
-  await app.register(uploadRoutes, deps)
+  if (options.uploads) await app.register(uploadRoutes, deps)
   await app.register(healthRoutes, deps)
+  await app.register(metricsRoutes, deps)
   return app
 }

@@ -21,7 +21,8 @@ const fastifyCodes: Record<string, ErrorCode> = {
 /** busboy reports a broken multipart body with plain errors; these are their messages. */
 const malformedMultipart = /^(Unexpected end of (form|file)|Malformed (part )?header|Multipart: Boundary not found|Malformed urlencoded form|Part terminated early)/i
 
-function toGatewayError(err: unknown): GatewayError {
+/** Any error, as the gateway error the client will see. */
+export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err
   if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
   if (err instanceof StateUnavailableError) return new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
@@ -45,7 +46,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const error = toGatewayError(err)
     // A refused upload whose body is still arriving: close the connection after answering,
     // or Node would read (and discard) the rest of a body we already said no to.
-    if (!request.raw.complete) reply.header('connection', 'close')
+    // A draining replica closes too, so the client's next request goes to another one.
+    if (!request.raw.complete || error.code === 'GW_SHUTTING_DOWN') reply.header('connection', 'close')
     if (error.status >= 500) request.log.error({ err, code: error.code }, error.message)
     else request.log.info({ code: error.code, reason: (err as Error).message }, 'request refused')
     return sendError(reply, error)

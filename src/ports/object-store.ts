@@ -37,6 +37,8 @@ export interface AreaHealth {
  * crashed half-way is repaired by running it again.
  */
 export interface ObjectStore {
+  /** The most memory one put() may hold in buffers, whatever the object's size: the upload admission reserves it. */
+  readonly putBufferBytes: number
   location(area: Area, key: string): ObjectLocation
   /** Streams body to area/key; resolves only once the object is durably stored. On any error or abort nothing is left behind. */
   put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void>

@@ -24,6 +24,21 @@ export interface ScanResult {
   endpoint: string
 }
 
+/** One scanner endpoint as the gateway last saw it; for /metrics and /readyz. */
+export interface EndpointHealth {
+  endpoint: string
+  /** Last evidence: a health check, a connect attempt or a finished scan. True until the first evidence. */
+  healthy: boolean
+  /** Scans holding one of its slots now. */
+  inFlight: number
+  /** Most scans it is given at once. */
+  limit: number
+  /** When that evidence came (ms since the epoch), null before any. */
+  checkedAt: number | null
+  /** Why it is unhealthy; null when healthy. */
+  detail: string | null
+}
+
 export interface Scanner {
   /**
    * Streams body to the scanner and maps its reply to a verdict. Throws ScannerError for
@@ -31,8 +46,10 @@ export interface Scanner {
    */
   scan(body: Readable, signal?: AbortSignal): Promise<ScanResult>
   version(): Promise<EngineVersion>
-  /** Scans the EICAR test string: ok only if the scanner detects it (catches a scanner with no signatures). */
+  /** Scans the EICAR test string on every endpoint: ok when one that will get scans detects it (catches a scanner with no signatures). */
   selfTest(): Promise<{ ok: boolean; detail: string }>
+  /** A cheap synchronous snapshot: ready while at least one endpoint is healthy. */
+  endpoints(): EndpointHealth[]
   close(): Promise<void>
 }
 

@@ -71,6 +71,14 @@ export interface ScanRecord {
   bytes: number
 }
 
+/** What is waiting to be scanned or promoted, for metrics. */
+export interface QueueStats {
+  /** Uploads not yet in a terminal status (pending, scanning, promoting). */
+  depth: number
+  /** Creation time of the oldest of those, null when there is none. */
+  oldestCreatedAt: number | null
+}
+
 export interface StateStore {
   /** Creates or upgrades the schema; safe to run at every start. */
   migrate(): Promise<void>
@@ -85,6 +93,12 @@ export interface StateStore {
    * the claim says; false otherwise (the write is fenced off).
    */
   update(claim: Claim, change: StatusChange, now: number): Promise<boolean>
+  /**
+   * Gives a lease back unfinished (shutdown): the job is due again at once, in the status it
+   * is in, and the claim is not counted as a try. False when the claim no longer holds it.
+   */
+  release(claim: Claim, now: number): Promise<boolean>
+  queueStats(): Promise<QueueStats>
   recordScan(scan: ScanRecord): Promise<void>
   listScans(uploadId: string): Promise<ScanRecord[]>
   /** Throws when the store cannot be reached. */

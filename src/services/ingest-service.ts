@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { pipeline, type Readable } from 'node:stream'
 import type { Log } from '../ports/log.ts'
+import type { Metrics } from '../ports/metrics.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
 import type { NewUpload, StateStore, UploadRecord } from '../ports/state-store.ts'
@@ -33,10 +34,12 @@ export class IngestService {
   readonly #state: StateStore
   readonly #options: IngestOptions
   readonly #onCommitted: () => void
+  readonly #metrics: Metrics
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; onCommitted?: () => void }, options: IngestOptions) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; onCommitted?: () => void }, options: IngestOptions) {
     this.#objects = deps.objects
     this.#state = deps.state
+    this.#metrics = deps.metrics
     this.#options = options
     this.#onCommitted = deps.onCommitted ?? (() => {})
   }
@@ -57,6 +60,7 @@ export class IngestService {
         signal: file.signal
       })
     } catch (err) {
+      this.#metrics.uploadBytes('discarded', meter.bytes)
       throw this.#storeFailure(err, meter, file.signal)
     }
     const stored = { id, objectKey, size: meter.bytes, sha256: meter.sha256 ?? '', filename, contentType }
@@ -77,13 +81,15 @@ export class IngestService {
       throw err
     }
     log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')
+    this.#metrics.uploadBytes('stored', stored.size)
     this.#onCommitted()
     // Built here, not read back: once the insert committed, nothing may make us discard the object.
     return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt }
   }
 
   /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */
-  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey'>, log: Log): Promise<void> {
+  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log): Promise<void> {
+    this.#metrics.uploadBytes('discarded', stored.size)
     try {
       await this.#objects.delete('quarantine', stored.objectKey)
     } catch (err) {

@@ -1,4 +1,5 @@
 import type { Log } from '../ports/log.ts'
+import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
 import { verdictTags } from './object-tags.ts'
@@ -12,13 +13,24 @@ import { transition } from './transition.ts'
 export class PromoteService {
   readonly #objects: ObjectStore
   readonly #state: StateStore
+  readonly #metrics: Metrics
 
-  constructor(deps: { objects: ObjectStore; state: StateStore }) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics }) {
     this.#objects = deps.objects
     this.#state = deps.state
+    this.#metrics = deps.metrics
   }
 
   async promote(claim: Claim, log: Log): Promise<void> {
+    try {
+      await this.#promote(claim, log)
+    } catch (err) {
+      this.#metrics.promotionEnded('error')
+      throw err
+    }
+  }
+
+  async #promote(claim: Claim, log: Log): Promise<void> {
     const upload = claim.upload
     if (upload.status !== 'promoting' || upload.verdict?.result !== 'clean') {
       throw new Error(`upload ${upload.id} has no clean verdict: refusing to promote it`)
@@ -34,6 +46,7 @@ export class PromoteService {
     }
     await this.#objects.delete('quarantine', upload.objectKey)
     if (await transition(this.#state, claim, { status: 'clean', lastError: null })) {
+      this.#metrics.promotionEnded('promoted')
       log.info({ key: upload.objectKey }, 'upload clean, promoted')
     } else {
       log.warn({}, 'lease lost during promotion; the new owner finishes it')
@@ -45,6 +58,7 @@ export class PromoteService {
     const { upload } = claim
     const now = Date.now()
     log.error({}, 'the quarantined object changed after its scan: not promoted')
+    this.#metrics.promotionEnded('changed')
     await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
     await transition(this.#state, claim, { status: 'failed', lastError: 'the quarantined object changed after it was scanned' }, now)
   }

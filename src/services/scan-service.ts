@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream'
 import type { Log } from '../ports/log.ts'
+import type { Metrics } from '../ports/metrics.ts'
 import { backoffMs } from '../domain/upload-state.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts'
@@ -51,10 +52,12 @@ export class ScanService {
   readonly #state: StateStore
   readonly #scanner: Scanner
   readonly #promote: PromoteService
+  readonly #metrics: Metrics
   readonly #options: ScanOptions
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner; promote: PromoteService }, options: ScanOptions) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner; promote: PromoteService; metrics: Metrics }, options: ScanOptions) {
     this.#objects = deps.objects
+    this.#metrics = deps.metrics
     this.#state = deps.state
     this.#scanner = deps.scanner
     this.#promote = deps.promote
@@ -146,8 +149,11 @@ export class ScanService {
     return { verdict, version }
   }
 
+  /** Every try ends here, with a verdict or an error: the audit row and the metrics. */
   async #audit(uploadId: string, startedAt: number, row: AuditRow): Promise<void> {
-    await this.#state.recordScan({ uploadId, startedAt, durationMs: Date.now() - startedAt, ...row })
+    const durationMs = Date.now() - startedAt
+    this.#metrics.scanEnded(row.outcome, durationMs / 1000)
+    await this.#state.recordScan({ uploadId, startedAt, durationMs, ...row })
   }
 
   /**

@@ -24,7 +24,7 @@ export class ScanWorker {
   readonly #options: WorkerOptions
   readonly #log: Log
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
-  readonly #running = new Map<string, { done: Promise<void>; abort: AbortController }>()
+  readonly #running = new Map<string, { claim: Claim; done: Promise<void>; abort: AbortController }>()
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
   #stopping = false
@@ -51,19 +51,29 @@ export class ScanWorker {
   }
 
   /**
-   * Stops claiming, waits up to graceMs for running jobs, then aborts the rest. Their leases
-   * are left to expire, so another worker claims them again.
+   * Stops claiming, waits up to graceMs for running jobs, then aborts the rest and gives their
+   * leases back, so another worker takes them at once instead of when the lease expires.
    */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true
     this.wake()
     await this.#loop
-    const all = Promise.allSettled([...this.#running.values()].map((j) => j.done))
+    const jobs = [...this.#running.values()]
     const timer = setTimeout(() => {
-      for (const job of this.#running.values()) job.abort.abort(new Error('worker shutting down'))
+      for (const job of jobs) job.abort.abort(new Error('worker shutting down'))
     }, graceMs)
-    await all
+    await Promise.all(jobs.map((job) => job.done.then(() => (job.abort.signal.aborted ? this.#giveBack(job.claim) : undefined))))
     clearTimeout(timer)
+  }
+
+  /** After the aborted run has ended, so no write of the old run can follow the new owner's. */
+  async #giveBack(claim: Claim): Promise<void> {
+    const log = this.#log.child({ uploadId: claim.upload.id })
+    try {
+      if (await this.#state.release(claim, Date.now())) log.info({}, 'scan stopped by shutdown; lease given back')
+    } catch (err) {
+      log.warn({ err }, 'could not give the lease back; it will be claimed again when it expires')
+    }
   }
 
   async #run(): Promise<void> {
@@ -113,7 +123,7 @@ export class ScanWorker {
         this.#running.delete(claim.token)
         this.wake()
       })
-    this.#running.set(claim.token, { done, abort })
+    this.#running.set(claim.token, { claim, done, abort })
   }
 
   #noteScanner(outcome: RunOutcome): void {

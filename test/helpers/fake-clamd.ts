@@ -20,8 +20,15 @@ export type FakeBehaviour =
   | { kind: 'reply'; reply: string | Buffer; after?: 'end' | number; delayMs?: number; keepOpen?: boolean }
   /** Closes without a word once that many body bytes arrived (0: right after the command). */
   | { kind: 'close'; afterBytes: number }
+  /**
+   * Forwards every byte to a real clamd on 127.0.0.1:port, holding its replies back for delayMs:
+   * real verdicts, seen from the server side (chunkSizes and bodyBytes are not tracked).
+   */
+  | { kind: 'proxy'; port: number; delayMs?: number }
 
 export interface FakeConnection {
+  /** The first command, e.g. 'zINSTREAM', once it arrived. */
+  command?: string
   /** Sizes of the INSTREAM chunks received, the final zero-length one included. */
   chunkSizes: number[]
   bodyBytes: number
@@ -37,6 +44,11 @@ export interface FakeClamd {
   url: string
   port: number
   connections: FakeConnection[]
+  /**
+   * Most INSTREAM exchanges in progress at once, each from its command to the first byte of the
+   * reply: a window inside the client's own, so this never overcounts the client's concurrency.
+   */
+  readonly peakScans: number
   /** Resolves once every connection accepted so far is closed; rejects after timeoutMs. */
   allClosed(timeoutMs?: number): Promise<void>
   close(): Promise<void>
@@ -44,9 +56,24 @@ export interface FakeClamd {
 
 const VERSION = 'ClamAV 1.4.6/27500/Tue Nov 24 09:00:00 2026'
 
-export async function startFakeClamd(behaviour: FakeBehaviour): Promise<FakeClamd> {
+/** Counts INSTREAM exchanges in progress. */
+class ScanCounter {
+  readonly #open = new Set<FakeConnection>()
+  peak = 0
+  begin(conn: FakeConnection): void {
+    this.#open.add(conn)
+    this.peak = Math.max(this.peak, this.#open.size)
+  }
+  end(conn: FakeConnection): void {
+    this.#open.delete(conn)
+  }
+}
+
+/** options.port: listen there (e.g. where a test saw connections refused) instead of a free port. */
+export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?: number } = {}): Promise<FakeClamd> {
   const sockets = new Set<Socket>()
   const connections: FakeConnection[] = []
+  const scans = new ScanCounter()
   const server = createServer((socket) => {
     const conn: FakeConnection = { chunkSizes: [], bodyBytes: 0, ended: false, closed: false }
     connections.push(conn)
@@ -56,10 +83,12 @@ export async function startFakeClamd(behaviour: FakeBehaviour): Promise<FakeClam
       conn.closed = true
       conn.closedAt = Date.now()
       sockets.delete(socket)
+      scans.end(conn)
     })
-    handle(socket, conn, behaviour)
+    if (behaviour.kind === 'proxy') proxy(socket, conn, behaviour, scans)
+    else handle(socket, conn, behaviour, scans)
   })
-  server.listen(0, '127.0.0.1')
+  server.listen(options.port ?? 0, '127.0.0.1')
   await once(server, 'listening')
   const address = server.address()
   if (!address || typeof address !== 'object') throw new Error('fake clamd: no address')
@@ -69,6 +98,9 @@ export async function startFakeClamd(behaviour: FakeBehaviour): Promise<FakeClam
     url: `tcp://127.0.0.1:${port}`,
     port,
     connections,
+    get peakScans() {
+      return scans.peak
+    },
     async allClosed(timeoutMs = 2000) {
       // A socket that never reads would never notice the client's FIN: read now.
       for (const s of sockets) s.resume()
@@ -85,7 +117,7 @@ export async function startFakeClamd(behaviour: FakeBehaviour): Promise<FakeClam
   }
 }
 
-function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour): void {
+function handle(socket: Socket, conn: FakeConnection, behaviour: Exclude<FakeBehaviour, { kind: 'proxy' }>, scans: ScanCounter): void {
   if (behaviour.kind === 'no-read') {
     socket.pause()
     return
@@ -100,6 +132,7 @@ function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour):
     replied = true
     const send = () => {
       if (socket.destroyed) return
+      scans.end(conn)
       socket.write(behaviour.reply)
       if (!behaviour.keepOpen) socket.end()
     }
@@ -118,6 +151,7 @@ function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour):
       const nul = buffered.indexOf(0)
       if (nul < 0) return
       command = buffered.subarray(0, nul).toString()
+      conn.command = command
       buffered = buffered.subarray(nul + 1)
       if (command !== 'zINSTREAM') {
         if (behaviour.kind === 'silent') return
@@ -126,6 +160,7 @@ function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour):
         if (command === 'zVERSION') return void socket.end(`${VERSION}\0`)
         return void socket.end('UNKNOWN COMMAND\0')
       }
+      scans.begin(conn)
       if (behaviour.kind === 'close' && behaviour.afterBytes === 0) return void socket.destroy()
     }
     while (!conn.ended && buffered.length > 0) {
@@ -148,6 +183,33 @@ function handle(socket: Socket, conn: FakeConnection, behaviour: FakeBehaviour):
       if (socket.destroyed) return
     }
   })
+}
+
+function proxy(socket: Socket, conn: FakeConnection, behaviour: { port: number; delayMs?: number }, scans: ScanCounter): void {
+  const upstream = connect({ host: '127.0.0.1', port: behaviour.port })
+  const later = (fn: () => void) => (behaviour.delayMs ? void setTimeout(fn, behaviour.delayMs) : fn())
+  let head = Buffer.alloc(0)
+  upstream.on('error', () => socket.destroy())
+  socket.on('close', () => upstream.destroy())
+  socket.on('data', (data: Buffer) => {
+    if (conn.command === undefined) {
+      head = Buffer.concat([head, data])
+      const nul = head.indexOf(0)
+      if (nul >= 0) {
+        conn.command = head.subarray(0, nul).toString()
+        if (conn.command === 'zINSTREAM') scans.begin(conn)
+      }
+    }
+    upstream.write(data)
+  })
+  socket.on('end', () => upstream.end())
+  upstream.on('data', (data: Buffer) =>
+    later(() => {
+      scans.end(conn)
+      if (!socket.destroyed) socket.write(data)
+    })
+  )
+  upstream.on('end', () => later(() => socket.end()))
 }
 
 /**

@@ -85,3 +85,40 @@ export async function uploadAndDisconnect(baseUrl: string, totalBytes: number, s
     pump()
   })
 }
+
+export interface HeldUpload {
+  /** Sends the rest of the file and reads the answer. */
+  finish(): Promise<{ status: number; json: any }> // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The answer, if the gateway answered before the body ended (a refusal). */
+  early: Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/**
+ * Starts an upload and holds it open after the first bytes, as a slow client does. Without
+ * `contentLength` the body is sent chunked (the gateway cannot know its size).
+ */
+export function holdUpload(baseUrl: string, content: Buffer, { contentLength = false } = {}): HeldUpload {
+  const { body, contentType } = multipart([{ name: 'file', filename: 'held.bin', data: content }])
+  const url = new URL(`${baseUrl}/v1/uploads`)
+  const headers: Record<string, string> = { 'content-type': contentType }
+  if (contentLength) headers['content-length'] = String(body.length)
+  const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers })
+  const early = new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }>((resolve, reject) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    req.on('response', (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (s: string) => (text += s))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text ? JSON.parse(text) : null }))
+    })
+    req.on('error', reject)
+  })
+  early.catch(() => {})
+  const split = Math.min(body.length - 1, 1024)
+  req.write(body.subarray(0, split))
+  return {
+    early,
+    async finish() {
+      req.end(body.subarray(split))
+      return early
+    }
+  }
+}

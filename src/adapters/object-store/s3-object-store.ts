@@ -68,6 +68,8 @@ export class S3ObjectStore implements ObjectStore {
   readonly #buckets: Record<Area, string>
   readonly #partSize: number
   readonly #queueSize: number
+  /** lib-storage fills one part while queueSize others are in flight. */
+  readonly putBufferBytes: number
   readonly #copyThreshold: number
   readonly #copyPartSize: number
   readonly #checkTimeoutMs: number
@@ -76,6 +78,7 @@ export class S3ObjectStore implements ObjectStore {
     this.#partSize = options.partSizeBytes ?? 8 * MiB
     if (this.#partSize < MIN_PART_SIZE) throw new RangeError('partSizeBytes must be at least 5 MiB (the S3 minimum)')
     this.#queueSize = options.queueSize ?? 4
+    this.putBufferBytes = this.#partSize * (this.#queueSize + 1)
     this.#copyThreshold = options.multipartCopyThresholdBytes ?? 5 * GiB
     this.#copyPartSize = Math.max(options.copyPartSizeBytes ?? 512 * MiB, MIN_PART_SIZE)
     this.#checkTimeoutMs = options.checkTimeoutMs ?? 5000

@@ -1,19 +1,15 @@
 import { Readable } from 'node:stream'
-import { ScannerError, type EngineVersion, type ScanResult, type Scanner } from '../../ports/scanner.ts'
-import {
-  connectClamd,
-  eicarTestFile,
-  instream,
-  instreamOn,
-  parseClamdEndpoint,
-  version as clamdVersion,
-  type ClamdConnection,
-  type ClamdEndpoint
-} from './clamd-client.ts'
+import { ScannerError, type EndpointHealth, type EngineVersion, type ScanResult, type Scanner } from '../../ports/scanner.ts'
+import { eicarTestFile, instream, instreamOn, parseClamdEndpoint, version as clamdVersion, type ClamdEndpoint } from './clamd-client.ts'
+import { ClamdEndpointPool, type Lease } from './clamd-endpoint-pool.ts'
 
 export interface ClamdScannerOptions {
-  /** `tcp://host:port` or `unix:///path`; scans are spread round-robin. */
+  /** `tcp://host:port` or `unix:///path`; scans go to the healthy one with the fewest in flight. */
   endpoints: string[]
+  /** Scans at once per endpoint (keep it at or below clamd's MaxThreads); more wait in line. */
+  maxPerEndpoint: number
+  /** PING every endpoint this often; 0 disables the checks (connect failures still mark an endpoint down). */
+  healthIntervalMs: number
   connectTimeoutMs: number
   /** No progress in either direction while streaming for this long: give up. */
   idleTimeoutMs: number
@@ -28,6 +24,8 @@ export interface ClamdScannerOptions {
 const DEFAULT_VERSION_CACHE_MS = 30_000
 /** Bound for cheap requests (VERSION, the EICAR probe), which must never wait as long as a scan may. */
 const COMMAND_TIMEOUT_CAP_MS = 10_000
+/** PONG is clamd's cheapest answer: one slower than this (or than the idle timeout) means trouble. */
+const PING_TIMEOUT_CAP_MS = 2_000
 
 interface CachedVersion {
   value: EngineVersion
@@ -37,42 +35,64 @@ interface CachedVersion {
 export class ClamdScanner implements Scanner {
   readonly #options: ClamdScannerOptions
   readonly #endpoints: ClamdEndpoint[]
+  readonly #pool: ClamdEndpointPool
   readonly #versions = new Map<string, CachedVersion>()
   readonly #inFlight = new Set<AbortController>()
-  #next = 0
   #closed = false
 
   constructor(options: ClamdScannerOptions) {
     if (options.endpoints.length === 0) throw new Error('ClamdScanner: at least one clamd endpoint is needed')
     this.#options = options
     this.#endpoints = options.endpoints.map(parseClamdEndpoint)
+    this.#pool = new ClamdEndpointPool(this.#endpoints, {
+      maxPerEndpoint: options.maxPerEndpoint,
+      healthIntervalMs: options.healthIntervalMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+      pingTimeoutMs: Math.min(options.idleTimeoutMs, PING_TIMEOUT_CAP_MS)
+    })
   }
 
+  /**
+   * Waits for a slot (the body is not touched meanwhile), then streams the body. Probes
+   * (VERSION, selfTest, health checks) take no slot: they are tiny and must not queue behind scans.
+   */
   async scan(body: Readable, signal?: AbortSignal): Promise<ScanResult> {
     if (this.#closed) body.destroy()
     return this.#track(signal, async (sig) => {
-      const startedAt = Date.now()
-      const connection = await this.#connectAny(body, sig)
-      const { endpoint } = connection
+      let lease: Lease
+      try {
+        lease = await this.#pool.connect(sig)
+      } catch (err) {
+        body.destroy()
+        throw err
+      }
+      const { endpoint } = lease.connection
       // Asked before the scan: if clamd reloads meanwhile, the recorded signature version is
       // the older one, which can only cause an extra rescan, never a skipped one.
       const stopVersion = new AbortController()
       const engine = this.#versionOf(endpoint, AbortSignal.any([sig, stopVersion.signal]))
       engine.catch(() => {})
       try {
-        const { outcome, bytes } = await instreamOn(connection, body, this.#streamOptions(sig), startedAt)
+        // The total timeout starts with the slot: time in the queue is not clamd being slow.
+        const { outcome, bytes } = await instreamOn(lease.connection, body, this.#streamOptions(sig), lease.grantedAt)
+        lease.release(true) // the VERSION answer awaited below needs no slot
         return { outcome, bytes, endpoint: endpoint.url, engine: await engine }
       } finally {
+        lease.release(false) // does nothing after release(true)
         stopVersion.abort() // no VERSION request outlives a failed scan
       }
     })
   }
 
-  /** The version of the first endpoint that answers. */
+  endpoints(): EndpointHealth[] {
+    return this.#pool.snapshot()
+  }
+
+  /** The version of the first endpoint that answers, healthy ones first. */
   async version(): Promise<EngineVersion> {
     return this.#track(undefined, async (sig) => {
       const errors: string[] = []
-      for (const endpoint of this.#endpoints) {
+      for (const endpoint of this.#pool.byHealth()) {
         try {
           return await this.#versionOf(endpoint, sig)
         } catch (err) {
@@ -84,15 +104,19 @@ export class ClamdScanner implements Scanner {
     })
   }
 
-  /** Every endpoint must detect EICAR: catches an unreachable clamd and one without signatures. */
+  /**
+   * Ready when at least one endpoint detects EICAR: scans go only to those (the pool keeps one
+   * that misses EICAR out). The detail names every endpoint, so one that fails is still visible.
+   */
   async selfTest(): Promise<{ ok: boolean; detail: string }> {
     const results = await Promise.all(this.#endpoints.map((ep) => this.#selfTestOne(ep)))
-    return { ok: results.every((r) => r.ok), detail: results.map((r) => `${r.endpoint}: ${r.detail}`).join('; ') }
+    return { ok: results.some((r) => r.ok), detail: results.map((r) => `${r.endpoint}: ${r.detail}`).join('; ') }
   }
 
-  /** Aborts scans still running and refuses new ones; there are no pooled connections to close. */
+  /** Stops health checks, aborts scans running or waiting for a slot, and refuses new ones. */
   async close(): Promise<void> {
     this.#closed = true
+    this.#pool.close()
     for (const controller of this.#inFlight) controller.abort(new Error('scanner closed'))
   }
 
@@ -114,30 +138,6 @@ export class ClamdScanner implements Scanner {
       const unreachable = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
       return verdict(false, `${unreachable ? 'unreachable' : 'failed'}: ${describe(err)}`)
     }
-  }
-
-  /** Tries each endpoint once, round-robin; only connect failures move on, before the body is touched. */
-  async #connectAny(body: Readable, signal: AbortSignal): Promise<ClamdConnection> {
-    const start = this.#next++ % this.#endpoints.length
-    const failures: ScannerError[] = []
-    for (let i = 0; i < this.#endpoints.length; i++) {
-      const endpoint = this.#endpoints[(start + i) % this.#endpoints.length] as ClamdEndpoint
-      try {
-        return await connectClamd(endpoint, { connectTimeoutMs: this.#options.connectTimeoutMs, signal })
-      } catch (err) {
-        const error = toScannerError(err)
-        if (error.code !== 'unavailable' && error.code !== 'connect_timeout') {
-          body.destroy()
-          throw error
-        }
-        failures.push(error)
-      }
-    }
-    body.destroy()
-    const last = failures[failures.length - 1] as ScannerError
-    throw new ScannerError(last.code, `no clamd endpoint reachable: ${failures.map((f) => f.message).join('; ')}`, {
-      cause: failures
-    })
   }
 
   async #versionOf(endpoint: ClamdEndpoint, signal: AbortSignal): Promise<EngineVersion> {

@@ -6,6 +6,7 @@ import {
   StateUnavailableError,
   type Claim,
   type NewUpload,
+  type QueueStats,
   type ScanRecord,
   type StateStore,
   type StatusChange,
@@ -130,6 +131,23 @@ export class SqliteStateStore implements StateStore {
         .run(...values, claim.upload.id, claim.token, claim.upload.status)
     )
     return result.changes === 1
+  }
+
+  async release(claim: Claim, now: number): Promise<boolean> {
+    const result = this.#run(() =>
+      this.#statement(
+        `UPDATE uploads SET run_at = ?, lease_owner = NULL, lease_token = NULL, attempts = max(attempts - 1, 0), updated_at = ?
+          WHERE id = ? AND lease_token = ? AND status IN (${claimable})`
+      ).run(now, now, claim.upload.id, claim.token)
+    )
+    return result.changes === 1
+  }
+
+  async queueStats(): Promise<QueueStats> {
+    const row = this.#run(() =>
+      this.#statement(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`).get()
+    ) as Row
+    return { depth: Number(row.depth), oldestCreatedAt: row.oldest === null ? null : Number(row.oldest) }
   }
 
   async recordScan(s: ScanRecord): Promise<void> {

@@ -1,33 +1,45 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { GatewayError } from '../../domain/errors.ts'
+import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
 import type { IngestService, StoredUpload } from '../../services/ingest-service.ts'
 import type { StatusService } from '../../services/status-service.ts'
+import type { UploadAdmission } from '../../services/upload-admission.ts'
 import type { Auth } from '../auth.ts'
+import { toGatewayError } from '../error-handler.ts'
 import { ErrorBody, UploadAccepted, UploadParams, UploadView } from '../schemas.ts'
 
 interface Deps {
   auth: Auth
   ingest: IngestService
   status: StatusService
+  admission: UploadAdmission
+  metrics: Metrics
 }
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody }
 
-export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status }: Deps): Promise<void> {
+export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status, admission, metrics }: Deps): Promise<void> {
   app.post(
     '/v1/uploads',
     {
       preHandler: auth.require('upload'),
       schema: {
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory.",
         consumes: ['multipart/form-data'],
         response: { 202: UploadAccepted, ...errors, 413: ErrorBody, 415: ErrorBody }
       }
     },
     async (request, reply) => {
       if (!request.isMultipart()) throw new GatewayError('GW_UNSUPPORTED_MEDIA_TYPE')
+      const declared = Number(request.headers['content-length'])
+      const ticket = admission.admit(Number.isSafeInteger(declared) && declared >= 0 ? declared : null)
+      if (!ticket) {
+        metrics.uploadEnded('busy')
+        throw new GatewayError('GW_BUSY')
+      }
+      let outcome: UploadOutcome = 'error'
       const clientGone = new AbortController()
       const onClose = (): void => {
         if (!reply.raw.writableFinished) clientGone.abort(new GatewayError('GW_CLIENT_ABORTED'))
@@ -44,16 +56,20 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status 
         if (!stored) throw new GatewayError('GW_MISSING_FILE')
         const record = await ingest.commit(stored, request.log)
         stored = null
+        outcome = 'accepted'
         const statusUrl = `/v1/uploads/${record.id}`
         return reply
           .code(202)
           .header('location', statusUrl)
           .send({ id: record.id, status: 'pending' as const, statusUrl, size: record.size, sha256: record.sha256, filename: record.filename })
       } catch (err) {
+        outcome = outcomeOf(err)
         if (stored) await ingest.discard(stored, request.log)
         throw err
       } finally {
         reply.raw.off('close', onClose)
+        ticket.release()
+        metrics.uploadEnded(outcome)
       }
     }
   )
@@ -81,6 +97,13 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status 
       return view
     }
   )
+}
+
+function outcomeOf(err: unknown): UploadOutcome {
+  const error = toGatewayError(err)
+  if (error.code === 'GW_CLIENT_ABORTED') return 'aborted'
+  if (error.status === 503) return 'unavailable'
+  return error.status < 500 ? 'refused' : 'error'
 }
 
 /** If-None-Match holds a list of (possibly weak) ETags, or *. */

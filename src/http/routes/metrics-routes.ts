@@ -1,0 +1,23 @@
+import type { FastifyInstance } from 'fastify'
+
+export interface MetricsExporter {
+  readonly contentType: string
+  render(): Promise<string>
+}
+
+export async function metricsRoutes(app: FastifyInstance, { exporter }: { exporter: MetricsExporter }): Promise<void> {
+  app.get(
+    '/metrics',
+    {
+      logLevel: 'warn',
+      schema: {
+        summary: 'Metrics in the Prometheus text format',
+        description: 'Uploads and bytes by outcome, scans by verdict with a duration histogram, queue depth, age of the oldest unfinished upload, clamd endpoint health and signature age, and process metrics. Unauthenticated, like /readyz: expose it to your scraper, not to the internet.',
+        security: [],
+        produces: ['text/plain'],
+        response: { 200: { type: 'string', description: 'Prometheus exposition format 0.0.4' } }
+      }
+    },
+    async (_request, reply) => reply.type(exporter.contentType).send(await exporter.render())
+  )
+}

@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto'
+import { createServer, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
+import { StateUnavailableError, type NewUpload } from '../src/ports/state-store.ts'
+import { freePort } from './helpers/free-port.ts'
+import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
+import { stateStoreContract } from './state-store-contract.ts'
+
+const upload = (over: Partial<NewUpload> = {}): NewUpload => {
+  const id = randomBytes(16).toString('hex')
+  return { id, objectKey: `k/${id}`, size: 10, sha256: 'a'.repeat(64), filename: 'a.pdf', contentType: 'application/pdf', createdAt: 1_000, ...over }
+}
+
+/** A store on its own schema, closed when the test ends. */
+async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Promise<PgStateStore> {
+  const store = new PgStateStore({ url: pgUrl, schema: over.schema ?? (await freshSchema(t)), poolSize: 5, ...over })
+  t.teardown(() => store.close())
+  return store
+}
+
+// Each case gets its own schema; the schemas are dropped when the file ends.
+stateStoreContract(t, async () => {
+  const store = new PgStateStore({ url: pgUrl, schema: await freshSchema(t), poolSize: 5 })
+  return { store, cleanup: () => store.close() }
+})
+
+t.test('rejects a schema name that is not a plain identifier', async (t) => {
+  for (const schema of ['Public', 'a-b', '1x', 'x"; DROP SCHEMA public; --', '']) {
+    t.throws(() => new PgStateStore({ url: pgUrl, schema, poolSize: 1 }), /invalid PostgreSQL schema name/)
+  }
+})
+
+t.test('every table lives in the configured schema, even with options in the URL', async (t) => {
+  const schema = await freshSchema(t)
+  const store = await makeStore(t, { schema, url: `${pgUrl}?options=${encodeURIComponent('-c statement_timeout=4321')}` })
+  await store.migrate()
+  const { rows } = await pgQuery(`SELECT to_regclass($1) AS mine, to_regclass('public.uploads') AS public`, [`"${schema}".uploads`])
+  t.same(rows, [{ mine: `${schema}.uploads`, public: null }], 'nothing is created in public')
+  const u = upload()
+  await store.insertUpload(u)
+  t.equal((await store.getUpload(u.id))?.id, u.id)
+})
+
+t.test('several replicas migrating a fresh schema at once all succeed, and apply it once', async (t) => {
+  const schema = await freshSchema(t)
+  const stores = await Promise.all(Array.from({ length: 5 }, () => makeStore(t, { schema, poolSize: 1 })))
+  await Promise.all(stores.map((s) => s.migrate()))
+  const { rows } = await pgQuery(`SELECT version FROM "${schema}".schema_migrations`)
+  t.same(rows, [{ version: 1 }])
+})
+
+t.test('refuses a schema newer than it knows', async (t) => {
+  const schema = await freshSchema(t)
+  const store = await makeStore(t, { schema })
+  await store.migrate()
+  await pgQuery(`INSERT INTO "${schema}".schema_migrations (version, applied_at) VALUES (999, 0)`)
+  await t.rejects(store.migrate(), /^the database schema is at version 999, newer than this gateway knows \(1\): upgrade the gateway$/)
+  await store.ping() // the refusal left no broken connection behind
+})
+
+t.test('a server that refuses connections answers with StateUnavailableError at once', async (t) => {
+  const store = await makeStore(t, { url: `postgres://postgres@127.0.0.1:${await freePort()}/test` })
+  const started = Date.now()
+  await t.rejects(store.ping(), StateUnavailableError)
+  await t.rejects(store.migrate(), StateUnavailableError)
+  await t.rejects(store.claim('w', 1, 1_000, 1_000), StateUnavailableError)
+  t.ok(Date.now() - started < 2_000, 'without waiting for a timeout')
+})
+
+t.test('a server that accepts but never answers times out with StateUnavailableError', async (t) => {
+  const sockets = new Set<Socket>()
+  const silent = createServer((s) => sockets.add(s))
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    silent.close()
+  })
+  const { port } = silent.address() as { port: number }
+  const store = await makeStore(t, { url: `postgres://postgres@127.0.0.1:${port}/test`, connectTimeoutMs: 300 })
+  const started = Date.now()
+  await t.rejects(store.ping(), StateUnavailableError)
+  t.ok(Date.now() - started < 2_000, `gave up after ${Date.now() - started} ms`)
+})
+
+t.test('connections killed by the server fail only the query in flight', async (t) => {
+  const schema = await freshSchema(t)
+  const applicationName = `gw_test_${randomBytes(6).toString('hex')}`
+  const store = await makeStore(t, { schema, applicationName })
+  await store.migrate()
+  const u = upload()
+  await store.insertUpload(u)
+  const [claim] = await store.claim('w1', 1, 60_000, 2_000)
+  await Promise.all(Array.from({ length: 5 }, () => store.ping())) // idle connections in the pool, to be killed too
+  const backends = async (where = ''): Promise<number> =>
+    Number((await pgQuery(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 ${where}`, [applicationName])).rows[0]?.n)
+
+  // Hold the row so the store's update is in flight (waiting on the lock) when its connection is killed.
+  const holder = new pg.Client({ connectionString: pgUrl })
+  await holder.connect()
+  t.teardown(() => holder.end())
+  await holder.query('BEGIN')
+  await holder.query(`SELECT 1 FROM "${schema}".uploads WHERE id = $1 FOR UPDATE`, [u.id])
+  const inFlight = t.rejects(store.update(claim!, { status: 'infected' }, 3_000), StateUnavailableError)
+  while ((await backends(`AND wait_event_type = 'Lock'`)) === 0) await sleep(10)
+  await pgQuery(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'test' AND pid <> pg_backend_pid() AND application_name = $1`,
+    [applicationName]
+  )
+  await inFlight
+  await holder.query('ROLLBACK')
+  while ((await backends()) > 0) await sleep(10)
+
+  await Promise.all(Array.from({ length: 5 }, () => store.ping()))
+  t.equal((await store.getUpload(u.id))?.status, 'scanning', 'the killed update did not apply')
+  t.ok(await store.update(claim!, { status: 'infected' }, 3_100), 'the claim still holds and writes through a new connection')
+})
+
+t.test('two replicas (two pools) claiming at once never hand a job out twice', async (t) => {
+  const schema = await freshSchema(t)
+  const [a, b] = [await makeStore(t, { schema }), await makeStore(t, { schema })]
+  await a.migrate()
+  await pgQuery(
+    `INSERT INTO "${schema}".uploads (id, object_key, size, sha256, content_type, status, created_at, updated_at, run_at)
+     SELECT 'u' || i, 'k/' || i, 1, 'x', 'text/plain', 'pending', i, i, i FROM generate_series(1, 500) AS i`
+  )
+  const claims = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).claim(`w${i}`, 20, 60_000, 1_000)))
+  const ids = claims.flat().map((c) => c.upload.id)
+  t.equal(ids.length, 500)
+  t.equal(new Set(ids).size, 500)
+  for (const batch of claims) {
+    const due = batch.map((c) => Number(c.upload.id.slice(1)))
+    t.same(due, [...due].sort((x, y) => x - y), 'each batch comes back oldest due first')
+  }
+  const { rows } = await pgQuery(`SELECT count(*)::int AS n FROM "${schema}".uploads WHERE status = 'scanning' AND attempts = 1`)
+  t.equal(rows[0]?.n, 500, 'each row was leased exactly once')
+})
+
+t.test('a claim finds due work through the partial index, however many uploads are finished', async (t) => {
+  const schema = await freshSchema(t)
+  const store = await makeStore(t, { schema })
+  await store.migrate()
+  await pgQuery(
+    `INSERT INTO "${schema}".uploads (id, object_key, size, sha256, content_type, status, created_at, updated_at, run_at)
+     SELECT 'u' || i, 'k/' || i, 1, 'x', 'text/plain', CASE WHEN i <= 5 THEN 'pending' ELSE 'clean' END, i, i, i
+       FROM generate_series(1, 20005) AS i`
+  )
+  await pgQuery(`ANALYZE "${schema}".uploads`)
+  const { rows } = await pgQuery(
+    `EXPLAIN (FORMAT JSON) SELECT id FROM "${schema}".uploads
+      WHERE status IN ('pending', 'scanning', 'promoting') AND run_at <= 100000 ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED`
+  )
+  t.match(JSON.stringify(rows[0]), /"Index Name":"uploads_due"/)
+  t.equal((await store.claim('w', 10, 1_000, 100_000)).length, 5)
+})
+
+t.test('a closed store answers with StateUnavailableError, and closing twice is fine', async (t) => {
+  const store = await makeStore(t)
+  await store.migrate()
+  await store.close()
+  await store.close()
+  await t.rejects(store.ping(), StateUnavailableError)
+  await t.rejects(store.getUpload('x'), StateUnavailableError)
+})
