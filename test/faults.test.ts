@@ -1,0 +1,300 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { S3Client } from '@aws-sdk/client-s3'
+import t, { type Test } from 'tap'
+import { listKeys, objectSha256, sha256 } from './helpers/bucket-checks.ts'
+import { startClamd } from './helpers/clamd.ts'
+import { startFaultyProxy } from './helpers/faulty-proxy.ts'
+import { checkFinalState, type Tracked } from './helpers/final-state.ts'
+import { startGateway } from './helpers/gateway.ts'
+import { MiB, PRODUCTION, QUARANTINE, s3PgEnv } from './helpers/gateway-env.ts'
+import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto, type Moto } from './helpers/moto.ts'
+import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
+import { contentOf, forEachLimit, sendUpload, waitAllTerminal, type Kind } from './helpers/upload-load.ts'
+
+// Fault injection on a gateway running on S3 (moto) and PostgreSQL: clamd, S3 and PostgreSQL each
+// break for a few seconds in the middle of a batch. An outage may refuse uploads (503) and delay
+// verdicts, but never loses an accepted upload, never leaves an orphan, never promotes unscanned bytes.
+
+// In-process gateways read credentials from the SDK's chain, i.e. this process's environment.
+process.env.AWS_ACCESS_KEY_ID ??= 'test'
+process.env.AWS_SECRET_ACCESS_KEY ??= 'test'
+const clamd = await startClamd()
+t.teardown(() => clamd.stop())
+
+/** Each case gets its own moto, so bucket listings hold only its own uploads. */
+async function freshS3(t: Test): Promise<{ moto: Moto; s3: S3Client }> {
+  const moto = await startMoto()
+  t.teardown(() => moto.stop())
+  await createBuckets(moto.endpoint, QUARANTINE, PRODUCTION)
+  const s3 = s3ClientFor(moto.endpoint)
+  t.teardown(() => s3.destroy())
+  return { moto, s3 }
+}
+
+/** Mostly small clean files, an eighth above the 5 MiB part size (multipart), a quarter each EICAR and marker. */
+function plan(n: number): { kind: Kind; size: number } {
+  const r = n % 8
+  if (r === 0) return { kind: 'clean', size: 5.5 * MiB + Math.floor(Math.random() * MiB) }
+  if (r === 3 || r === 6) return { kind: 'eicar', size: 2000 + n }
+  if (r === 5 || r === 7) return { kind: 'marker', size: 2000 + n }
+  return { kind: 'clean', size: 4096 + Math.floor(Math.random() * 60_000) }
+}
+
+interface Result {
+  n: number
+  kind: Kind
+  sha256: string
+  status: number
+  code?: string
+  id?: string
+  ms: number
+  error?: string
+}
+
+/** Sends planned uploads from `lanes` clients, each pausing between uploads, until stopAt or `max` were sent. */
+async function sendUntil(url: string, o: { lanes: number; max: number; pauseMs: number; stopAt: number }): Promise<Result[]> {
+  const results: Result[] = []
+  let next = 0
+  await Promise.all(
+    Array.from({ length: o.lanes }, async () => {
+      while (Date.now() < o.stopAt && next < o.max) {
+        const n = next++
+        const { kind, size } = plan(n)
+        const data = contentOf(kind, size)
+        const base = { n, kind, sha256: sha256(data) }
+        const started = Date.now()
+        try {
+          const res = await sendUpload(url, data, { timeoutMs: 30_000 })
+          results.push({ ...base, status: res.status, ms: res.ms, id: res.status === 202 ? res.json.id : undefined, code: res.json?.error?.code })
+        } catch (err) {
+          results.push({ ...base, status: 0, ms: Date.now() - started, error: String(err) })
+        }
+        await sleep(o.pauseMs)
+      }
+    })
+  )
+  return results
+}
+
+function trackedOf(results: Result[]): Map<string, Tracked> {
+  return new Map(results.filter((r) => r.status === 202).map((r) => [r.id as string, { kind: r.kind, sha256: r.sha256 }]))
+}
+
+t.test('clamd stopped for a while: uploads are still accepted and wait as pending, then all get their verdicts', async (t) => {
+  const { moto, s3 } = await freshS3(t)
+  const schema = await freshSchema(t)
+  const proxy = await startFaultyProxy(clamd.port)
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, {
+    ...s3PgEnv({ s3Endpoint: moto.endpoint, schema, clamd: `tcp://127.0.0.1:${proxy.port}` }),
+    GW_CLAMD_CONNECT_TIMEOUT_MS: '500',
+    GW_SCAN_LEASE_MS: '3000'
+  })
+  const tracked = new Map<string, Tracked>()
+  const refused: string[] = []
+  let n = 0
+  const send = async (): Promise<string | null> => {
+    const kind: Kind = (['clean', 'clean', 'eicar', 'marker'] as const)[n++ % 4] as Kind
+    const data = contentOf(kind, 3000 + n)
+    const res = await sendUpload(gw.url, data)
+    if (res.status !== 202) {
+      refused.push(`HTTP ${res.status} ${JSON.stringify(res.json)}`)
+      return null
+    }
+    tracked.set(res.json.id, { kind, sha256: sha256(data) })
+    return res.json.id as string
+  }
+
+  // A first batch goes through normally (the end of it may still be scanning when clamd stops).
+  await forEachLimit(Array.from({ length: 12 }), 4, async () => void (await send()))
+  await proxy.setMode('refuse')
+  const outageEnds = Date.now() + 3_000
+  const during: string[] = []
+  const seen = { pending: 0, scanning: 0 }
+  const badDuring: string[] = []
+  // While clamd is gone: keep uploading, and keep checking that nothing made during the outage
+  // gets a verdict, reaches production, or has its unreachable-scanner tries counted.
+  const look = async (): Promise<void> => {
+    for (const id of during) {
+      const view = await (await fetch(`${gw.url}/v1/uploads/${id}`)).json()
+      if ((view.status === 'pending' || view.status === 'scanning') && view.verdict === null && !('object' in view)) seen[view.status as 'pending' | 'scanning']++
+      else badDuring.push(`${id} during the outage: ${JSON.stringify(view)}`)
+    }
+    for (const key of await listKeys(s3, PRODUCTION)) if (during.includes(key)) badDuring.push(`${key} reached production during the outage`)
+    const { rows } = await pgQuery(`SELECT id, attempts FROM "${schema}".uploads WHERE id = ANY($1) AND attempts > 1`, [during])
+    for (const row of rows) badDuring.push(`${row.id} counted ${row.attempts} tries of an unreachable scanner`)
+  }
+  while (Date.now() < outageEnds) {
+    const id = await send()
+    if (id) during.push(id)
+    await look()
+    await sleep(100)
+  }
+  await look()
+  await proxy.setMode('pass')
+  const recovered = Date.now()
+  const views = await waitAllTerminal(() => gw.url, [...tracked.keys()], { timeoutMs: 30_000 })
+  const recoveryMs = Date.now() - recovered
+
+  t.same(refused, [], 'every upload was accepted, during the outage too')
+  t.ok(during.length >= 5, `${during.length} uploads made during the outage`)
+  t.same(badDuring, [], 'uploads made during the outage stayed pending (or claimed for a try): no verdict, nothing promoted, tries not counted')
+  const stats = await checkFinalState(t, { s3, schema, tracked, views })
+  t.same(stats.strays, [], 'quarantine holds nothing but the infected uploads')
+  t.ok(stats.errorRows > 0, 'tries against the stopped clamd are in the audit trail')
+  t.comment(`clamd outage: ${tracked.size} uploads (${during.length} during the 3 s outage), seen ${seen.pending}x pending and ${seen.scanning}x scanning while it lasted`)
+  t.comment(`all verdicts ${recoveryMs} ms after clamd came back; ${stats.errorRows} failed tries recorded, at most ${stats.maxScans} per upload, ${stats.rescanned} uploads rescanned`)
+})
+
+t.test('S3 resetting, then hanging, during a batch: 503 or 202, and every 202 ends right', async (t) => {
+  const { moto, s3 } = await freshS3(t)
+  const schema = await freshSchema(t)
+  const proxy = await startFaultyProxy(moto.port)
+  t.teardown(() => proxy.stop())
+  const env = {
+    ...s3PgEnv({ s3Endpoint: `http://127.0.0.1:${proxy.port}`, schema, clamd: clamd.url }),
+    GW_SCAN_LEASE_MS: '2000',
+    // Tries that hit the fault count; the budget is not what this test is about.
+    GW_SCAN_MAX_ATTEMPTS: '20'
+  }
+  // Uploads go to an api process; the worker starts when S3 breaks, so the scans and promotions
+  // of everything uploaded so far are sure to run into the fault.
+  const api = await startGateway(t, { ...env, GW_ROLE: 'api' })
+  const start = Date.now()
+  const faults = (async () => {
+    await sleep(1_000)
+    await proxy.setMode('reset')
+    await startGateway(t, { ...env, GW_ROLE: 'worker', GW_SCAN_CONCURRENCY: '4' })
+    await sleep(Math.max(0, start + 3_000 - Date.now()))
+    await proxy.setMode('hang')
+    await sleep(2_000)
+    await proxy.setMode('pass')
+  })()
+  const results = await sendUntil(api.url, { lanes: 3, max: 80, pauseMs: 100, stopAt: start + 6_500 })
+  await faults
+  const tracked = trackedOf(results)
+  const refused = results.filter((r) => r.status === 503 && r.code === 'GW_STORE_UNAVAILABLE')
+  const other = results.filter((r) => r.status !== 202 && !(r.status === 503 && r.code === 'GW_STORE_UNAVAILABLE'))
+  t.same(other, [], 'every upload got 202 or 503 GW_STORE_UNAVAILABLE, within 30 s')
+  t.ok(refused.length > 0, `the fault reached uploads: ${refused.length} refused with 503`)
+
+  const views = await waitAllTerminal(() => api.url, [...tracked.keys()], { timeoutMs: 45_000 })
+  const stats = await checkFinalState(t, { s3, schema, tracked, views })
+  t.ok(stats.errorRows > 0, 'scans hit the fault, and were retried to the right verdict')
+  // A refused multipart upload is aborted at once; while S3 still resets that abort fails too, and
+  // it is never tried again: the parts stay until a lifecycle rule removes them (see the report).
+  const incomplete = await listIncompleteUploads(s3, QUARANTINE, PRODUCTION)
+  t.same(
+    incomplete.filter((u) => u.bucket !== QUARANTINE || tracked.has(u.key)),
+    [],
+    'no incomplete multipart upload in production, nor for an accepted upload'
+  )
+  t.same(
+    incomplete.filter((u) => u.bucket === QUARANTINE && !tracked.has(u.key)),
+    [],
+    'no incomplete multipart upload left in quarantine by refused uploads',
+    { todo: 'known gap: an abort that fails while S3 is down is never retried (S3ObjectStore.put, #abortUpload)' }
+  )
+  // A put that reached S3 but whose answer was lost (the SDK's retries then failed) is refused with
+  // 503, and its object stays in quarantine with no record: nothing deletes it (see the report).
+  const refusedSha = new Set(refused.map((r) => r.sha256))
+  const orphans: string[] = []
+  const unexplained: string[] = []
+  for (const key of stats.strays) {
+    const sha = await objectSha256(s3, QUARANTINE, key)
+    ;(sha && refusedSha.has(sha) ? orphans : unexplained).push(key)
+  }
+  t.same(unexplained, [], 'quarantine holds nothing but infected uploads (and the orphans below)')
+  t.same(orphans, [], 'no object left in quarantine by an upload refused with 503', {
+    todo: 'known bug: a failed put that reached S3 is never deleted (S3ObjectStore.put aborts multipart uploads only)'
+  })
+  const slowest = Math.max(...results.map((r) => r.ms))
+  t.comment(`S3 fault: ${results.length} sent, ${tracked.size} accepted, ${refused.length} refused (503), slowest answer ${slowest} ms`)
+  t.comment(`${stats.errorRows} failed tries recorded, at most ${stats.maxScans} tries per upload, ${stats.rescanned} scanned to a verdict twice`)
+  t.comment(`left by refused uploads: ${orphans.length} objects in quarantine, ${incomplete.length} incomplete multipart uploads`)
+})
+
+t.test('S3 hanging for longer than the upload idle timeout: the upload ends within that bound, nothing is left', async (t) => {
+  const { moto, s3 } = await freshS3(t)
+  const schema = await freshSchema(t)
+  const proxy = await startFaultyProxy(moto.port)
+  t.teardown(() => proxy.stop())
+  const gw = await startGateway(t, {
+    ...s3PgEnv({ s3Endpoint: `http://127.0.0.1:${proxy.port}`, schema, clamd: clamd.url }),
+    GW_ROLE: 'api',
+    GW_UPLOAD_IDLE_TIMEOUT_MS: '2000'
+  })
+  await proxy.setMode('hang')
+  const started = Date.now()
+  // The S3 client's own timeouts are fixed (5 s connect, 60 s idle, SDK retries on top): the
+  // request is bounded by the HTTP idle timeout, which fires first.
+  const answer = await sendUpload(gw.url, contentOf('clean', 10_000), { timeoutMs: 20_000 }).catch((err: unknown) => ({ error: String(err) }))
+  const ms = Date.now() - started
+  t.ok(ms < 10_000, `the upload request ended after ${ms} ms: a hung S3 does not hold it for ever`)
+  t.match(answer, { status: 503, json: { error: { code: 'GW_STORE_UNAVAILABLE' } } }, 'the client is told 503 GW_STORE_UNAVAILABLE', {
+    todo: 'known bug: the HTTP idle timeout (GW_UPLOAD_IDLE_TIMEOUT_MS) drops the connection without an answer and it is logged as GW_CLIENT_ABORTED'
+  })
+  await proxy.setMode('pass')
+  t.same(await listKeys(s3, QUARANTINE), [], 'nothing stored in quarantine')
+  t.same(await listIncompleteUploads(s3, QUARANTINE), [], 'no incomplete multipart upload')
+  const { rows } = await pgQuery(`SELECT id FROM "${schema}".uploads`)
+  t.same(rows, [], 'nothing recorded')
+  t.comment(`S3 hang: the upload ended after ${ms} ms with ${JSON.stringify(answer).slice(0, 200)}`)
+})
+
+t.test('PostgreSQL connections dropped during a batch: 503 or 202, nothing orphaned, nothing lost', async (t) => {
+  const { moto, s3 } = await freshS3(t)
+  const schema = await freshSchema(t)
+  const direct = new URL(pgUrl)
+  const proxy = await startFaultyProxy(Number(direct.port || 5432))
+  t.teardown(() => proxy.stop())
+  const viaProxy = new URL(pgUrl)
+  viaProxy.port = String(proxy.port)
+  const gw = await startGateway(t, {
+    ...s3PgEnv({ s3Endpoint: moto.endpoint, schema, clamd: clamd.url, databaseUrl: viaProxy.toString() }),
+    GW_SCAN_LEASE_MS: '2000'
+  })
+  const start = Date.now()
+  const faults = (async () => {
+    await sleep(1_000)
+    await proxy.setMode('reset') // drops every pooled connection, and every new one
+    await sleep(2_000)
+    await proxy.setMode('pass')
+  })()
+  const results = await sendUntil(gw.url, { lanes: 3, max: 80, pauseMs: 100, stopAt: start + 4_500 })
+  await faults
+  const tracked = trackedOf(results)
+  const refused = results.filter((r) => r.status === 503 && r.code === 'GW_STATE_UNAVAILABLE')
+  const other = results.filter((r) => r.status !== 202 && !(r.status === 503 && r.code === 'GW_STATE_UNAVAILABLE'))
+  t.same(other, [], 'every upload got 202 or 503 GW_STATE_UNAVAILABLE')
+  t.ok(refused.length > 0, `the fault reached uploads: ${refused.length} refused with 503`)
+
+  const views = await waitAllTerminal(() => gw.url, [...tracked.keys()], { timeoutMs: 45_000 })
+  const { rows } = await pgQuery<{ id: string; sha256: string; status: string }>(`SELECT id, sha256, status FROM "${schema}".uploads`)
+  const recorded = new Set(rows.map((r) => r.id))
+  t.same(
+    [...tracked.keys()].filter((id) => !recorded.has(id)),
+    [],
+    'a record for every accepted upload'
+  )
+  // An INSERT that committed but whose answer was lost with the connection is refused with 503 and
+  // its object discarded, yet its record stays: it can only end failed (see the report).
+  const refusedSha = new Set(refused.map((r) => r.sha256))
+  const extra = rows.filter((r) => !tracked.has(r.id))
+  t.same(
+    extra.filter((r) => !refusedSha.has(r.sha256)),
+    [],
+    'no record the test never sent'
+  )
+  t.same(
+    extra.map((r) => `${r.id} (${r.status})`),
+    [],
+    'no record for an upload refused with 503',
+    { todo: 'known bug: an INSERT committed while its connection dropped is answered 503, its object discarded, its record kept' }
+  )
+  const stats = await checkFinalState(t, { s3, schema, tracked, views })
+  t.same(stats.strays, [], 'the objects of refused uploads were discarded: quarantine holds nothing but infected uploads')
+  t.same(await listIncompleteUploads(s3, QUARANTINE, PRODUCTION), [], 'no incomplete multipart upload left behind')
+  t.comment(`PostgreSQL fault: ${results.length} sent, ${tracked.size} accepted, ${refused.length} refused (503), ${extra.length} refused but recorded`)
+  t.comment(`${stats.errorRows} failed tries recorded, at most ${stats.maxScans} tries per upload, ${stats.rescanned} scanned to a verdict twice`)
+})
