@@ -4,21 +4,29 @@ import { FsObjectStore } from './adapters/object-store/fs-object-store.ts'
 import { S3ObjectStore } from './adapters/object-store/s3-object-store.ts'
 import { PrometheusMetrics } from './adapters/metrics/prometheus-metrics.ts'
 import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
+import { HttpWebhookSink } from './adapters/webhook/http-webhook-sink.ts'
 import { PgStateStore } from './adapters/state-store/pg-state-store.ts'
 import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.ts'
 import type { Config } from './config/config-schema.ts'
+import { durationMs } from './config/load-config.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
 import { Auth } from './http/auth.ts'
 import type { ObjectStore } from './ports/object-store.ts'
 import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
+import { AdoptionService } from './services/adoption-service.ts'
+import { EventOutbox } from './services/events.ts'
 import { IngestService } from './services/ingest-service.ts'
 import { PromoteService } from './services/promote-service.ts'
 import { ReadinessService } from './services/readiness-service.ts'
+import { RequarantineService } from './services/requarantine-service.ts'
+import { RescanPolicy } from './services/rescan-policy.ts'
+import { RescanService } from './services/rescan-service.ts'
 import { ScanService } from './services/scan-service.ts'
 import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
+import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
 export interface Gateway {
   app: FastifyInstance
@@ -35,7 +43,7 @@ export interface Gateway {
 }
 
 /** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
-const secretKeys = ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', 'GW_DATABASE_URL']
+const secretKeys = ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', 'GW_DATABASE_URL', 'GW_WEBHOOK_SECRET']
 const redactPaths = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie', ...secretKeys, ...secretKeys.map((k) => `*.${k}`)]
 
 export function createLogger(level: string): Logger {
@@ -80,9 +88,12 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     perUploadBytes: objects.putBufferBytes
   })
   const metrics = new PrometheusMetrics({ state, scanner, admission })
-  const promote = new PromoteService({ objects, state, metrics })
+  const events = new EventOutbox(config.GW_WEBHOOK_URL !== '')
+  const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
+  const promote = new PromoteService({ objects, state, metrics, rescans, events })
+  const requarantine = new RequarantineService({ objects, state, events }, { mode: config.GW_REQUARANTINE_MODE })
   const scan = new ScanService(
-    { objects, state, scanner, promote, metrics },
+    { objects, state, scanner, promote, requarantine, rescans, events, metrics },
     {
       scannerMaxBytes: config.GW_SCANNER_MAX_BYTES,
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
@@ -91,16 +102,30 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       leaseMs: config.GW_SCAN_LEASE_MS
     }
   )
+  // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.
+  const concurrency = config.GW_ROLE === 'api' ? 0 : config.GW_SCAN_CONCURRENCY
   const worker = new ScanWorker(
     { state, scan, log: logger },
     {
-      // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.
-      concurrency: config.GW_ROLE === 'api' ? 0 : config.GW_SCAN_CONCURRENCY,
+      concurrency,
+      rescanSlots: config.GW_RESCAN_SHARE > 0 ? Math.max(1, Math.floor(concurrency * config.GW_RESCAN_SHARE)) : 0,
       leaseMs: config.GW_SCAN_LEASE_MS,
       pollIntervalMs: config.GW_POLL_INTERVAL_MS,
       outagePauseMaxMs: config.GW_RETRY_MAX_MS
     }
   )
+  // Listing and webhook delivery run in worker processes, beside the scans.
+  const background = concurrency === 0 ? [] : [
+    new AdoptionService({ state, objects, log: logger }, { pageSize: config.GW_ADOPT_PAGE_SIZE, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    ...(events.enabled
+      ? [
+          new WebhookDispatcher(
+            { state, log: logger, sink: new HttpWebhookSink({ url: config.GW_WEBHOOK_URL, secret: config.GW_WEBHOOK_SECRET, timeoutMs: config.GW_WEBHOOK_TIMEOUT_MS }) },
+            { batchSize: 20, leaseMs: config.GW_WEBHOOK_TIMEOUT_MS * 3, pollIntervalMs: config.GW_POLL_INTERVAL_MS, retryBaseMs: config.GW_RETRY_BASE_MS, retryMaxMs: config.GW_RETRY_MAX_MS }
+          )
+        ]
+      : [])
+  ]
   const ingest = new IngestService(
     { objects, state, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX }
@@ -112,6 +137,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       ingest,
       status: new StatusService({ state, objects }),
       readiness: new ReadinessService({ objects, state, scanner }),
+      operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
       admission,
       metrics,
       exporter: metrics
@@ -136,11 +162,12 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     async start() {
       const address = await app.listen({ host: config.GW_HOST, port: config.GW_PORT })
       worker.start()
+      for (const b of background) b.start()
       return address
     },
     async stop(graceMs) {
       const grace = setTimeout(() => app.server.closeAllConnections(), graceMs)
-      await Promise.all([app.close(), worker.stop(graceMs)])
+      await Promise.all([app.close(), worker.stop(graceMs), ...background.map((b) => b.stop())])
       clearTimeout(grace)
       await Promise.allSettled([state.close(), objects.close(), scanner.close()])
     }

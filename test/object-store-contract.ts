@@ -125,6 +125,26 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       await t.rejects(store.setTags('quarantine', key, eleven), RangeError, 'more than 10 tags is a caller bug')
     })
 
+    t.test('list pages through the keys under a prefix, in order, and nothing else', async (t) => {
+      const p = prefix()
+      const keys = Array.from({ length: 7 }, (_, i) => `${p}/dir${i % 2}/k${i}`).sort()
+      for (const key of keys) await put(key, Readable.from([Buffer.from(key)]))
+      await put(`${p}x/outside`, Readable.from([Buffer.from('no')]))
+      const seen: { key: string; size: number }[] = []
+      let token: string | null = null
+      let pages = 0
+      do {
+        const page = await store.list('quarantine', `${p}/`, token, 3)
+        t.ok(page.objects.length <= 3)
+        seen.push(...page.objects)
+        token = page.nextToken
+        pages++
+      } while (token !== null && pages < 10)
+      t.same(seen.map((o) => o.key), keys, 'every key once, in order, none outside the prefix')
+      t.same(seen.map((o) => o.size), keys.map((k) => Buffer.byteLength(k)))
+      t.same(await store.list('production', `${p}/`, null, 10), { objects: [], nextToken: null })
+    })
+
     t.test('delete is idempotent', async (t) => {
       const key = `${prefix()}/gone`
       await put(key, Readable.from([Buffer.from('bye')]))

@@ -7,7 +7,9 @@ import { pino } from 'pino'
 import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import type { Claim, Verdict } from '../src/ports/state-store.ts'
+import { EventOutbox } from '../src/services/events.ts'
 import { PromoteService } from '../src/services/promote-service.ts'
+import { RescanPolicy } from '../src/services/rescan-policy.ts'
 import { uniqueContent } from './helpers/multipart.ts'
 import { RecordingMetrics } from './helpers/recording-metrics.ts'
 
@@ -33,7 +35,8 @@ async function setup(t: Test) {
   await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion, resetAttempts: true }, Date.now())
   const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
   const metrics = new RecordingMetrics()
-  return { objects, state, id, content, promoting, metrics, promote: new PromoteService({ objects, state, metrics }) }
+  const deps = { objects, state, metrics, rescans: new RescanPolicy({ intervalMs: 60_000, jitter: 0 }), events: new EventOutbox(false) }
+  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps) }
 }
 
 t.test('a crash after the copy: re-running finishes the move', async (t) => {

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
-import type { NewUpload, StateStore } from '../src/ports/state-store.ts'
+import type { StoredStatus } from '../src/domain/upload-state.ts'
+import type { Area } from '../src/ports/object-store.ts'
+import type { NewEvent, NewUpload, RescanSelection, StateStore, Verdict } from '../src/ports/state-store.ts'
 
 /** One suite every state store adapter must pass (run by test/state-store-*.test.ts). */
 export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: StateStore; cleanup: () => Promise<void> }>): void {
@@ -22,6 +24,7 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     await store.insertUpload(u)
     const got = await store.getUpload(u.id)
     t.match(got, { ...u, status: 'pending', attempts: 0, verdict: null, scannedAt: null, runAt: u.createdAt })
+    t.match(got, { location: 'quarantine', nextScanAt: null, released: null })
     t.equal(await store.getUpload('0'.repeat(32)), null)
   })
 
@@ -33,6 +36,7 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     for (const u of [b, a, later]) await store.insertUpload(u)
     const first = await store.claim('w1', 1, 5_000, 1_000)
     t.same(first.map((c) => c.upload.id), [a.id])
+    t.equal(first[0]?.kind, 'scan')
     t.equal(first[0]?.upload.status, 'scanning')
     t.equal(first[0]?.upload.attempts, 1)
     t.equal(first[0]?.upload.runAt, 6_000)
@@ -139,5 +143,404 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.same(scans.map((s) => s.outcome), ['error', 'infected'])
     t.equal(scans[1]?.signature, 'Eicar')
     await store.ping()
+  })
+
+  // --- Rescans, adoption, releases, audit and the outbox ---
+
+  const verdict = (result: Verdict['result'], signatureVersion: number | null = null): Verdict => ({
+    result,
+    signature: result === 'infected' ? 'Eicar' : null,
+    reason: result === 'unscannable' ? 'encrypted' : null,
+    engine: 'ClamAV',
+    signatureVersion
+  })
+
+  /**
+   * An upload brought to a stored status through the port: inserted, claimed and updated. Call it
+   * while no other upload is due at `createdAt` (it claims the oldest due one).
+   */
+  const stored = async (
+    store: StateStore,
+    status: StoredStatus,
+    over: Partial<NewUpload> & { location?: Area; nextScanAt?: number | null; signatureVersion?: number | null; scannedAt?: number } = {}
+  ): Promise<NewUpload> => {
+    const { location, nextScanAt = null, signatureVersion = null, scannedAt, ...fields } = over
+    const u = upload(fields)
+    await store.insertUpload(u)
+    const [c] = await store.claim('setup', 1, 1_000, u.createdAt)
+    if (c?.upload.id !== u.id) throw new Error('setup: another upload was due')
+    const result = status === 'infected' || status === 'unscannable' ? status : 'clean'
+    const where = location ?? (status === 'clean' ? 'production' : 'quarantine')
+    const change = { status, verdict: verdict(result, signatureVersion), scannedAt: scannedAt ?? u.createdAt, location: where, nextScanAt, resetAttempts: true }
+    if (!(await store.update(c, change, u.createdAt))) throw new Error('setup: update refused')
+    return u
+  }
+
+  const event = (over: Partial<NewEvent> = {}): NewEvent => ({
+    id: randomBytes(8).toString('hex'),
+    type: 'upload.infected',
+    data: { uploadId: 'u1', verdict: { result: 'infected', signature: 'Eicar' }, note: 'quotes " and \\ and ünïcode' },
+    createdAt: 2_000,
+    ...over
+  })
+
+  const rescanMeta = (createdAt: number, scope: Record<string, unknown> = { all: true }) => ({ id: randomBytes(16).toString('hex'), scope, createdBy: 'key-1', createdAt })
+
+  t.test('claimRescans leases stored uploads whose rescan is due, oldest due first', async (t) => {
+    const store = await setup(t)
+    const a = await stored(store, 'clean', { createdAt: 10, nextScanAt: 500 })
+    const b = await stored(store, 'clean', { createdAt: 20, nextScanAt: 300 })
+    const c = await stored(store, 'infected', { createdAt: 30, nextScanAt: 2_000 })
+    await stored(store, 'clean', { createdAt: 40, nextScanAt: null })
+    await stored(store, 'failed', { createdAt: 50, nextScanAt: 100 }) // not rescannable, even when scheduled
+    const pending = upload({ createdAt: 60 })
+    await store.insertUpload(pending)
+
+    const [first, ...none] = await store.claimRescans('w1', 1, 5_000, 1_000)
+    t.same(none, [])
+    t.match(first, { kind: 'rescan', owner: 'w1', upload: { id: b.id, status: 'clean', attempts: 1, nextScanAt: 6_000, runAt: 1_020, location: 'production' } })
+    t.ok(first?.token)
+    const second = await store.claimRescans('w2', 10, 5_000, 1_000)
+    t.same(second.map((x) => x.upload.id), [a.id], 'a leased rescan, one not due, one unscheduled, and other statuses are not claimed')
+    t.same(await store.claimRescans('w3', 0, 5_000, 1_000), [])
+    t.same(await store.queueStats(), { depth: 1, oldestCreatedAt: 60 }, 'rescans are not queued uploads')
+
+    const again = await store.claimRescans('w3', 10, 5_000, 6_001)
+    t.same(again.map((x) => x.upload.id).sort(), [a.id, b.id, c.id].sort(), 'expired rescan leases are claimed again')
+    t.equal(again.find((x) => x.upload.id === b.id)?.upload.attempts, 2)
+    t.notOk(await store.update(first!, { status: 'clean', nextScanAt: 1 }, 6_100), 'the old holder cannot write')
+    t.notOk(await store.renewLease(first!, 5_000, 6_100), 'nor renew')
+    t.notOk(await store.release(first!, 6_100), 'nor give it back')
+    t.equal((await store.claim('w4', 10, 5_000, 6_100)).map((x) => x.upload.id).join(), pending.id, 'claim() takes only the upload flow')
+  })
+
+  t.test('a rescan keeps its lease in nextScanAt and gives it back when it ends', async (t) => {
+    const store = await setup(t)
+    const u = await stored(store, 'clean', { createdAt: 10, nextScanAt: 500, signatureVersion: 3 })
+    const [c] = await store.claimRescans('w1', 1, 5_000, 1_000)
+    t.ok(await store.renewLease(c!, 5_000, 2_000))
+    t.match(await store.getUpload(u.id), { nextScanAt: 7_000, runAt: 1_010 }, 'the rescan lease is renewed, the flow schedule untouched')
+    t.same(await store.claimRescans('w2', 1, 5_000, 6_999), [])
+    const change = { status: 'clean', verdict: verdict('clean', 9), scannedAt: 2_500, scannedVersion: 'v2', nextScanAt: 100_000, lastError: null, resetAttempts: true } as const
+    t.ok(await store.update(c!, change, 2_500))
+    t.match(await store.getUpload(u.id), { status: 'clean', nextScanAt: 100_000, attempts: 0, scannedAt: 2_500, verdict: { signatureVersion: 9 }, updatedAt: 2_500 })
+    t.notOk(await store.renewLease(c!, 5_000, 2_600), 'the lease was given back')
+    t.notOk(await store.update(c!, change, 2_600))
+    t.same(await store.claimRescans('w2', 1, 5_000, 99_999), [], 'not due before its next scan')
+    t.equal((await store.claimRescans('w2', 1, 5_000, 100_000))[0]?.upload.id, u.id)
+  })
+
+  t.test('a rescan lease given back is due again at once, uncounted', async (t) => {
+    const store = await setup(t)
+    const u = await stored(store, 'unscannable', { createdAt: 10, nextScanAt: 500 })
+    const [c] = await store.claimRescans('w1', 1, 60_000, 1_000)
+    t.ok(await store.release(c!, 1_500))
+    t.match(await store.getUpload(u.id), { status: 'unscannable', nextScanAt: 1_500, attempts: 0, runAt: 1_010 })
+    t.notOk(await store.release(c!, 1_600), 'released once')
+    t.notOk(await store.update(c!, { status: 'unscannable', nextScanAt: null }, 1_600), 'the old holder cannot write')
+    const [again] = await store.claimRescans('w2', 1, 60_000, 1_500)
+    t.equal(again?.upload.id, u.id)
+    t.equal(again?.upload.attempts, 1)
+  })
+
+  t.test('a rescan that finds something moves on to requarantining under the same lease, claimable by claim()', async (t) => {
+    const store = await setup(t)
+    const u = await stored(store, 'clean', { createdAt: 10, nextScanAt: 500 })
+    const [c] = await store.claimRescans('w1', 1, 5_000, 1_000)
+    const found = { status: 'requarantining', verdict: verdict('infected', 12), scannedAt: 1_100, runAt: 6_100, resetAttempts: true } as const
+    t.ok(await store.update(c!, found, 1_100))
+    t.same(await store.queueStats(), { depth: 1, oldestCreatedAt: 10 }, 'requarantining is work of the flow')
+    // The worker renews the claim it started with (kind rescan): the lease is where the status says.
+    t.ok(await store.renewLease(c!, 5_000, 2_000))
+    t.match(await store.getUpload(u.id), { status: 'requarantining', runAt: 7_000, nextScanAt: 6_000 })
+    t.same(await store.claim('w2', 10, 5_000, 6_999), [], 'still leased')
+    t.same(await store.claimRescans('w2', 10, 5_000, 1e9), [], 'not a rescan any more')
+    const [taken] = await store.claim('w2', 10, 5_000, 7_001)
+    t.match(taken, { kind: 'scan', upload: { id: u.id, status: 'requarantining', attempts: 1 } })
+    t.notOk(await store.update(c!, { status: 'infected' }, 7_100), 'the first holder is fenced off')
+    const moved = { status: 'infected', location: 'quarantine', nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: 'infected' } as const
+    t.ok(await store.update(taken!, moved, 7_200))
+    t.match(await store.getUpload(u.id), { status: 'infected', location: 'quarantine', nextScanAt: null, verdict: { result: 'infected' } })
+    t.notOk(await store.release(taken!, 7_300), 'a finished job has no lease to give back')
+    t.same(await store.queueStats(), { depth: 0, oldestCreatedAt: null })
+  })
+
+  t.test('outbox events are written only with the change they report, and delivered under a fenced lease', async (t) => {
+    const store = await setup(t)
+    const u = upload()
+    await store.insertUpload(u)
+    const [c] = await store.claim('w1', 1, 60_000, 1_000)
+    const [e1, e2, lost] = [event({ type: 'upload.infected' }), event({ type: 'object.requarantined', data: { n: 2 } }), event()]
+    t.ok(await store.update(c!, { status: 'infected', verdict: verdict('infected'), events: [e1!, e2!] }, 2_000))
+    t.notOk(await store.update(c!, { status: 'infected', events: [lost!] }, 2_100), 'a fenced-off update...')
+    t.same(await store.claimEvents('d1', 10, 30_000, 1_999), [], 'not due before it was created')
+    const claimed = await store.claimEvents('d1', 10, 30_000, 2_000)
+    t.match(claimed, [{ ...e1, attempts: 1 }, { ...e2, attempts: 1 }], 'oldest first, data as written')
+    t.same(claimed[0]?.data, e1!.data)
+    t.same(await store.claimEvents('d2', 10, 30_000, 2_000), [], 'leased events are not handed out twice')
+    const [d1, d2] = claimed
+    await store.eventDelivered(d1!, 2_100)
+    await store.eventFailed(d2!, 'HTTP 503', 5_000)
+    await store.eventFailed(d2!, 'late', 0) // fenced: the failure already gave the lease back
+    t.same(await store.claimEvents('d2', 10, 30_000, 4_999), [], 'a failed event waits for its retry time; a delivered one never comes back')
+    const [retry] = await store.claimEvents('d2', 10, 30_000, 5_000)
+    t.match(retry, { id: e2!.id, attempts: 2 })
+    await store.eventDelivered(d2!, 5_100) // the old claim cannot mark it delivered
+    await store.eventFailed(d2!, 'stale', 0)
+    t.same(await store.claimEvents('d3', 10, 30_000, 34_999), [], 'still leased to d2')
+    const [expired] = await store.claimEvents('d3', 10, 30_000, 35_000)
+    t.match(expired, { id: e2!.id, attempts: 3 }, 'an expired delivery lease is claimed again')
+    await store.eventDelivered(retry!, 35_100) // d2 lost it to d3
+    await store.eventDelivered(expired!, 35_200)
+    t.same(await store.claimEvents('d4', 10, 30_000, 1e12), [], '...writes no event, and delivered events are done')
+  })
+
+  t.test('a rescan outcome is counted in every unfinished rescan that covers the upload', async (t) => {
+    const store = await setup(t)
+    const x = await stored(store, 'clean', { createdAt: 10 })
+    const y = await stored(store, 'infected', { createdAt: 20 })
+    const r1 = await store.createRescan(rescanMeta(1_000), { kind: 'all' })
+    const r2 = await store.createRescan(rescanMeta(1_001, { ids: [x.id] }), { kind: 'ids', ids: [x.id] })
+    t.match(r1, { state: 'running', total: 2, done: 0, lastDoneAt: null, createdBy: 'key-1', scope: { all: true }, cancelledAt: null })
+    t.match(r2, { total: 1, done: 0, scope: { ids: [x.id] } })
+    const claims = await store.claimRescans('w', 10, 60_000, 1_001)
+    const cx = claims.find((c) => c.upload.id === x.id)!
+    const cy = claims.find((c) => c.upload.id === y.id)!
+    t.ok(await store.update(cx, { status: 'clean', nextScanAt: 90_000, rescanOutcome: 'clean' }, 2_000))
+    t.match(await store.getRescan(r1.id), { total: 2, done: 1, clean: 1, infected: 0, lastDoneAt: null })
+    t.match(await store.getRescan(r2.id), { total: 1, done: 1, clean: 1, lastDoneAt: 2_000 })
+    t.notOk(await store.update(cx, { status: 'clean', rescanOutcome: 'failed' }, 2_100), 'a fenced-off update counts nothing')
+    t.ok(await store.update(cy, { status: 'infected', nextScanAt: null, rescanOutcome: 'unscannable' }, 3_000))
+    t.match(await store.getRescan(r1.id), { total: 2, done: 2, clean: 1, unscannable: 1, infected: 0, failed: 0, lastDoneAt: 3_000 })
+    const [later] = await store.claimRescans('w', 1, 60_000, 90_000)
+    t.ok(await store.update(later!, { status: 'clean', rescanOutcome: 'failed' }, 91_000))
+    t.match(await store.getRescan(r1.id), { done: 2, clean: 1, failed: 0, lastDoneAt: 3_000 }, 'a finished upload is counted once')
+    t.equal(await store.getRescan('0'.repeat(32)), null)
+  })
+
+  t.test('createRescan covers the selected stored uploads and makes them due now, leased ones left to finish', async (t) => {
+    type Case = { name: string; selection: RescanSelection; covers: string[] }
+    const cases: Case[] = [
+      { name: 'all', selection: { kind: 'all' }, covers: ['a', 'b', 'c', 'd', 'e', 'g', 'h'] },
+      { name: 'prefix with _', selection: { kind: 'prefix', prefix: 'pre_fix/' }, covers: ['a'] },
+      { name: 'prefix with %', selection: { kind: 'prefix', prefix: 'pre%fix/' }, covers: ['b'] },
+      { name: 'prefix with glob characters', selection: { kind: 'prefix', prefix: 'st*r[1]?/' }, covers: ['e'] },
+      { name: 'prefix with a backslash', selection: { kind: 'prefix', prefix: 'back\\' }, covers: ['h'] },
+      { name: 'empty prefix', selection: { kind: 'prefix', prefix: '' }, covers: ['a', 'b', 'c', 'd', 'e', 'g', 'h'] },
+      { name: 'uploaded before', selection: { kind: 'uploaded', before: 300, after: null }, covers: ['a', 'b'] },
+      { name: 'uploaded after (inclusive)', selection: { kind: 'uploaded', before: null, after: 400 }, covers: ['d', 'e', 'g', 'h'] },
+      { name: 'uploaded between', selection: { kind: 'uploaded', before: 400, after: 200 }, covers: ['b', 'c'] },
+      { name: 'signature version below, unknown included', selection: { kind: 'signatureVersionBelow', version: 8 }, covers: ['a', 'b', 'c'] },
+      { name: 'ids, stored ones only', selection: { kind: 'ids', ids: ['a', 'f', 'p', 'unknown', 'g'] }, covers: ['a', 'g'] },
+      { name: 'no ids', selection: { kind: 'ids', ids: [] }, covers: [] }
+    ]
+    for (const { name, selection, covers } of cases) {
+      t.test(name, async (t) => {
+        const store = await setup(t)
+        const ids: Record<string, string> = {}
+        const make = async (name: string, status: StoredStatus, over: Parameters<typeof stored>[2]) => (ids[name] = (await stored(store, status, over)).id)
+        await make('a', 'clean', { objectKey: 'pre_fix/a', createdAt: 100, signatureVersion: 5 })
+        await make('b', 'infected', { objectKey: 'pre%fix/b', createdAt: 200, signatureVersion: 7 })
+        await make('c', 'unscannable', { objectKey: 'preXfix/c', createdAt: 300 })
+        await make('d', 'clean', { objectKey: 'Pre_fix/d', createdAt: 400, signatureVersion: 9 })
+        await make('e', 'clean', { objectKey: 'st*r[1]?/e', createdAt: 500, signatureVersion: 9 })
+        await make('f', 'failed', { objectKey: 'pre_fix/f', createdAt: 150 })
+        // g is under a rescan lease when the rescan starts; h was due before it.
+        await make('g', 'clean', { objectKey: 'stuffr1z/g', createdAt: 600, signatureVersion: 9, nextScanAt: 650 })
+        await make('h', 'clean', { objectKey: 'back\\slash/h', createdAt: 700, signatureVersion: 9, nextScanAt: 800 })
+        t.equal((await store.claimRescans('w', 10, 1e6, 700))[0]?.upload.id, ids.g)
+        const p = upload({ objectKey: 'pre_fix/p', createdAt: 10_000 })
+        await store.insertUpload(p) // pending: not stored yet
+        ids.p = p.id
+        const named = selection.kind === 'ids' ? { ...selection, ids: selection.ids.map((n) => ids[n] ?? n) } : selection
+        const rescan = await store.createRescan(rescanMeta(5_000), named)
+        t.equal(rescan.total, covers.length, `covers ${covers.join(', ') || 'nothing'}`)
+        const due: string[] = []
+        for (const [n, id] of Object.entries(ids)) if ((await store.getUpload(id))?.nextScanAt === 5_000) due.push(n)
+        t.same(due.sort(), covers.filter((n) => n !== 'g' && n !== 'h'), 'made due now')
+        t.equal((await store.getUpload(ids.g!))?.nextScanAt, 1_000_700, 'a leased one finishes its scan, and counts')
+        t.equal((await store.getUpload(ids.h!))?.nextScanAt, 800, 'one due earlier keeps its time')
+      })
+    }
+    t.test('more than 10,000 ids are refused before anything is written', async (t) => {
+      const store = await setup(t)
+      const ids = Array.from({ length: 10_001 }, (_, i) => `id${i}`)
+      await t.rejects(store.createRescan(rescanMeta(5_000), { kind: 'ids', ids }), RangeError)
+      t.same(await store.listRescans(10), [])
+      t.equal((await store.createRescan(rescanMeta(5_000), { kind: 'ids', ids: ids.slice(1) })).total, 0, '10,000 are fine')
+    })
+  })
+
+  t.test('rescans are listed newest first', async (t) => {
+    const store = await setup(t)
+    const made = []
+    for (const at of [100, 300, 200, 300]) made.push(await store.createRescan(rescanMeta(at), { kind: 'all' }))
+    const [m100, m300a, m200, m300b] = made
+    const tied = [m300a!, m300b!].sort((x, y) => (x.id < y.id ? 1 : -1)).map((r) => r.id)
+    t.same((await store.listRescans(10)).map((r) => r.id), [...tied, m200!.id, m100!.id])
+    t.same((await store.listRescans(2)).map((r) => r.id), tied)
+    t.match(await store.listRescans(1), [{ state: 'running', total: 0, done: 0, lastDoneAt: null }])
+  })
+
+  t.test('cancelRescan stops a rescan: clean uploads go back to their schedule, others to none', async (t) => {
+    const store = await setup(t)
+    const interval = 86_400_000
+    const clean = await stored(store, 'clean', { createdAt: 10, scannedAt: 1_000 })
+    const infected = await stored(store, 'infected', { createdAt: 20 })
+    const leased = await stored(store, 'clean', { createdAt: 30, nextScanAt: 40 })
+    const shared = await stored(store, 'clean', { createdAt: 50 })
+    const released = await stored(store, 'infected', { createdAt: 60 })
+    const done = await stored(store, 'unscannable', { createdAt: 70, nextScanAt: 80 })
+    const leases = await store.claimRescans('w', 10, 60_000, 100)
+    const leaseOf = leases.find((c) => c.upload.id === leased.id)
+    const doneClaim = leases.find((c) => c.upload.id === done.id)
+    t.ok(await store.requestRelease(released.id, { by: 'key-1', reason: 'false positive' }, 200))
+    const [promoting] = await store.claim('w', 1, 60_000, 200)
+    t.ok(await store.update(promoting!, { status: 'clean', location: 'production', nextScanAt: null }, 300))
+
+    const r1 = await store.createRescan(rescanMeta(5_000), { kind: 'all' })
+    const r2 = await store.createRescan(rescanMeta(5_001, { ids: [shared.id] }), { kind: 'ids', ids: [shared.id] })
+    t.equal(r1.total, 6)
+    t.ok(await store.update(doneClaim!, { status: 'unscannable', nextScanAt: null, rescanOutcome: 'unscannable' }, 5_500))
+
+    t.ok(await store.cancelRescan(r1.id, 6_000, interval))
+    t.equal((await store.getUpload(clean.id))?.nextScanAt, 1_000 + interval, 'clean: its scan time + the interval')
+    t.equal((await store.getUpload(infected.id))?.nextScanAt, null, 'infected: unscheduled')
+    t.equal((await store.getUpload(released.id))?.nextScanAt, null, 'released: never rescanned')
+    t.equal((await store.getUpload(leased.id))?.nextScanAt, 60_100, 'a leased one is left to its worker')
+    t.equal((await store.getUpload(shared.id))?.nextScanAt, 5_000, 'one another rescan waits for stays due')
+    t.match(await store.getRescan(r1.id), { state: 'cancelled', cancelledAt: 6_000, total: 6, done: 1, unscannable: 1, lastDoneAt: 5_500 })
+    t.notOk(await store.cancelRescan(r1.id, 6_100, interval), 'cancelled once')
+    t.notOk(await store.cancelRescan('0'.repeat(32), 6_100, interval))
+    t.ok(await store.update(leaseOf!, { status: 'clean', nextScanAt: 70_000, rescanOutcome: 'clean' }, 7_000))
+    t.match(await store.getRescan(r1.id), { done: 1, clean: 0 }, 'a cancelled rescan counts no more')
+    t.match(await store.getRescan(r2.id), { state: 'running', total: 1, done: 0 })
+  })
+
+  t.test('adoption: one lister at a time registers new keys, page by page, exactly once', async (t) => {
+    const store = await setup(t)
+    const known = upload({ objectKey: 'prod/known.bin' })
+    await store.insertUpload(known)
+    const older = await store.createRescan(rescanMeta(900, { adopt: {} }), { kind: 'adopt', bucket: 'prod-bucket', prefix: 'prod/' })
+    const newer = await store.createRescan(rescanMeta(950, { adopt: {} }), { kind: 'adopt', bucket: 'prod-bucket', prefix: 'other/' })
+    t.match(older, { state: 'listing', total: 0, lastDoneAt: null })
+
+    const claim = await store.claimAdoption('a1', 10_000, 1_000)
+    t.match(claim, { rescanId: older.id, bucket: 'prod-bucket', prefix: 'prod/', continuationToken: null })
+    t.equal((await store.claimAdoption('a2', 10_000, 1_000))?.rescanId, newer.id, 'a leased listing is skipped')
+    t.equal(await store.claimAdoption('a3', 10_000, 1_000), null)
+
+    const obj = (key: string, size = 5) => ({ id: randomBytes(16).toString('hex'), key, size, contentType: 'application/octet-stream' })
+    const page1 = [obj('prod/known.bin'), obj('prod/dir/x.pdf', 42), obj('prod/dir/')]
+    t.equal(await store.adoptPage(claim!, page1, 'token-1', 10_000, 3_000), 2, 'a known key is skipped')
+    t.equal(await store.getUpload(page1[0]!.id), null)
+    t.match(await store.getUpload(known.id), { location: 'quarantine', status: 'pending' })
+    t.match(await store.getUpload(page1[1]!.id), {
+      objectKey: 'prod/dir/x.pdf', size: 42, sha256: '', filename: 'x.pdf', contentType: 'application/octet-stream',
+      status: 'pending', location: 'production', createdAt: 3_000, runAt: 3_000, nextScanAt: null, released: null
+    })
+    t.equal((await store.getUpload(page1[2]!.id))?.filename, null, 'no filename in a key ending with a slash')
+    t.match(await store.getRescan(older.id), { state: 'listing', total: 2, done: 0, lastDoneAt: null })
+
+    const rerun = page1.map((o) => obj(o.key, o.size))
+    t.equal(await store.adoptPage(claim!, rerun, 'token-1', 10_000, 4_000), 0, 'a page run again registers nothing twice')
+    t.equal(await store.getUpload(rerun[1]!.id), null)
+    t.equal((await store.claimAdoption('a3', 10_000, 13_999))?.rescanId, newer.id, 'each page renews the lease: only the other listing (lease expired) is free')
+
+    const taken = await store.claimAdoption('a2', 10_000, 14_000)
+    t.match(taken, { rescanId: older.id, continuationToken: 'token-1' }, 'an expired listing resumes where it stopped')
+    const late = obj('prod/late.txt')
+    t.equal(await store.adoptPage(claim!, [late], null, 10_000, 14_100), null, 'the lost lease writes nothing')
+    t.equal(await store.getUpload(late.id), null)
+    t.match(await store.getRescan(older.id), { state: 'listing', total: 2 })
+
+    const last = [obj('prod/z.txt'), obj('prod/dir/x.pdf')]
+    t.equal(await store.adoptPage(taken!, last, null, 10_000, 15_000), 1)
+    t.match(await store.getRescan(older.id), { state: 'running', total: 3, done: 0 }, 'listing done')
+    t.equal(await store.adoptPage(taken!, [obj('prod/more')], null, 10_000, 15_100), null, 'a finished listing takes no more pages')
+    t.equal((await store.claimAdoption('a4', 10_000, 1e9))?.rescanId, newer.id, 'a listing that is done is never claimed again')
+
+    // The adopted objects are scanned as uploads of the flow; their results count for the adoption.
+    const scans = await store.claim('w', 10, 60_000, 20_000)
+    t.same(scans.map((c) => c.upload.id).sort(), [known.id, page1[1]!.id, page1[2]!.id, last[0]!.id].sort())
+    const first = scans.find((c) => c.upload.id === page1[1]!.id)!
+    t.match(first, { kind: 'scan', upload: { status: 'scanning', location: 'production' } })
+    const measured = { status: 'clean', verdict: verdict('clean', 4), scannedAt: 21_000, size: 43, sha256: 'b'.repeat(64), nextScanAt: 99_000, rescanOutcome: 'clean' } as const
+    t.ok(await store.update(first, measured, 21_000))
+    t.match(await store.getUpload(first.upload.id), { status: 'clean', size: 43, sha256: 'b'.repeat(64), location: 'production', nextScanAt: 99_000 })
+    t.match(await store.getRescan(older.id), { total: 3, done: 1, clean: 1, lastDoneAt: null })
+  })
+
+  t.test('a cancelled adoption is not listed any more', async (t) => {
+    const store = await setup(t)
+    const r = await store.createRescan(rescanMeta(900, { adopt: {} }), { kind: 'adopt', bucket: 'b', prefix: '' })
+    const claim = await store.claimAdoption('a1', 10_000, 1_000)
+    t.ok(await store.cancelRescan(r.id, 1_500, 1_000))
+    t.equal(await store.adoptPage(claim!, [{ id: 'x', key: 'k', size: 1, contentType: 'text/plain' }], 'next', 10_000, 1_600), null)
+    t.equal(await store.claimAdoption('a2', 10_000, 1e9), null)
+    t.match(await store.getRescan(r.id), { state: 'cancelled', cancelledAt: 1_500, total: 0 })
+  })
+
+  t.test('requestRelease sends an unleased detection in quarantine to promotion, on the record', async (t) => {
+    const store = await setup(t)
+    const infected = await stored(store, 'infected', { createdAt: 10, nextScanAt: 50_000 })
+    const failed = await stored(store, 'failed', { createdAt: 20 })
+    const unscannable = await stored(store, 'unscannable', { createdAt: 30 })
+    const clean = await stored(store, 'clean', { createdAt: 40 })
+    const inProduction = await stored(store, 'infected', { createdAt: 50, location: 'production' })
+    const leased = await stored(store, 'infected', { createdAt: 60, nextScanAt: 100 })
+    const covered = await stored(store, 'unscannable', { createdAt: 70 })
+    const pending = upload({ createdAt: 10_000 })
+    await store.insertUpload(pending)
+    t.equal((await store.claimRescans('w', 1, 60_000, 100))[0]?.upload.id, leased.id)
+    const rescan = await store.createRescan(rescanMeta(1_000, { ids: [covered.id] }), { kind: 'ids', ids: [covered.id] })
+    t.equal(rescan.total, 1)
+
+    const by = { by: 'key-1', reason: 'false positive, vendor confirmed' }
+    const got = await store.requestRelease(infected.id, by, 2_000)
+    t.match(got, { id: infected.id, status: 'promoting', runAt: 2_000, attempts: 0, lastError: null, nextScanAt: null, location: 'quarantine', released: { by: 'key-1', at: 2_000, reason: by.reason } })
+    t.same(await store.getUpload(infected.id), got)
+    t.equal(await store.requestRelease(infected.id, by, 2_100), null, 'released once')
+    t.ok(await store.requestRelease(failed.id, by, 2_000))
+    t.ok(await store.requestRelease(unscannable.id, by, 2_000))
+    for (const id of [clean.id, inProduction.id, leased.id, pending.id, '0'.repeat(32)]) t.equal(await store.requestRelease(id, by, 2_000), null)
+    t.ok(await store.requestRelease(covered.id, by, 2_000))
+    t.match(await store.getRescan(rescan.id), { total: 0, done: 0 }, 'a released upload leaves the rescans waiting for it')
+
+    const claims = await store.claim('w', 10, 60_000, 2_000)
+    t.same(claims.map((c) => c.upload.id).sort(), [infected.id, failed.id, unscannable.id, covered.id].sort(), 'due for promotion at once')
+    const c = claims.find((x) => x.upload.id === infected.id)!
+    t.match(c, { kind: 'scan', upload: { status: 'promoting', attempts: 1, released: { by: 'key-1' } } })
+    t.ok(await store.update(c, { status: 'clean', location: 'production', nextScanAt: null }, 2_500))
+    t.match(await store.getUpload(infected.id), { status: 'clean', location: 'production', released: { by: 'key-1', at: 2_000 } })
+  })
+
+  t.test('scheduleRescan makes a stored upload nobody works on due now', async (t) => {
+    const store = await setup(t)
+    const clean = await stored(store, 'clean', { createdAt: 10, nextScanAt: 90_000 })
+    const infected = await stored(store, 'infected', { createdAt: 20 })
+    const failed = await stored(store, 'failed', { createdAt: 30 })
+    const leased = await stored(store, 'clean', { createdAt: 40, nextScanAt: 50 })
+    const pending = upload({ createdAt: 10_000 })
+    await store.insertUpload(pending)
+    await store.claimRescans('w', 1, 60_000, 100)
+    t.ok(await store.scheduleRescan(clean.id, 1_000))
+    t.ok(await store.scheduleRescan(infected.id, 1_000))
+    for (const id of [failed.id, leased.id, pending.id, '0'.repeat(32)]) t.notOk(await store.scheduleRescan(id, 1_000))
+    t.equal((await store.getUpload(clean.id))?.nextScanAt, 1_000)
+    t.equal((await store.getUpload(leased.id))?.nextScanAt, 60_100)
+    const claims = await store.claimRescans('w', 10, 60_000, 1_000)
+    t.same(claims.map((c) => c.upload.id).sort(), [clean.id, infected.id].sort())
+  })
+
+  t.test('the audit trail is listed newest first, and pages back with before', async (t) => {
+    const store = await setup(t)
+    const entry = (at: number, action: string) => ({ at, actor: 'key-1', action, target: 't', detail: { action, nested: { n: at } } })
+    for (const e of [entry(200, 'second'), entry(100, 'first'), entry(200, 'third'), entry(300, 'fourth')]) await store.recordAudit(e)
+    t.same((await store.listAudit(10)).map((e) => e.action), ['fourth', 'third', 'second', 'first'], 'same time: the later entry first')
+    t.same(await store.listAudit(1), [entry(300, 'fourth')])
+    t.same((await store.listAudit(10, 200)).map((e) => e.action), ['first'], 'only entries before')
+    t.same((await store.listAudit(2, 301)).map((e) => e.action), ['fourth', 'third'])
+    t.same(await store.listAudit(10, 100), [])
   })
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
+import { migrations } from '../src/adapters/state-store/pg-migrations.ts'
 import { StateUnavailableError, type NewUpload } from '../src/ports/state-store.ts'
 import { freePort } from './helpers/free-port.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
@@ -49,7 +50,7 @@ t.test('several replicas migrating a fresh schema at once all succeed, and apply
   const stores = await Promise.all(Array.from({ length: 5 }, () => makeStore(t, { schema, poolSize: 1 })))
   await Promise.all(stores.map((s) => s.migrate()))
   const { rows } = await pgQuery(`SELECT version FROM "${schema}".schema_migrations`)
-  t.same(rows, [{ version: 1 }])
+  t.same(rows, [{ version: 1 }, { version: 2 }])
 })
 
 t.test('refuses a schema newer than it knows', async (t) => {
@@ -57,7 +58,7 @@ t.test('refuses a schema newer than it knows', async (t) => {
   const store = await makeStore(t, { schema })
   await store.migrate()
   await pgQuery(`INSERT INTO "${schema}".schema_migrations (version, applied_at) VALUES (999, 0)`)
-  await t.rejects(store.migrate(), /^the database schema is at version 999, newer than this gateway knows \(1\): upgrade the gateway$/)
+  await t.rejects(store.migrate(), /^the database schema is at version 999, newer than this gateway knows \(2\): upgrade the gateway$/)
   await store.ping() // the refusal left no broken connection behind
 })
 
@@ -150,10 +151,74 @@ t.test('a claim finds due work through the partial index, however many uploads a
   await pgQuery(`ANALYZE "${schema}".uploads`)
   const { rows } = await pgQuery(
     `EXPLAIN (FORMAT JSON) SELECT id FROM "${schema}".uploads
-      WHERE status IN ('pending', 'scanning', 'promoting') AND run_at <= 100000 ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED`
+      WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining') AND run_at <= 100000 ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED`
   )
   t.match(JSON.stringify(rows[0]), /"Index Name":"uploads_due"/)
   t.equal((await store.claim('w', 10, 1_000, 100_000)).length, 5)
+})
+
+t.test('two replicas claiming rescans at once never hand one out twice, and each batch is oldest due first', async (t) => {
+  const schema = await freshSchema(t)
+  const [a, b] = [await makeStore(t, { schema }), await makeStore(t, { schema })]
+  await a.migrate()
+  await pgQuery(
+    `INSERT INTO "${schema}".uploads (id, object_key, size, sha256, content_type, status, location, created_at, updated_at, run_at, next_scan_at)
+     SELECT 'u' || i, 'k/' || i, 1, 'x', 'text/plain', CASE WHEN i % 2 = 0 THEN 'clean' ELSE 'infected' END, 'production', i, i, i, i
+       FROM generate_series(1, 500) AS i`
+  )
+  const claims = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).claimRescans(`w${i}`, 20, 60_000, 1_000)))
+  const ids = claims.flat().map((c) => c.upload.id)
+  t.equal(ids.length, 500)
+  t.equal(new Set(ids).size, 500)
+  t.ok(claims.flat().every((c) => c.kind === 'rescan'))
+  for (const batch of claims) {
+    const due = batch.map((c) => Number(c.upload.id.slice(1)))
+    t.same(due, [...due].sort((x, y) => x - y), 'each batch comes back oldest due first')
+  }
+  const { rows } = await pgQuery(`SELECT count(*)::int AS n FROM "${schema}".uploads WHERE next_scan_at = 61000 AND attempts = 1 AND lease_token IS NOT NULL`)
+  t.equal(rows[0]?.n, 500, 'each row was leased exactly once')
+})
+
+t.test('a rescan claim finds due uploads through the partial index, however many are not scheduled', async (t) => {
+  const schema = await freshSchema(t)
+  const store = await makeStore(t, { schema })
+  await store.migrate()
+  await pgQuery(
+    `INSERT INTO "${schema}".uploads (id, object_key, size, sha256, content_type, status, location, created_at, updated_at, run_at, next_scan_at)
+     SELECT 'u' || i, 'k/' || i, 1, 'x', 'text/plain', 'clean', 'production', i, i, i, CASE WHEN i <= 5 THEN i END
+       FROM generate_series(1, 20005) AS i`
+  )
+  await pgQuery(`ANALYZE "${schema}".uploads`)
+  const { rows } = await pgQuery(
+    `EXPLAIN (FORMAT JSON) SELECT id FROM "${schema}".uploads
+      WHERE status IN ('clean', 'infected', 'unscannable') AND next_scan_at <= 100000 ORDER BY next_scan_at LIMIT 10 FOR UPDATE SKIP LOCKED`
+  )
+  t.match(JSON.stringify(rows[0]), /"Index Name":"uploads_rescan_due"/)
+  t.equal((await store.claimRescans('w', 10, 1_000, 100_000)).length, 5)
+})
+
+t.test('migration 2 upgrades a version 1 database: promoted uploads are in production', async (t) => {
+  const schema = await freshSchema(t)
+  const verdict = (result: string, signatureVersion: number | null) => JSON.stringify({ result, signature: null, reason: null, engine: 'e', signatureVersion })
+  await pgQuery(`CREATE SCHEMA "${schema}"; SET search_path = "${schema}";
+    CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);
+    ${migrations[0]!.sql}
+    INSERT INTO schema_migrations VALUES (1, 0);
+    INSERT INTO uploads (id, object_key, size, sha256, content_type, status, created_at, updated_at, run_at, verdict)
+    VALUES ('clean1', 'k/clean1', 1, 'x', 'text/plain', 'clean', 10, 10, 10, '${verdict('clean', 5)}'),
+           ('infected1', 'k/infected1', 1, 'x', 'text/plain', 'infected', 20, 20, 20, '${verdict('infected', null)}'),
+           ('pending1', 'k/pending1', 1, 'x', 'text/plain', 'pending', 30, 30, 30, NULL)`)
+  const store = await makeStore(t, { schema })
+  await store.migrate()
+  t.match(await store.getUpload('clean1'), { status: 'clean', location: 'production', nextScanAt: null, released: null })
+  t.match(await store.getUpload('infected1'), { location: 'quarantine' })
+  t.match(await store.getUpload('pending1'), { location: 'quarantine' })
+  const rescan = await store.createRescan({ id: 'r1', scope: {}, createdBy: 'k', createdAt: 1_000 }, { kind: 'signatureVersionBelow', version: 6 })
+  t.equal(rescan.total, 2, 'signature versions were copied from the stored verdicts')
+  t.equal((await store.createRescan({ id: 'r2', scope: {}, createdBy: 'k', createdAt: 1_000 }, { kind: 'signatureVersionBelow', version: 5 })).total, 1)
+  t.equal((await store.claim('w', 10, 1_000, 1_000))[0]?.upload.id, 'pending1')
+  const { rows } = await pgQuery(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`)
+  t.same(rows, [{ version: 1 }, { version: 2 }])
 })
 
 t.test('a closed store answers with StateUnavailableError, and closing twice is fine', async (t) => {

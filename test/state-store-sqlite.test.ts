@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
+import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-store.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -35,4 +36,51 @@ t.test('a closed store answers with StateUnavailableError', async (t) => {
   await store.close()
   await t.rejects(store.ping(), StateUnavailableError)
   await t.rejects(store.getUpload('x'), StateUnavailableError)
+})
+
+t.test('migration 2 upgrades a version 1 database: promoted uploads are in production', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, 'state.db')
+  const verdict = (result: string, signatureVersion: number | null) => JSON.stringify({ result, signature: null, reason: null, engine: 'e', signatureVersion })
+  const db = new DatabaseSync(path)
+  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)')
+  db.exec(migrations[0]!.sql)
+  db.exec('INSERT INTO schema_migrations VALUES (1, 0)')
+  const insert = db.prepare(
+    `INSERT INTO uploads (id, object_key, size, sha256, content_type, status, created_at, updated_at, run_at, verdict)
+     VALUES (?, ?, 1, 'x', 'text/plain', ?, ?, ?, ?, ?)`
+  )
+  insert.run('clean1', 'k/clean1', 'clean', 10, 10, 10, verdict('clean', 5))
+  insert.run('infected1', 'k/infected1', 'infected', 20, 20, 20, verdict('infected', null))
+  insert.run('pending1', 'k/pending1', 'pending', 30, 30, 30, null)
+  db.close()
+
+  const store = new SqliteStateStore(path)
+  t.teardown(() => store.close())
+  await store.migrate()
+  t.match(await store.getUpload('clean1'), { status: 'clean', location: 'production', nextScanAt: null, released: null })
+  t.match(await store.getUpload('infected1'), { location: 'quarantine' })
+  t.match(await store.getUpload('pending1'), { location: 'quarantine' })
+  const rescan = await store.createRescan({ id: 'r1', scope: {}, createdBy: 'k', createdAt: 1_000 }, { kind: 'signatureVersionBelow', version: 6 })
+  t.equal(rescan.total, 2, 'signature versions were copied from the stored verdicts')
+  t.equal((await store.createRescan({ id: 'r2', scope: {}, createdBy: 'k', createdAt: 1_000 }, { kind: 'signatureVersionBelow', version: 5 })).total, 1)
+  t.equal((await store.claim('w', 10, 1_000, 1_000))[0]?.upload.id, 'pending1')
+  await store.migrate()
+  const check = new DatabaseSync(path)
+  t.teardown(() => check.close())
+  t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), [1, 2])
+  t.same(
+    check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'uploads_%' ORDER BY name`).all().map((r) => r.name),
+    ['uploads_due', 'uploads_object_key', 'uploads_rescan_due']
+  )
+})
+
+t.test('the claims find due work through their partial indexes', async (t) => {
+  const db = new DatabaseSync(':memory:')
+  t.teardown(() => db.close())
+  for (const m of migrations) db.exec(m.sql)
+  const plan = (sql: string): string => JSON.stringify(db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all())
+  t.match(plan(`SELECT id FROM uploads WHERE status IN ('clean', 'infected', 'unscannable') AND next_scan_at <= 1 ORDER BY next_scan_at LIMIT 5`), /uploads_rescan_due/)
+  t.match(plan(`SELECT id FROM uploads WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining') AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_due/)
 })

@@ -11,14 +11,23 @@ t.test('the state machine allows only its written transitions', async (t) => {
     ['scanning', 'failed'],
     ['promoting', 'promoting'],
     ['promoting', 'clean'],
-    ['promoting', 'failed']
+    ['promoting', 'failed'],
+    ['scanning', 'clean'],
+    ['scanning', 'requarantining'],
+    ['clean', 'clean'],
+    ['clean', 'requarantining'],
+    ['requarantining', 'infected'],
+    ['requarantining', 'unscannable'],
+    ['infected', 'promoting'],
+    ['failed', 'promoting']
   ] as const) {
     t.doesNotThrow(() => assertTransition(from, to), `${from} -> ${to}`)
   }
   for (const [from, to] of [
     ['pending', 'clean'],
-    ['scanning', 'clean'],
     ['promoting', 'pending'],
+    ['requarantining', 'clean'],
+    ['clean', 'pending'],
     ['promoting', 'infected'],
     ['infected', 'clean'],
     ['failed', 'pending'],

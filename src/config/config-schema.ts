@@ -58,8 +58,23 @@ export const configSchema = Type.Object(
     GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
     GW_RETRY_MAX_MS: Int(1, 5 * 60_000, 'Longest retry delay.'),
     GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans.'),
+    GW_RESCAN_INTERVAL: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '30d',
+      description: 'Stored clean objects are scanned again this long after their last scan (`30d`, `12h`, `90s`, `500ms`), less a random part (GW_RESCAN_JITTER).'
+    }),
+    GW_RESCAN_JITTER: Type.Number({ minimum: 0, maximum: 1, default: 0.2, description: 'Part of GW_RESCAN_INTERVAL taken off at random per object, so a busy upload day does not make a busy rescan day.' }),
+    GW_RESCAN_SHARE: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: "Share of a worker's GW_SCAN_CONCURRENCY that rescans may use (at least one slot when above 0); new uploads are always claimed first. 0: this worker does not rescan." }),
+    GW_ADOPT_PAGE_SIZE: Int(1, 1000, 'Objects listed per ListObjectsV2 page by an adoption; each page is registered and its continuation token saved in one transaction.', 1000),
+    GW_REQUARANTINE_MODE: Type.Union([Type.Literal('move'), Type.Literal('tag')], {
+      default: 'move',
+      description: 'When a rescan finds a stored object infected or unscannable: `move` it back to quarantine, or `tag` it `av-status=infected` in place for a bucket policy that denies reads.'
+    }),
+    GW_WEBHOOK_URL: Type.String({ default: '', description: 'Events (`upload.clean`, `upload.infected`, …) are POSTed here, signed; empty: no webhooks.' }),
+    GW_WEBHOOK_SECRET: Type.String({ default: '', description: 'HMAC-SHA256 key for the `webhook-signature` header (16 characters or more; required with GW_WEBHOOK_URL).' }),
+    GW_WEBHOOK_TIMEOUT_MS: Int(1, 10_000, 'A webhook delivery that has not answered within this long is retried later.'),
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
-    GW_ADMIN_KEYS: List('Bearer tokens for operators: allowed everything upload keys are, and the admin actions (rescans, releases) as they are added.'),
+    GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
     GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
   },

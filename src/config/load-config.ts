@@ -77,6 +77,9 @@ function fromEnv(key: ConfigKey, raw: string): unknown {
     case 'integer':
       if (!/^-?\d+$/.test(text)) throw new ConfigError(`${key}: must be a whole number (got ${JSON.stringify(raw)} from environment)`)
       return Number(text)
+    case 'number':
+      if (!/^-?\d+(\.\d+)?$/.test(text)) throw new ConfigError(`${key}: must be a number (got ${JSON.stringify(raw)} from environment)`)
+      return Number(text)
     case 'boolean':
       if (/^(true|1|yes)$/i.test(text)) return true
       if (/^(false|0|no)$/i.test(text)) return false
@@ -113,6 +116,12 @@ function checkCombinations(config: Config): Config {
   if (!config.GW_DATABASE_URL.startsWith('sqlite:') && !URL.canParse(config.GW_DATABASE_URL)) {
     throw new ConfigError('GW_DATABASE_URL: not a valid postgres:// URL')
   }
+  if (config.GW_WEBHOOK_URL) {
+    if (!/^https?:\/\/./.test(config.GW_WEBHOOK_URL) || !URL.canParse(config.GW_WEBHOOK_URL)) {
+      throw new ConfigError(`GW_WEBHOOK_URL: not an http(s) URL (got ${JSON.stringify(config.GW_WEBHOOK_URL)})`)
+    }
+    if (config.GW_WEBHOOK_SECRET.length < 16) throw new ConfigError('GW_WEBHOOK_SECRET: required (16 characters or more) when GW_WEBHOOK_URL is set')
+  }
   for (const key of ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS'] as const) {
     if (config[key].some((k) => k.length < 16)) throw new ConfigError(`${key}: every key must be 16 characters or more`)
   }
@@ -125,4 +134,13 @@ function checkCombinations(config: Config): Config {
 
 export function isLoopback(host: string): boolean {
   return loopbackNames.has(host) || (isIP(host) === 4 && host.startsWith('127.'))
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A duration setting such as `30d`, `12h`, `90s` or `500ms`, in milliseconds (the schema checked its form). */
+export function durationMs(value: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(value)
+  if (!match) throw new ConfigError(`not a duration: ${JSON.stringify(value)}`)
+  return Number(match[1]) * (durationUnits[match[2] as string] as number)
 }

@@ -11,6 +11,7 @@ export const errorCodes = {
   GW_UNAUTHORIZED: { status: 401, message: 'an Authorization: Bearer <key> header is required' },
   GW_FORBIDDEN: { status: 403, message: 'this key is not allowed to do that' },
   GW_NOT_FOUND: { status: 404, message: 'no such resource' },
+  GW_CONFLICT: { status: 409, message: 'the resource is not in a state that allows this' },
   GW_PAYLOAD_TOO_LARGE: { status: 413, message: 'the file is larger than the upload limit' },
   GW_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'uploads must be multipart/form-data' },
   GW_CLIENT_ABORTED: { status: 499, message: 'the client closed the connection before the upload ended' },

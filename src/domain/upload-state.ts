@@ -1,32 +1,46 @@
 /**
  * The upload state machine, in one place.
  *
- *   pending ──claim──▶ scanning ──clean──▶ promoting ──copied──▶ clean
- *      ▲                  │  │  └─infected / unscannable (terminal)
- *      └──transient error─┘  └─too many transient errors──▶ failed
+ *   pending ──claim──▶ scanning ──clean──▶ promoting ──copied──▶ clean ◀─────────────┐
+ *      ▲                  │  │  │                                  │ rescan: clean   │
+ *      └─transient error──┘  │  └─infected / unscannable           │ (same status,   │
+ *                            └─too many transient errors─▶ failed  │  next scan due) │
+ *                                                                  │                 │
+ *   clean ──rescan finds infected / unscannable──▶ requarantining ──moved──▶ infected | unscannable
+ *   infected | unscannable | failed ──admin release──▶ promoting ──copied──▶ clean (released)
  *
- * "promoting" is internal: the verdict is clean but the production copy may not exist yet,
- * so clients see "scanning" until the copy is in place. A claimed job whose lease expires
- * (its worker died) is claimed again in the same status and the step is re-run: every step
- * is idempotent.
+ * "promoting" and "requarantining" are internal: clients see "scanning" while the production
+ * copy may not exist yet, and the verdict (infected, unscannable) while a detected object is
+ * being taken out of production. A claimed job whose lease expires (its worker died) is
+ * claimed again in the same status and the step is re-run: every step is idempotent.
+ * Objects adopted from the production bucket start pending with their bytes in production;
+ * their clean verdict needs no promotion and a detection takes them out (requarantining).
+ * Rescans do not change the status while they run: their lease is kept with the next scan time.
  */
-export type StoredStatus = 'pending' | 'scanning' | 'promoting' | 'clean' | 'infected' | 'unscannable' | 'failed'
+export type StoredStatus = 'pending' | 'scanning' | 'promoting' | 'clean' | 'infected' | 'unscannable' | 'failed' | 'requarantining'
 
 export const publicStatuses = ['pending', 'scanning', 'clean', 'infected', 'unscannable', 'failed'] as const
 export type PublicStatus = (typeof publicStatuses)[number]
 
 const transitions: Record<StoredStatus, readonly StoredStatus[]> = {
   pending: ['scanning'],
-  scanning: ['scanning', 'promoting', 'infected', 'unscannable', 'pending', 'failed'],
+  scanning: ['scanning', 'promoting', 'infected', 'unscannable', 'pending', 'failed', 'clean', 'requarantining'],
   promoting: ['promoting', 'clean', 'failed'],
-  clean: [],
-  infected: [],
-  unscannable: [],
-  failed: []
+  requarantining: ['requarantining', 'infected', 'unscannable'],
+  clean: ['clean', 'requarantining'],
+  infected: ['infected', 'promoting'],
+  unscannable: ['unscannable', 'promoting'],
+  failed: ['promoting']
 }
 
 /** Statuses a worker claims: work that is due, or whose previous worker lost its lease. */
-export const claimableStatuses: readonly StoredStatus[] = ['pending', 'scanning', 'promoting']
+export const claimableStatuses: readonly StoredStatus[] = ['pending', 'scanning', 'promoting', 'requarantining']
+
+/** Stored objects a rescan may cover. */
+export const rescannableStatuses: readonly StoredStatus[] = ['clean', 'infected', 'unscannable']
+
+/** Statuses an operator may release (a false positive, or an object the scanner could not handle). */
+export const releasableStatuses: readonly StoredStatus[] = ['infected', 'unscannable', 'failed']
 
 function canTransition(from: StoredStatus, to: StoredStatus): boolean {
   return transitions[from].includes(to)
@@ -36,12 +50,23 @@ export function assertTransition(from: StoredStatus, to: StoredStatus): void {
   if (!canTransition(from, to)) throw new Error(`illegal upload transition ${from} -> ${to}`)
 }
 
-export function publicStatus(status: StoredStatus): PublicStatus {
-  return status === 'promoting' ? 'scanning' : status
+/** What clients see: internal steps are shown as the status they lead to or come from. */
+export function publicStatus(status: StoredStatus, verdict: 'clean' | 'infected' | 'unscannable' | null = null): PublicStatus {
+  if (status === 'promoting') return 'scanning'
+  if (status === 'requarantining') return verdict === 'unscannable' ? 'unscannable' : 'infected'
+  return status
 }
 
 /** Exponential backoff with full jitter, capped: attempt 1 waits up to base, attempt n up to base·2^(n-1). */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1))
   return Math.round(ceiling / 2 + (random() * ceiling) / 2)
+}
+
+/**
+ * When a stored object is due for its next rolling rescan: the interval after its scan, less a
+ * random part of up to `jitter` of it, so a busy upload day does not make a busy rescan day.
+ */
+export function nextRescanAt(scannedAt: number, intervalMs: number, jitter: number, random: () => number = Math.random): number {
+  return scannedAt + Math.round(intervalMs * (1 - jitter * random()))
 }

@@ -6,10 +6,12 @@ import { GatewayError } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
+import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
 import type { UploadAdmission } from '../services/upload-admission.ts'
 import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
+import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
@@ -20,6 +22,7 @@ export interface AppDeps {
   ingest: IngestService
   status: StatusService
   readiness: ReadinessService
+  operations: RescanService
   admission: UploadAdmission
   metrics: Metrics
   exporter: MetricsExporter
@@ -59,7 +62,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: [...options.corsOrigins],
-      methods: ['GET', 'POST'],
+      methods: ['GET', 'POST', 'DELETE'],
       allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
       exposedHeaders: ['location', 'etag', 'retry-after', 'x-request-id'],
       maxAge: 600
@@ -71,7 +74,10 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     limits: { fileSize: options.maxUploadBytes + 1, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
   })
   await options.beforeRoutes?.(app)
-  if (options.uploads) await app.register(uploadRoutes, deps)
+  if (options.uploads) {
+    await app.register(uploadRoutes, deps)
+    await app.register(adminRoutes, deps)
+  }
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   return app

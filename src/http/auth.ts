@@ -24,6 +24,12 @@ export class Auth {
     return this.#upload.length === 0
   }
 
+  /** Who made an admin request, for the audit: the key's digest prefix, never the key. */
+  actorOf(request: FastifyRequest): string {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+    return match?.[1] ? `admin-${digest(match[1]).toString('hex').slice(0, 12)}` : 'anonymous'
+  }
+
   /** A preHandler that lets the request through only with a key of the given role. */
   require(role: Role) {
     return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {

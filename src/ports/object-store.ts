@@ -25,6 +25,11 @@ export interface ObjectLocation {
   key: string
 }
 
+export interface ObjectPage {
+  objects: { key: string; size: number }[]
+  nextToken: string | null
+}
+
 export interface AreaHealth {
   area: Area
   ok: boolean
@@ -55,6 +60,12 @@ export interface ObjectStore {
   setTags(area: Area, key: string, tags: Record<string, string>): Promise<void>
   /** {} when the object has no tags. Throws ObjectNotFoundError when it does not exist. */
   getTags(area: Area, key: string): Promise<Record<string, string>>
+  /**
+   * One page of the keys under prefix, in key order, after the position `continuationToken`
+   * (null: from the start); nextToken is null on the last page. Memory is one page, however
+   * many objects there are.
+   */
+  list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage>
   /** Deleting an object that does not exist is not an error. */
   delete(area: Area, key: string): Promise<void>
   check(): Promise<AreaHealth[]>

@@ -1,4 +1,5 @@
 import type { StoredStatus } from '../domain/upload-state.ts'
+import type { Area } from './object-store.ts'
 
 /** What the scanner concluded, kept with the upload. */
 export interface Verdict {
@@ -33,6 +34,12 @@ export interface UploadRecord extends NewUpload {
   lastError: string | null
   /** When the job is due: the next try for pending work, the lease end for claimed work. */
   runAt: number
+  /** Where the bytes are: quarantine, or production (promoted, or adopted from the production bucket). */
+  location: Area
+  /** When the next rescan is due (the lease end while one runs); null: not scheduled. */
+  nextScanAt: number | null
+  /** Set when an operator released the upload despite its verdict. */
+  released: { by: string; at: number; reason: string } | null
 }
 
 /** A claimed job: the record, and the lease that fences every write that ends it. */
@@ -40,7 +47,27 @@ export interface Claim {
   upload: UploadRecord
   owner: string
   token: string
+  /** scan: a step of the upload's own flow (lease in runAt); rescan: a rescan of a stored object (lease in nextScanAt). */
+  kind: 'scan' | 'rescan'
 }
+
+/** An event for the webhook outbox, written in the same transaction as the change it reports. */
+export interface NewEvent {
+  /** Unique per event: receivers deduplicate on it. */
+  id: string
+  type: 'upload.clean' | 'upload.infected' | 'upload.unscannable' | 'upload.failed' | 'object.requarantined' | 'upload.released'
+  data: Record<string, unknown>
+  createdAt: number
+}
+
+/** A claimed outbox event. */
+export interface OutboxEvent extends NewEvent {
+  attempts: number
+  token: string
+}
+
+/** How a rescan ended for one upload, counted in the rescans that cover it. */
+export type RescanOutcome = 'clean' | 'infected' | 'unscannable' | 'failed'
 
 /** A fenced change of state: applied only while the claim still holds its lease. */
 export interface StatusChange {
@@ -53,8 +80,64 @@ export interface StatusChange {
   resetAttempts?: boolean
   /** Do not count the claim that led here as a try (the failure said nothing about the file). */
   refundAttempt?: boolean
-  /** For pending: when to try again. */
+  /** For pending: when to try again. For a claimed status: the lease end. */
   runAt?: number
+  nextScanAt?: number | null
+  location?: Area
+  /** Adopted objects learn their size and hash when first scanned. */
+  size?: number
+  sha256?: string
+  /** Outbox events, written only if the change is. */
+  events?: NewEvent[]
+  /** Marks this upload done in every unfinished rescan that covers it. */
+  rescanOutcome?: RescanOutcome
+}
+
+/** What a rescan covers, as the store selects it (validated by the service). */
+export type RescanSelection =
+  | { kind: 'all' }
+  | { kind: 'prefix'; prefix: string }
+  | { kind: 'uploaded'; before: number | null; after: number | null }
+  | { kind: 'ids'; ids: string[] }
+  | { kind: 'signatureVersionBelow'; version: number }
+  | { kind: 'adopt'; bucket: string; prefix: string }
+
+export interface RescanRecord {
+  id: string
+  /** The scope as the operator sent it. */
+  scope: Record<string, unknown>
+  createdBy: string
+  createdAt: number
+  /** listing: an adoption still listing the bucket; running; cancelled. Done is running with nothing left. */
+  state: 'listing' | 'running' | 'cancelled'
+  cancelledAt: number | null
+  /** Uploads covered; counts of those finished, by outcome. */
+  total: number
+  done: number
+  clean: number
+  infected: number
+  unscannable: number
+  failed: number
+  /** When the last covered upload finished, null while some are left. */
+  lastDoneAt: number | null
+}
+
+/** An adoption's listing, claimed by one worker at a time. */
+export interface AdoptionClaim {
+  rescanId: string
+  bucket: string
+  prefix: string
+  continuationToken: string | null
+  token: string
+}
+
+export interface AuditEntry {
+  at: number
+  /** Who: the admin key's id (never the key). */
+  actor: string
+  action: string
+  target: string
+  detail: Record<string, unknown>
 }
 
 export interface ScanRecord {
@@ -93,12 +176,52 @@ export interface StateStore {
    * the claim says; false otherwise (the write is fenced off).
    */
   update(claim: Claim, change: StatusChange, now: number): Promise<boolean>
+  /** Claims up to `limit` stored objects whose rescan is due, oldest due first (kind 'rescan'). */
+  claimRescans(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]>
   /**
    * Gives a lease back unfinished (shutdown): the job is due again at once, in the status it
    * is in, and the claim is not counted as a try. False when the claim no longer holds it.
    */
   release(claim: Claim, now: number): Promise<boolean>
   queueStats(): Promise<QueueStats>
+
+  /** Admin: an infected, unscannable or failed upload in quarantine goes to promotion now. Null when it is not releasable. */
+  requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null>
+  /** Admin: a stored upload not being worked on is due for a rescan now. False otherwise. */
+  scheduleRescan(id: string, now: number): Promise<boolean>
+  /** Creates a rescan and, unless it is an adoption, covers the selected stored uploads and makes them due now. */
+  createRescan(rescan: { id: string; scope: Record<string, unknown>; createdBy: string; createdAt: number }, selection: RescanSelection): Promise<RescanRecord>
+  getRescan(id: string): Promise<RescanRecord | null>
+  /** Newest first. */
+  listRescans(limit: number): Promise<RescanRecord[]>
+  /**
+   * Stops a rescan: its unfinished uploads are no longer due for it (clean ones go back to their
+   * regular schedule, scannedAt + intervalMs). False when it is not running or listing.
+   */
+  cancelRescan(id: string, now: number, intervalMs: number): Promise<boolean>
+  /** Claims an adoption whose listing is not finished (one worker at a time, leased). */
+  claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null>
+  /**
+   * In one transaction: registers the listed objects not known yet (by object key) as pending
+   * uploads in production covered by the adoption, and saves the next continuation token (null:
+   * listing done). Returns how many were new, or null when the claim was lost.
+   */
+  adoptPage(
+    claim: AdoptionClaim,
+    objects: { id: string; key: string; size: number; contentType: string }[],
+    nextToken: string | null,
+    leaseMs: number,
+    now: number
+  ): Promise<number | null>
+  recordAudit(entry: AuditEntry): Promise<void>
+  /** Newest first. */
+  listAudit(limit: number, before?: number): Promise<AuditEntry[]>
+  /** Events not delivered yet and due, claimed for delivery. */
+  claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]>
+  /** Delivered: never sent again. Fenced by the claim token. */
+  eventDelivered(event: OutboxEvent, now: number): Promise<void>
+  /** Not delivered: tried again at nextAttemptAt. Fenced by the claim token. */
+  eventFailed(event: OutboxEvent, error: string, nextAttemptAt: number): Promise<void>
   recordScan(scan: ScanRecord): Promise<void>
   listScans(uploadId: string): Promise<ScanRecord[]>
   /** Throws when the store cannot be reached. */

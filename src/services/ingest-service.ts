@@ -61,6 +61,8 @@ export class IngestService {
       })
     } catch (err) {
       this.#metrics.uploadBytes('discarded', meter.bytes)
+      // A put whose answer was lost may have stored the object all the same: remove it (best effort).
+      if (err instanceof StoreUnavailableError) await this.discard({ id, objectKey, size: 0 }, log)
       throw this.#storeFailure(err, meter, file.signal)
     }
     const stored = { id, objectKey, size: meter.bytes, sha256: meter.sha256 ?? '', filename, contentType }
@@ -76,15 +78,26 @@ export class IngestService {
     try {
       await this.#state.insertUpload({ ...stored, createdAt })
     } catch (err) {
-      // The HTTP error handler turns StateUnavailableError into 503 GW_STATE_UNAVAILABLE.
-      await this.discard(stored, log)
-      throw err
+      // The insert may have committed with only its answer lost (a dropped connection): then the
+      // upload is accepted. Only a record known to be absent lets the object go; when the store
+      // cannot tell, the object stays (an orphan is better than a record pointing at nothing).
+      const committed = await this.#state.getUpload(stored.id).then(
+        (record) => (record ? true : false),
+        () => null
+      )
+      if (committed === true) log.warn({ err, uploadId: stored.id }, 'the insert committed although its answer was lost')
+      else {
+        if (committed === false) await this.discard(stored, log)
+        else log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: object left in quarantine without a record')
+        // The HTTP error handler turns StateUnavailableError into 503 GW_STATE_UNAVAILABLE.
+        throw err
+      }
     }
     log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')
     this.#metrics.uploadBytes('stored', stored.size)
     this.#onCommitted()
     // Built here, not read back: once the insert committed, nothing may make us discard the object.
-    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt }
+    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt, location: 'quarantine', nextScanAt: null, released: null }
   }
 
   /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */

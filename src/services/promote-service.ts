@@ -2,7 +2,9 @@ import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { EventOutbox } from './events.ts'
 import { verdictTags } from './object-tags.ts'
+import type { RescanPolicy } from './rescan-policy.ts'
 import { transition } from './transition.ts'
 
 /**
@@ -14,8 +16,12 @@ export class PromoteService {
   readonly #objects: ObjectStore
   readonly #state: StateStore
   readonly #metrics: Metrics
+  readonly #rescans: RescanPolicy
+  readonly #events: EventOutbox
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics }) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; rescans: RescanPolicy; events: EventOutbox }) {
+    this.#rescans = deps.rescans
+    this.#events = deps.events
     this.#objects = deps.objects
     this.#state = deps.state
     this.#metrics = deps.metrics
@@ -32,10 +38,11 @@ export class PromoteService {
 
   async #promote(claim: Claim, log: Log): Promise<void> {
     const upload = claim.upload
-    if (upload.status !== 'promoting' || upload.verdict?.result !== 'clean') {
+    // An operator's release, on the record, is the only way past a verdict that is not clean.
+    if (upload.status !== 'promoting' || (upload.verdict?.result !== 'clean' && !upload.released)) {
       throw new Error(`upload ${upload.id} has no clean verdict: refusing to promote it`)
     }
-    const tags = verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now())
+    const tags = { ...verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now()), ...(upload.released ? { 'av-released-by': upload.released.by } : {}) }
     try {
       // Only the bytes that were scanned: if the quarantined object changed since, nothing is copied.
       await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {})
@@ -45,7 +52,12 @@ export class PromoteService {
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
     await this.#objects.delete('quarantine', upload.objectKey)
-    if (await transition(this.#state, claim, { status: 'clean', lastError: null })) {
+    const now = Date.now()
+    const events = upload.released
+      ? this.#events.about('upload.released', upload, now, { released: upload.released })
+      : this.#events.about('upload.clean', upload, now)
+    const change = { status: 'clean', lastError: null, location: 'production', nextScanAt: this.#rescans.next(upload, upload.scannedAt ?? now), events } as const
+    if (await transition(this.#state, claim, change, now)) {
       this.#metrics.promotionEnded('promoted')
       log.info({ key: upload.objectKey }, 'upload clean, promoted')
     } else {
@@ -60,7 +72,8 @@ export class PromoteService {
     log.error({}, 'the quarantined object changed after its scan: not promoted')
     this.#metrics.promotionEnded('changed')
     await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
-    await transition(this.#state, claim, { status: 'failed', lastError: 'the quarantined object changed after it was scanned' }, now)
+    const lastError = 'the quarantined object changed after it was scanned'
+    await transition(this.#state, claim, { status: 'failed', lastError, events: this.#events.about('upload.failed', upload, now, { error: lastError }) }, now)
   }
 
   /** The production copy is ours when it carries our upload id (set by the copy itself) and the right size. */

@@ -5,8 +5,11 @@ import { backoffMs } from '../domain/upload-state.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts'
 import type { Claim, ScanRecord, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
+import type { EventOutbox } from './events.ts'
 import { verdictTags } from './object-tags.ts'
 import type { PromoteService } from './promote-service.ts'
+import type { RequarantineService } from './requarantine-service.ts'
+import type { RescanPolicy } from './rescan-policy.ts'
 import { StreamMeter } from './stream-meter.ts'
 import { transition } from './transition.ts'
 
@@ -52,11 +55,29 @@ export class ScanService {
   readonly #state: StateStore
   readonly #scanner: Scanner
   readonly #promote: PromoteService
+  readonly #requarantine: RequarantineService
+  readonly #rescans: RescanPolicy
+  readonly #events: EventOutbox
   readonly #metrics: Metrics
   readonly #options: ScanOptions
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner; promote: PromoteService; metrics: Metrics }, options: ScanOptions) {
+  constructor(
+    deps: {
+      objects: ObjectStore
+      state: StateStore
+      scanner: Scanner
+      promote: PromoteService
+      requarantine: RequarantineService
+      rescans: RescanPolicy
+      events: EventOutbox
+      metrics: Metrics
+    },
+    options: ScanOptions
+  ) {
+    this.#events = deps.events
     this.#objects = deps.objects
+    this.#requarantine = deps.requarantine
+    this.#rescans = deps.rescans
     this.#metrics = deps.metrics
     this.#state = deps.state
     this.#scanner = deps.scanner
@@ -77,28 +98,61 @@ export class ScanService {
         await this.#promote.promote(current, log)
         return 'done'
       }
-      const { verdict, version } = await this.#scan(current, signal, log)
+      if (current.upload.status === 'requarantining') {
+        await this.#requarantine.requarantine(current, log)
+        return 'done'
+      }
+      const { verdict, version, bytes, sha256 } = await this.#scan(current, signal, log)
       const now = Date.now()
-      if (verdict.result === 'clean') {
-        const promoting = { status: 'promoting', verdict, scannedAt: now, scannedVersion: version, lastError: null } as const
-        if (!(await transition(this.#state, current, { ...promoting, resetAttempts: true }, now))) {
-          this.#lost(log)
+      const upload = current.upload
+      const scanned = { verdict, scannedAt: now, scannedVersion: version, lastError: null, resetAttempts: true } as const
+      // Adopted objects learn their size and hash from their first scan (and a changed production object its new ones).
+      const measured = sha256 && sha256 !== upload.sha256 ? { size: bytes, sha256 } : {}
+
+      if (upload.location === 'quarantine' && claim.kind === 'rescan') {
+        // A stored detection rescanned on demand: history only. A clean result never releases it.
+        const keep = verdict.result === 'clean' ? {} : { verdict, scannedAt: now, scannedVersion: version }
+        return this.#end(current, { status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result }, log)
+      }
+      if (upload.location === 'quarantine') {
+        if (verdict.result === 'clean') {
+          const promoting = { status: 'promoting', ...scanned, runAt: now + this.#options.leaseMs } as const
+          if (!(await transition(this.#state, current, promoting, now))) return this.#lost(log)
+          current = { ...current, kind: 'scan', upload: { ...upload, ...promoting, attempts: 0 } }
+          await this.#promote.promote(current, log)
           return 'done'
         }
-        current = { ...current, upload: { ...current.upload, ...promoting, attempts: 0 } }
-        await this.#promote.promote(current, log)
+        // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
+        // that lost its lease must not tag over the new owner's result, hence the check first.
+        if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) return this.#lost(log)
+        await this.#objects.setTags('quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now))
+        const events = this.#events.about(`upload.${verdict.result}`, { ...upload, verdict }, now)
+        if (await transition(this.#state, current, { status: verdict.result, ...scanned, events }, now)) log.warn({ verdict }, `upload ${verdict.result}`)
+        else this.#lost(log)
         return 'done'
       }
-      // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
-      // that lost its lease must not tag over the new owner's result, hence the check first.
-      if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) {
-        this.#lost(log)
-        return 'done'
+
+      // In production: a rescan of a clean object, or the first scan of an adopted one.
+      if (verdict.result === 'clean' || upload.released) {
+        if (verdict.result !== 'clean') log.warn({ verdict }, 'released upload detected again: left in production, as released')
+        if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) return this.#lost(log)
+        if (verdict.result === 'clean') await this.#objects.setTags('production', upload.objectKey, verdictTags('clean', upload.id, verdict, now))
+        const first = upload.status === 'scanning'
+        const change = {
+          status: 'clean',
+          ...scanned,
+          ...measured,
+          nextScanAt: this.#rescans.next(upload, now),
+          rescanOutcome: verdict.result,
+          ...(first ? { events: this.#events.about('upload.clean', { ...upload, verdict }, now) } : {})
+        } as const
+        return this.#end(current, change, log)
       }
-      await this.#objects.setTags('quarantine', current.upload.objectKey, verdictTags(verdict.result, current.upload.id, verdict, now))
-      if (await transition(this.#state, current, { status: verdict.result, verdict, scannedAt: now, lastError: null }, now)) {
-        log.warn({ verdict }, `upload ${verdict.result}`)
-      } else this.#lost(log)
+      const requarantining = { status: 'requarantining', ...scanned, ...measured, runAt: now + this.#options.leaseMs } as const
+      if (!(await transition(this.#state, current, requarantining, now))) return this.#lost(log)
+      // From here it is a step of the upload's own flow: its lease is kept in runAt.
+      current = { ...current, kind: 'scan', upload: { ...upload, ...requarantining, ...measured, attempts: 0 } }
+      await this.#requarantine.requarantine(current, log)
       return 'done'
     } catch (err) {
       if (signal.aborted) throw err
@@ -106,8 +160,13 @@ export class ScanService {
     }
   }
 
-  /** The verdict, and the version of the object it was drawn from (null when nothing was read). */
-  async #scan(claim: Claim, signal: AbortSignal, log: Log): Promise<{ verdict: Verdict; version: string | null }> {
+  async #end(claim: Claim, change: StatusChange, log: Log): Promise<RunOutcome> {
+    if (!(await transition(this.#state, claim, change))) this.#lost(log)
+    return 'done'
+  }
+
+  /** The verdict, the version of the object it was drawn from (null when nothing was read), and what was read. */
+  async #scan(claim: Claim, signal: AbortSignal, log: Log): Promise<{ verdict: Verdict; version: string | null; bytes: number; sha256: string | null }> {
     const upload = claim.upload
     const startedAt = Date.now()
     if (upload.size > this.#options.scannerMaxBytes) {
@@ -115,13 +174,13 @@ export class ScanService {
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
       const verdict: Verdict = { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
       await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: null, bytes: 0 })
-      return { verdict, version: null }
+      return { verdict, version: null, bytes: 0, sha256: null }
     }
     let result: ScanResult
     let version: string
     const meter = new StreamMeter()
     try {
-      const { body, info } = await this.#objects.get('quarantine', upload.objectKey, signal)
+      const { body, info } = await this.#objects.get(upload.location, upload.objectKey, signal)
       version = info.version
       pipeline(body, meter, () => {})
       result = await this.#scanner.scan(meter, signal)
@@ -130,8 +189,9 @@ export class ScanService {
       throw err
     }
     const outcome = result.outcome
-    // A clean verdict counts only for the whole file: every byte read, and the same bytes that were uploaded.
-    if (outcome.result === 'clean' && (meter.bytes !== upload.size || meter.sha256 !== upload.sha256)) {
+    // A clean verdict on an upload counts only for the whole file: every byte read, and the same
+    // bytes that were uploaded. In production the verdict is on what is served, whatever it is.
+    if (outcome.result === 'clean' && upload.location === 'quarantine' && (meter.bytes !== upload.size || meter.sha256 !== upload.sha256)) {
       const detail = `read ${meter.bytes} bytes with sha256 ${meter.sha256}, expected ${upload.size} bytes with sha256 ${upload.sha256}`
       const engine = { engine: result.engine.engine, signatureVersion: result.engine.signatureVersion }
       await this.#audit(upload.id, startedAt, { ...failedTry(detail), ...engine, endpoint: result.endpoint, bytes: meter.bytes })
@@ -145,8 +205,8 @@ export class ScanService {
       signatureVersion: result.engine.signatureVersion
     }
     await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: result.endpoint, bytes: result.bytes })
-    log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt }, 'scanned')
-    return { verdict, version }
+    log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt, rescan: claim.kind === 'rescan' }, 'scanned')
+    return { verdict, version, bytes: meter.bytes, sha256: meter.sha256 }
   }
 
   /** Every try ends here, with a verdict or an error: the audit row and the metrics. */
@@ -166,25 +226,35 @@ export class ScanService {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     const outage = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
     const now = Date.now()
+    const delay = backoffMs(upload.attempts, this.#options.retryBaseMs, this.#options.retryMaxMs)
+    const givingUp = upload.attempts >= this.#options.maxAttempts && !outage
+    const retry = { lastError: message, ...(outage ? { refundAttempt: true } : {}) }
     let change: StatusChange
-    if (upload.attempts >= this.#options.maxAttempts && !outage) {
+    if (claim.kind === 'rescan') {
+      // A rescan that keeps failing leaves the stored verdict as it is and waits for the next turn.
+      const nextScanAt = givingUp ? (upload.status === 'clean' ? this.#rescans.next(upload, now) : null) : now + delay
+      change = { status: upload.status, ...retry, nextScanAt, ...(givingUp ? { resetAttempts: true, refundAttempt: false, rescanOutcome: 'failed' } : {}) }
+    } else if (upload.status === 'requarantining') {
+      // A detected object must leave production: this is retried for as long as it takes.
+      if (givingUp) log.error({ err, attempts: upload.attempts }, 'cannot take a detected object out of production yet; still trying')
+      change = { status: 'requarantining', ...retry, runAt: now + delay }
+    } else if (givingUp) {
       log.error({ err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
       await this.#objects
-        .setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
+        .setTags(upload.location, upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
         .catch((tagErr: unknown) => log.error({ err: tagErr }, 'could not tag a failed upload'))
-      change = { status: 'failed', lastError: message }
+      change = { status: 'failed', lastError: message, rescanOutcome: 'failed', events: this.#events.about('upload.failed', upload, now, { error: message }) }
     } else {
-      const delay = backoffMs(upload.attempts, this.#options.retryBaseMs, this.#options.retryMaxMs)
       log.warn({ err, attempts: upload.attempts, retryInMs: delay }, outage ? 'scanner unreachable, will retry' : 'transient error, will retry')
       // A clean verdict is kept: only the promotion is retried.
-      const status = upload.status === 'promoting' ? 'promoting' : 'pending'
-      change = { status, lastError: message, runAt: now + delay, ...(outage ? { refundAttempt: true } : {}) }
+      change = { status: upload.status === 'promoting' ? 'promoting' : 'pending', ...retry, runAt: now + delay }
     }
     if (!(await transition(this.#state, claim, change, now))) this.#lost(log)
     return outage ? 'scanner-unavailable' : 'done'
   }
 
-  #lost(log: Log): void {
+  #lost(log: Log): RunOutcome {
     log.warn({}, 'lease lost: another worker owns this upload now, result dropped')
+    return 'done'
   }
 }

@@ -6,6 +6,8 @@ import type { RunOutcome, ScanService } from './scan-service.ts'
 
 export interface WorkerOptions {
   concurrency: number
+  /** Of those, how many may run rescans of stored objects (the rest is kept for uploads). */
+  rescanSlots: number
   leaseMs: number
   pollIntervalMs: number
   /** Longest pause in claiming while the scanner is unreachable. */
@@ -15,7 +17,8 @@ export interface WorkerOptions {
 /**
  * Claims due jobs, at most as many as it has free slots (so scans never pile up in memory),
  * runs them, and renews their leases while they run. A job whose lease cannot be renewed is
- * aborted: another worker owns it now.
+ * aborted: another worker owns it now. New uploads are claimed first; due rescans get what is
+ * left, up to rescanSlots, so a large rescan never slows uploads down beyond its share.
  */
 export class ScanWorker {
   readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
@@ -46,6 +49,8 @@ export class ScanWorker {
 
   /** Looks for work now instead of at the next poll (a new upload was committed). */
   wake(): void {
+    // While clamd is unreachable the pause holds: new uploads must not turn it into a retry storm.
+    if (this.#outagePauseMs > 0 && !this.#stopping) return
     if (this.#wakeUp) this.#wakeUp()
     else this.#woken = true
   }
@@ -83,6 +88,10 @@ export class ScanWorker {
       if (free > 0) {
         try {
           claimed = await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now())
+          const rescanFree = Math.min(free - claimed.length, this.#options.rescanSlots - this.#rescansRunning())
+          if (rescanFree > 0 && this.#outagePauseMs === 0) {
+            claimed = claimed.concat(await this.#state.claimRescans(this.owner, rescanFree, this.#options.leaseMs, Date.now()))
+          }
         } catch (err) {
           this.#log.error({ err }, 'could not claim scans')
         }
@@ -124,6 +133,12 @@ export class ScanWorker {
         this.wake()
       })
     this.#running.set(claim.token, { claim, done, abort })
+  }
+
+  #rescansRunning(): number {
+    let n = 0
+    for (const job of this.#running.values()) if (job.claim.kind === 'rescan') n++
+    return n
   }
 
   #noteScanner(outcome: RunOutcome): void {

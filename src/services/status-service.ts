@@ -13,6 +13,8 @@ export interface UploadView {
   scannedAt: string | null
   verdict: Verdict | null
   object?: ObjectLocation
+  /** When an operator released it despite its verdict: who, when, why. */
+  released?: { by: string; at: string; reason: string }
 }
 
 /** What a client may know about an upload: internal phases and leases stay inside. */
@@ -31,7 +33,7 @@ export class StatusService {
   }
 
   view(record: UploadRecord): UploadView {
-    const status = publicStatus(record.status)
+    const status = publicStatus(record.status, record.verdict?.result ?? null)
     return {
       id: record.id,
       status,
@@ -43,7 +45,8 @@ export class StatusService {
       // A verdict is shown once it is final: a clean one only after the production copy exists.
       scannedAt: status === 'scanning' || record.scannedAt === null ? null : new Date(record.scannedAt).toISOString(),
       verdict: status === 'scanning' ? null : record.verdict,
-      ...(status === 'clean' ? { object: this.#objects.location('production', record.objectKey) } : {})
+      ...(status === 'clean' ? { object: this.#objects.location('production', record.objectKey) } : {}),
+      ...(record.released ? { released: { ...record.released, at: new Date(record.released.at).toISOString() } } : {})
     }
   }
 }

@@ -1,6 +1,6 @@
 import { constants, createWriteStream } from 'node:fs'
-import { copyFile, mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { copyFile, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
+import { join, resolve, sep } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
@@ -8,6 +8,7 @@ import {
   ObjectNotFoundError,
   StoreUnavailableError,
   type Area,
+  type ObjectPage,
   type AreaHealth,
   type ObjectInfo,
   type ObjectLocation,
@@ -155,6 +156,29 @@ export class FsObjectStore implements ObjectStore {
   async getTags(area: Area, key: string): Promise<Record<string, string>> {
     if (!(await this.head(area, key))) throw new ObjectNotFoundError(area, key)
     return (await readSidecar(this.#paths(area, key).meta)).tags
+  }
+
+  /** Walks the whole area and sorts it for each page: fine for the first-run store this is, not for millions of files. */
+  async list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage> {
+    await this.init()
+    const dir = this.#dir(area)
+    let names: string[]
+    try {
+      names = (await readdir(dir, { recursive: true })).map((n) => String(n).split(sep).join('/'))
+    } catch (err) {
+      throw storeError(err, `list ${area}/${prefix}`)
+    }
+    const keys = names
+      .filter((k) => k.startsWith(prefix) && (continuationToken === null || k > continuationToken) && !k.split('/').some((seg) => seg.startsWith('.')))
+      .sort()
+    const objects: { key: string; size: number }[] = []
+    for (const key of keys) {
+      if (objects.length === limit) break
+      const st = await stat(join(dir, key)).catch(() => null)
+      if (st?.isFile()) objects.push({ key, size: st.size })
+    }
+    const last = objects.at(-1)
+    return { objects, nextToken: last && keys.indexOf(last.key) < keys.length - 1 ? last.key : null }
   }
 
   async delete(area: Area, key: string): Promise<void> {

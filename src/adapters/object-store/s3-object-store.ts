@@ -3,6 +3,7 @@ import {
   AbortMultipartUploadCommand,
   CopyObjectCommand,
   DeleteObjectCommand,
+  ListObjectsV2Command,
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadBucketCommand,
@@ -16,6 +17,7 @@ import {
   ObjectChangedError,
   ObjectNotFoundError,
   type Area,
+  type ObjectPage,
   type AreaHealth,
   type ObjectInfo,
   type ObjectLocation,
@@ -233,6 +235,19 @@ export class S3ObjectStore implements ObjectStore {
       .send(new GetObjectTaggingCommand({ Bucket: this.#buckets[area], Key: key }))
       .catch((err: unknown) => this.#fail(err, area, key, 'getTags'))
     return Object.fromEntries((out.TagSet ?? []).map((t) => [t.Key ?? '', t.Value ?? '']))
+  }
+
+  async list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage> {
+    const Bucket = this.#buckets[area]
+    try {
+      const out = await this.client.send(
+        new ListObjectsV2Command({ Bucket, Prefix: prefix || undefined, MaxKeys: limit, ...(continuationToken ? { ContinuationToken: continuationToken } : {}) })
+      )
+      const objects = (out.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key as string, size: o.Size ?? 0 }))
+      return { objects, nextToken: out.IsTruncated && out.NextContinuationToken ? out.NextContinuationToken : null }
+    } catch (err) {
+      throw toStoreError(err, `list ${Bucket}/${prefix}`)
+    }
   }
 
   async delete(area: Area, key: string): Promise<void> {

@@ -1,19 +1,47 @@
 import pg from 'pg'
-import { claimableStatuses, type StoredStatus } from '../../domain/upload-state.ts'
 import {
   StateUnavailableError,
+  type AdoptionClaim,
+  type AuditEntry,
   type Claim,
   type NewUpload,
+  type OutboxEvent,
   type QueueStats,
+  type RescanRecord,
+  type RescanSelection,
   type ScanRecord,
   type StateStore,
   type StatusChange,
-  type UploadRecord,
-  type Verdict
+  type UploadRecord
 } from '../../ports/state-store.ts'
 import { migrations } from './pg-migrations.ts'
+import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, CLAIM_SQL } from './pg-statements.ts'
+import { coverSql } from './rescan-selection-sql.ts'
+import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
+import {
+  ADOPT_PROGRESS_SQL,
+  CANCEL_ITEMS_SQL,
+  CANCEL_RESCAN_SQL,
+  claimable,
+  EVENT_DELIVERED_SQL,
+  EVENT_FAILED_SQL,
+  GET_RESCAN_SQL,
+  INSERT_AUDIT_SQL,
+  INSERT_RESCAN_SQL,
+  LIST_AUDIT_BEFORE_SQL,
+  LIST_AUDIT_SQL,
+  LIST_RESCANS_SQL,
+  MAKE_DUE_SQL,
+  RELEASE_SQL,
+  RENEW_LEASE_SQL,
+  REQUEST_RELEASE_SQL,
+  SCHEDULE_RESCAN_SQL,
+  SqlValues,
+  statusChangeSql,
+  UNSCHEDULE_CANCELLED_SQL
+} from './shared-sql.ts'
 
-type Row = Record<string, unknown>
+type Query = (sql: string, values?: unknown[]) => Promise<pg.QueryResult<Row>>
 
 export interface PgStateStoreOptions {
   url: string
@@ -25,29 +53,6 @@ export interface PgStateStoreOptions {
   /** Shown in pg_stat_activity. */
   applicationName?: string
 }
-
-const claimable = claimableStatuses.map((s) => `'${s}'`).join(', ')
-
-// Pick what is due and lease it, in one statement. SKIP LOCKED lets concurrent claimers (other
-// replicas) pass over rows another claim is taking instead of queueing behind it; a row claimed
-// and committed meanwhile is rechecked against the WHERE clause and dropped, so none goes out twice.
-// RETURNING has no defined order: the final SELECT gives the rows back oldest due first.
-const CLAIM_SQL = `
-  WITH due AS (
-    SELECT id, run_at FROM uploads
-     WHERE status IN (${claimable}) AND run_at <= $1
-     ORDER BY run_at LIMIT $2
-     FOR UPDATE SKIP LOCKED
-  ), claimed AS (
-    UPDATE uploads
-       SET status = CASE uploads.status WHEN 'pending' THEN 'scanning' ELSE uploads.status END,
-           lease_owner = $3, lease_token = gen_random_uuid()::text, run_at = $4,
-           attempts = uploads.attempts + 1, updated_at = $1
-      FROM due
-     WHERE uploads.id = due.id
-    RETURNING uploads.*, due.run_at AS due_at
-  )
-  SELECT * FROM claimed ORDER BY due_at, id`
 
 /**
  * The shared state store: PostgreSQL through a pg.Pool, so several gateway replicas can claim
@@ -82,45 +87,30 @@ export class PgStateStore implements StateStore {
   }
 
   async migrate(): Promise<void> {
-    const client = await this.#guard(() => this.#pool.connect())
-    // A checked-out client has no pool error listener: a connection lost between statements must not crash us.
-    const onError = (): void => {}
-    client.on('error', onError)
-    let failed = false
-    try {
-      await this.#guard(() => client.query('BEGIN'))
+    await this.#transaction(async (q) => {
       // Replicas starting together queue here, so only one creates the schema (a concurrent
       // CREATE SCHEMA IF NOT EXISTS can still fail on the unique name) and applies each migration.
-      await this.#guard(() => client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`quarantine-gateway:migrate:${this.#schema}`]))
-      await this.#guard(() => client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`))
-      await this.#guard(() => client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)'))
-      const { rows } = await this.#guard(() => client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations'))
-      const current = rows[0]?.v ?? 0
+      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`quarantine-gateway:migrate:${this.#schema}`])
+      await q(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`)
+      await q('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)')
+      const { rows } = await q('SELECT max(version) AS v FROM schema_migrations')
+      const current = Number(rows[0]?.v ?? 0)
       const latest = migrations.at(-1)?.version ?? 0
       if (current > latest) {
         throw new Error(`the database schema is at version ${current}, newer than this gateway knows (${latest}): upgrade the gateway`)
       }
       for (const m of migrations) {
         if (m.version <= current) continue
-        await this.#guard(() => client.query(m.sql))
-        await this.#guard(() => client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, Date.now()]))
+        await q(m.sql)
+        await q('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, Date.now()])
       }
-      await this.#guard(() => client.query('COMMIT'))
-    } catch (err) {
-      failed = true
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.off('error', onError)
-      // A client that failed mid-transaction is destroyed rather than reused.
-      client.release(failed)
-    }
+    })
   }
 
   async insertUpload(u: NewUpload): Promise<void> {
     await this.#query(
-      `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, created_at, updated_at, run_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)`,
+      `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, $7)`,
       [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
     )
   }
@@ -133,51 +123,165 @@ export class PgStateStore implements StateStore {
   async claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
     if (limit <= 0) return []
     const { rows } = await this.#query(CLAIM_SQL, [now, limit, owner, now + leaseMs])
-    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token) }))
+    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'scan' }))
+  }
+
+  async claimRescans(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
+    if (limit <= 0) return []
+    const { rows } = await this.#query(CLAIM_RESCANS_SQL, [now, limit, owner, now + leaseMs])
+    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'rescan' }))
   }
 
   async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
-    const { rowCount } = await this.#query(
-      `UPDATE uploads SET run_at = $1 WHERE id = $2 AND lease_token = $3 AND status IN (${claimable})`,
-      [now + leaseMs, claim.upload.id, claim.token]
-    )
+    const { rowCount } = await this.#query(RENEW_LEASE_SQL, [now + leaseMs, claim.upload.id, claim.token])
     return rowCount === 1
   }
 
   async update(claim: Claim, change: StatusChange, now: number): Promise<boolean> {
-    const values: unknown[] = [claim.upload.id, claim.token, claim.upload.status, change.status, now]
-    const sets = ['status = $4', 'updated_at = $5']
-    const set = (column: string, value: unknown): void => {
-      values.push(value)
-      sets.push(`${column} = $${values.length}`)
+    const v = new SqlValues('pg')
+    const update = statusChangeSql(claim, change, now, v)
+    const events = change.events ?? []
+    if (events.length === 0 && change.rescanOutcome === undefined) return (await this.#query(update, v.values)).rowCount === 1
+    // One statement, so the events and the rescan outcome are written with the change or not at all.
+    const parts = [`changed AS (${update} RETURNING id)`]
+    if (events.length > 0) {
+      const columns = [
+        `CAST(${v.add(events.map((e) => e.id))} AS TEXT[])`,
+        `CAST(${v.add(events.map((e) => e.type))} AS TEXT[])`,
+        `CAST(${v.add(events.map((e) => JSON.stringify(e.data)))} AS TEXT[])`,
+        `CAST(${v.add(events.map((e) => e.createdAt))} AS BIGINT[])`
+      ]
+      parts.push(`events AS (
+        INSERT INTO outbox (id, type, data, created_at, next_attempt_at)
+        SELECT e.id, e.type, e.data, e.created_at, e.created_at FROM unnest(${columns.join(', ')}) AS e (id, type, data, created_at)
+         WHERE EXISTS (SELECT 1 FROM changed)
+        ON CONFLICT (id) DO NOTHING)`)
     }
-    if (change.verdict !== undefined) set('verdict', change.verdict ? JSON.stringify(change.verdict) : null)
-    if (change.scannedAt !== undefined) set('scanned_at', change.scannedAt)
-    if (change.scannedVersion !== undefined) set('scanned_version', change.scannedVersion)
-    if (change.lastError !== undefined) set('last_error', change.lastError)
-    if (change.resetAttempts) sets.push('attempts = 0')
-    else if (change.refundAttempt) sets.push('attempts = GREATEST(attempts - 1, 0)')
-    if (change.runAt !== undefined) set('run_at', change.runAt)
-    // A job that leaves the claimed phase gives its lease back.
-    if (change.status === 'pending' || !claimableStatuses.includes(change.status)) {
-      sets.push('lease_owner = NULL', 'lease_token = NULL')
+    if (change.rescanOutcome !== undefined) {
+      parts.push(`outcome AS (
+        UPDATE rescan_items SET outcome = ${v.add(change.rescanOutcome)}, done_at = ${v.add(now)}
+         WHERE upload_id = ${v.add(claim.upload.id)} AND outcome IS NULL AND EXISTS (SELECT 1 FROM changed))`)
     }
-    const { rowCount } = await this.#query(`UPDATE uploads SET ${sets.join(', ')} WHERE id = $1 AND lease_token = $2 AND status = $3`, values)
-    return rowCount === 1
+    const { rows } = await this.#query(`WITH ${parts.join(', ')} SELECT count(*) AS n FROM changed`, v.values)
+    return Number(rows[0]?.n) === 1
   }
 
   async release(claim: Claim, now: number): Promise<boolean> {
-    const { rowCount } = await this.#query(
-      `UPDATE uploads SET run_at = $1, lease_owner = NULL, lease_token = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = $1
-        WHERE id = $2 AND lease_token = $3 AND status IN (${claimable})`,
-      [now, claim.upload.id, claim.token]
-    )
+    const { rowCount } = await this.#query(RELEASE_SQL, [now, claim.upload.id, claim.token])
     return rowCount === 1
   }
 
   async queueStats(): Promise<QueueStats> {
     const { rows: [row] } = await this.#query(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`)
     return { depth: Number(row?.depth), oldestCreatedAt: row?.oldest == null ? null : Number(row.oldest) }
+  }
+
+  async requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null> {
+    const { rows } = await this.#query(
+      `WITH released AS (${REQUEST_RELEASE_SQL}),
+            -- LEAVE_RESCANS_SQL, for the upload released here (if it was).
+            dropped AS (DELETE FROM rescan_items WHERE upload_id IN (SELECT id FROM released) AND outcome IS NULL)
+       SELECT * FROM released`,
+      [now, release.by, release.reason, id]
+    )
+    return rows[0] ? toRecord(rows[0]) : null
+  }
+
+  async scheduleRescan(id: string, now: number): Promise<boolean> {
+    const { rowCount } = await this.#query(SCHEDULE_RESCAN_SQL, [now, id])
+    return rowCount === 1
+  }
+
+  async createRescan(
+    rescan: { id: string; scope: Record<string, unknown>; createdBy: string; createdAt: number },
+    selection: RescanSelection
+  ): Promise<RescanRecord> {
+    const v = new SqlValues('pg')
+    // Built first: an invalid selection (RangeError) writes nothing.
+    const cover = selection.kind === 'adopt' ? null : coverSql(rescan.id, selection, v)
+    const adopt = selection.kind === 'adopt' ? selection : null
+    await this.#transaction(async (q) => {
+      await this.#lockRescans(q)
+      const state = adopt ? 'listing' : 'running'
+      await q(INSERT_RESCAN_SQL, [rescan.id, JSON.stringify(rescan.scope), rescan.createdBy, rescan.createdAt, state, adopt?.bucket ?? null, adopt?.prefix ?? null])
+      if (cover === null) return
+      await q(cover, v.values)
+      await q(MAKE_DUE_SQL, [rescan.createdAt, rescan.id])
+    })
+    return (await this.getRescan(rescan.id)) as RescanRecord
+  }
+
+  async getRescan(id: string): Promise<RescanRecord | null> {
+    const { rows } = await this.#query(GET_RESCAN_SQL, [id])
+    return rows[0] ? toRescan(rows[0]) : null
+  }
+
+  async listRescans(limit: number): Promise<RescanRecord[]> {
+    const { rows } = await this.#query(LIST_RESCANS_SQL, [limit])
+    return rows.map(toRescan)
+  }
+
+  async cancelRescan(id: string, now: number, intervalMs: number): Promise<boolean> {
+    return this.#transaction(async (q) => {
+      await this.#lockRescans(q)
+      if ((await q(CANCEL_RESCAN_SQL, [now, id])).rowCount !== 1) return false
+      await q(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id])
+      await q(CANCEL_ITEMS_SQL, [id])
+      return true
+    })
+  }
+
+  async claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null> {
+    const { rows } = await this.#query(CLAIM_ADOPTION_SQL, [owner, now + leaseMs, now])
+    return rows[0] ? toAdoptionClaim(rows[0]) : null
+  }
+
+  async adoptPage(
+    claim: AdoptionClaim,
+    objects: { id: string; key: string; size: number; contentType: string }[],
+    nextToken: string | null,
+    leaseMs: number,
+    now: number
+  ): Promise<number | null> {
+    return this.#transaction(async (q) => {
+      // The fence comes first and locks the listing: a claimAdoption meanwhile skips it.
+      const progress = [nextToken, nextToken === null ? 'running' : 'listing', now + leaseMs, claim.rescanId, claim.token]
+      if ((await q(ADOPT_PROGRESS_SQL, progress)).rowCount !== 1) return null
+      if (objects.length === 0) return 0
+      const { rowCount } = await q(ADOPT_OBJECTS_SQL, [
+        objects.map((o) => o.id),
+        objects.map((o) => o.key),
+        objects.map((o) => o.size),
+        objects.map((o) => filenameOfKey(o.key)),
+        objects.map((o) => o.contentType),
+        now,
+        claim.rescanId
+      ])
+      return rowCount ?? 0
+    })
+  }
+
+  async recordAudit(e: AuditEntry): Promise<void> {
+    await this.#query(INSERT_AUDIT_SQL, [e.at, e.actor, e.action, e.target, JSON.stringify(e.detail)])
+  }
+
+  async listAudit(limit: number, before?: number): Promise<AuditEntry[]> {
+    const { rows } = before === undefined ? await this.#query(LIST_AUDIT_SQL, [limit]) : await this.#query(LIST_AUDIT_BEFORE_SQL, [limit, before])
+    return rows.map(toAudit)
+  }
+
+  async claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]> {
+    if (limit <= 0) return []
+    const { rows } = await this.#query(CLAIM_EVENTS_SQL, [now, limit, owner, now + leaseMs])
+    return rows.map(toEvent)
+  }
+
+  async eventDelivered(event: OutboxEvent, now: number): Promise<void> {
+    await this.#query(EVENT_DELIVERED_SQL, [now, event.id, event.token])
+  }
+
+  async eventFailed(event: OutboxEvent, error: string, nextAttemptAt: number): Promise<void> {
+    await this.#query(EVENT_FAILED_SQL, [error, nextAttemptAt, event.id, event.token])
   }
 
   async recordScan(s: ScanRecord): Promise<void> {
@@ -190,18 +294,7 @@ export class PgStateStore implements StateStore {
 
   async listScans(uploadId: string): Promise<ScanRecord[]> {
     const { rows } = await this.#query('SELECT * FROM scans WHERE upload_id = $1 ORDER BY id', [uploadId])
-    return rows.map((r) => ({
-      uploadId: String(r.upload_id),
-      startedAt: Number(r.started_at),
-      durationMs: Number(r.duration_ms),
-      endpoint: nullableString(r.endpoint),
-      engine: nullableString(r.engine),
-      signatureVersion: r.signature_version === null ? null : Number(r.signature_version),
-      outcome: String(r.outcome) as ScanRecord['outcome'],
-      signature: nullableString(r.signature),
-      detail: nullableString(r.detail),
-      bytes: Number(r.bytes)
-    }))
+    return rows.map(toScan)
   }
 
   async ping(): Promise<void> {
@@ -215,6 +308,40 @@ export class PgStateStore implements StateStore {
 
   #query(sql: string, values?: unknown[]): Promise<pg.QueryResult<Row>> {
     return this.#guard(() => this.#pool.query<Row>(sql, values))
+  }
+
+  /**
+   * Runs fn in one transaction on a client of its own: committed if fn resolves, rolled back if it
+   * throws (its error is passed on as it is).
+   */
+  async #transaction<T>(fn: (q: Query) => Promise<T>): Promise<T> {
+    const client = await this.#guard(() => this.#pool.connect())
+    // A checked-out client has no pool error listener: a connection lost between statements must not crash us.
+    const onError = (): void => {}
+    client.on('error', onError)
+    let failed = false
+    try {
+      await this.#guard(() => client.query('BEGIN'))
+      const result = await fn((sql, values) => this.#guard(() => client.query<Row>(sql, values)))
+      await this.#guard(() => client.query('COMMIT'))
+      return result
+    } catch (err) {
+      failed = true
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.off('error', onError)
+      // A client that failed mid-transaction is destroyed rather than reused.
+      client.release(failed)
+    }
+  }
+
+  /**
+   * Creating and cancelling rescans take turns: a cancel that ran beside a create could miss the
+   * create's new items (not committed yet) and unschedule an upload the new rescan waits for.
+   */
+  async #lockRescans(q: Query): Promise<void> {
+    await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`quarantine-gateway:rescans:${this.#schema}`])
   }
 
   /** Connection and query failures (refused, terminated, timed out, pool closed) mean "try again later" to callers. */
@@ -237,29 +364,4 @@ function splitOptions(connectionString: string): { connectionString: string; url
   const urlOptions = url.searchParams.get('options')
   url.searchParams.delete('options')
   return { connectionString: url.toString(), urlOptions }
-}
-
-function nullableString(value: unknown): string | null {
-  return value === null || value === undefined ? null : String(value)
-}
-
-/** BIGINT columns come back from pg as strings: every number is converted here. */
-function toRecord(row: Row): UploadRecord {
-  return {
-    id: String(row.id),
-    objectKey: String(row.object_key),
-    size: Number(row.size),
-    sha256: String(row.sha256),
-    filename: nullableString(row.filename),
-    contentType: String(row.content_type),
-    status: String(row.status) as StoredStatus,
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-    scannedAt: row.scanned_at === null ? null : Number(row.scanned_at),
-    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict),
-    scannedVersion: nullableString(row.scanned_version),
-    attempts: Number(row.attempts),
-    lastError: nullableString(row.last_error),
-    runAt: Number(row.run_at)
-  }
 }

@@ -42,5 +42,76 @@ export const migrations: readonly { version: number; sql: string }[] = [
       );
       CREATE INDEX scans_upload ON scans (upload_id, id);
     `
+  },
+  {
+    // Rescans, adoption, releases, the admin audit trail and the webhook outbox.
+    version: 2,
+    sql: `
+      ALTER TABLE uploads ADD COLUMN location TEXT NOT NULL DEFAULT 'quarantine';
+      ALTER TABLE uploads ADD COLUMN next_scan_at INTEGER;
+      -- Copied from the verdict on every write of one, so a rescan can select by it.
+      ALTER TABLE uploads ADD COLUMN signature_version INTEGER;
+      ALTER TABLE uploads ADD COLUMN released_by TEXT;
+      ALTER TABLE uploads ADD COLUMN released_at INTEGER;
+      ALTER TABLE uploads ADD COLUMN release_reason TEXT;
+      -- Clean uploads were promoted: their bytes are in production.
+      UPDATE uploads SET location = 'production' WHERE status = 'clean';
+      UPDATE uploads SET signature_version = json_extract(verdict, '$.signatureVersion') WHERE verdict IS NOT NULL;
+      -- Adoption registers an object by its key, exactly once.
+      CREATE UNIQUE INDEX uploads_object_key ON uploads (object_key);
+      -- requarantining is claimable too: the claim's partial index must cover it.
+      DROP INDEX uploads_due;
+      CREATE INDEX uploads_due ON uploads (run_at) WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining');
+      CREATE INDEX uploads_rescan_due ON uploads (next_scan_at) WHERE next_scan_at IS NOT NULL;
+      CREATE TABLE rescans (
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        cancelled_at INTEGER,
+        -- An adoption's listing: where, how far, and who lists it now.
+        bucket TEXT,
+        prefix TEXT,
+        continuation_token TEXT,
+        lease_owner TEXT,
+        lease_token TEXT,
+        lease_until INTEGER
+      );
+      CREATE INDEX rescans_created ON rescans (created_at, id);
+      CREATE TABLE rescan_items (
+        rescan_id TEXT NOT NULL REFERENCES rescans (id),
+        upload_id TEXT NOT NULL REFERENCES uploads (id),
+        -- NULL while unfinished; a RescanOutcome, or 'cancelled' when the rescan was.
+        outcome TEXT,
+        done_at INTEGER,
+        PRIMARY KEY (rescan_id, upload_id)
+      );
+      CREATE INDEX rescan_items_open ON rescan_items (upload_id) WHERE outcome IS NULL;
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+      );
+      CREATE INDEX audit_at ON audit (at, id);
+      CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        -- The next try, or the lease end while one is claimed.
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        last_error TEXT,
+        lease_owner TEXT,
+        lease_token TEXT
+      );
+      CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+    `
   }
 ]

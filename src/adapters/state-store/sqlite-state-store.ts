@@ -1,27 +1,57 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { claimableStatuses, type StoredStatus } from '../../domain/upload-state.ts'
 import {
   StateUnavailableError,
+  type AdoptionClaim,
+  type AuditEntry,
   type Claim,
   type NewUpload,
+  type OutboxEvent,
   type QueueStats,
+  type RescanRecord,
+  type RescanSelection,
   type ScanRecord,
   type StateStore,
   type StatusChange,
-  type UploadRecord,
-  type Verdict
+  type UploadRecord
 } from '../../ports/state-store.ts'
+import { coverSql } from './rescan-selection-sql.ts'
+import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
+import {
+  ADOPT_PROGRESS_SQL,
+  CANCEL_ITEMS_SQL,
+  CANCEL_RESCAN_SQL,
+  claimable,
+  EVENT_DELIVERED_SQL,
+  EVENT_FAILED_SQL,
+  GET_RESCAN_SQL,
+  INSERT_AUDIT_SQL,
+  INSERT_RESCAN_SQL,
+  LEAVE_RESCANS_SQL,
+  LIST_AUDIT_BEFORE_SQL,
+  LIST_AUDIT_SQL,
+  LIST_RESCANS_SQL,
+  MAKE_DUE_SQL,
+  RELEASE_SQL,
+  RENEW_LEASE_SQL,
+  REQUEST_RELEASE_SQL,
+  rescannable,
+  RESCAN_OUTCOME_SQL,
+  SCHEDULE_RESCAN_SQL,
+  SqlValues,
+  statusChangeSql,
+  UNSCHEDULE_CANCELLED_SQL
+} from './shared-sql.ts'
 import { migrations } from './sqlite-migrations.ts'
 
-type Row = Record<string, SQLInputValue>
-
-const claimable = claimableStatuses.map((s) => `'${s}'`).join(', ')
+const NEW_TOKEN = 'lower(hex(randomblob(16)))'
 
 /**
  * The embedded state store: one SQLite file through node:sqlite (built into Node 24, no
  * native build). WAL with synchronous=FULL, so a committed upload survives a crash.
+ * SQLite serialises writers: a single UPDATE ... RETURNING claims without handing a row out
+ * twice, and BEGIN IMMEDIATE makes a multi-statement change atomic.
  */
 export class SqliteStateStore implements StateStore {
   readonly #db: DatabaseSync
@@ -58,136 +88,246 @@ export class SqliteStateStore implements StateStore {
   }
 
   async insertUpload(u: NewUpload): Promise<void> {
-    this.#run(() =>
-      this.#statement(
-          `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, created_at, updated_at, run_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`
-        )
-        .run(u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt, u.createdAt, u.createdAt)
+    this.#write(
+      `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, $7)`,
+      [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
     )
   }
 
   async getUpload(id: string): Promise<UploadRecord | null> {
-    const row = this.#run(() => this.#statement('SELECT * FROM uploads WHERE id = ?').get(id)) as Row | undefined
+    const row = this.#get('SELECT * FROM uploads WHERE id = $1', [id])
     return row ? toRecord(row) : null
   }
 
   async claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
     if (limit <= 0) return []
     // One statement: pick what is due and lease it. SQLite serialises writers, so no row is claimed twice.
-    const rows = this.#run(() =>
-      this.#statement(
-          `UPDATE uploads
-              SET status = CASE status WHEN 'pending' THEN 'scanning' ELSE status END,
-                  lease_owner = ?, lease_token = lower(hex(randomblob(16))), run_at = ?,
-                  attempts = attempts + 1, updated_at = ?
-            WHERE id IN (SELECT id FROM uploads WHERE status IN (${claimable}) AND run_at <= ? ORDER BY run_at LIMIT ?)
-           RETURNING *`
-        )
-        .all(owner, now + leaseMs, now, now, limit)
-    ) as Row[]
-    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token) }))
+    const rows = this.#all(
+      `UPDATE uploads
+          SET status = CASE status WHEN 'pending' THEN 'scanning' ELSE status END,
+              lease_owner = $1, lease_token = ${NEW_TOKEN}, run_at = $2, attempts = attempts + 1, updated_at = $3
+        WHERE id IN (SELECT id FROM uploads WHERE status IN (${claimable}) AND run_at <= $3 ORDER BY run_at LIMIT $4)
+       RETURNING *`,
+      [owner, now + leaseMs, now, limit]
+    )
+    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'scan' }))
+  }
+
+  async claimRescans(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
+    if (limit <= 0) return []
+    // Like claim(): the status stays, the lease end is kept in next_scan_at (an expired one is due again).
+    // RETURNING has no defined order in SQLite: the oldest due are chosen, not returned in order.
+    const rows = this.#all(
+      `UPDATE uploads
+          SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_scan_at = $2, attempts = attempts + 1, updated_at = $3
+        WHERE id IN (SELECT id FROM uploads WHERE status IN (${rescannable}) AND next_scan_at <= $3 ORDER BY next_scan_at LIMIT $4)
+       RETURNING *`,
+      [owner, now + leaseMs, now, limit]
+    )
+    return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'rescan' }))
   }
 
   async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
-    const result = this.#run(() =>
-      this.#statement(`UPDATE uploads SET run_at = ? WHERE id = ? AND lease_token = ? AND status IN (${claimable})`)
-        .run(now + leaseMs, claim.upload.id, claim.token)
-    )
-    return result.changes === 1
+    return this.#write(RENEW_LEASE_SQL, [now + leaseMs, claim.upload.id, claim.token]) === 1
   }
 
   async update(claim: Claim, change: StatusChange, now: number): Promise<boolean> {
-    const sets = ['status = ?', 'updated_at = ?']
-    const values: SQLInputValue[] = [change.status, now]
-    if (change.verdict !== undefined) {
-      sets.push('verdict = ?')
-      values.push(change.verdict ? JSON.stringify(change.verdict) : null)
-    }
-    if (change.scannedAt !== undefined) {
-      sets.push('scanned_at = ?')
-      values.push(change.scannedAt)
-    }
-    if (change.scannedVersion !== undefined) {
-      sets.push('scanned_version = ?')
-      values.push(change.scannedVersion)
-    }
-    if (change.lastError !== undefined) {
-      sets.push('last_error = ?')
-      values.push(change.lastError)
-    }
-    if (change.resetAttempts) sets.push('attempts = 0')
-    else if (change.refundAttempt) sets.push('attempts = max(attempts - 1, 0)')
-    if (change.runAt !== undefined) {
-      sets.push('run_at = ?')
-      values.push(change.runAt)
-    }
-    // A job that leaves the claimed phase gives its lease back.
-    if (change.status === 'pending' || !claimableStatuses.includes(change.status)) {
-      sets.push('lease_owner = NULL', 'lease_token = NULL')
-    }
-    const result = this.#run(() =>
-      this.#statement(`UPDATE uploads SET ${sets.join(', ')} WHERE id = ? AND lease_token = ? AND status = ?`)
-        .run(...values, claim.upload.id, claim.token, claim.upload.status)
-    )
-    return result.changes === 1
+    const v = new SqlValues('sqlite')
+    const sql = statusChangeSql(claim, change, now, v)
+    const events = change.events ?? []
+    if (events.length === 0 && change.rescanOutcome === undefined) return this.#write(sql, v.values) === 1
+    // The events and the rescan outcome are written with the change, or not at all.
+    return this.#transaction(() => {
+      if (this.#write(sql, v.values) !== 1) return false
+      for (const e of events) {
+        this.#write(
+          'INSERT INTO outbox (id, type, data, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING',
+          [e.id, e.type, JSON.stringify(e.data), e.createdAt]
+        )
+      }
+      if (change.rescanOutcome !== undefined) this.#write(RESCAN_OUTCOME_SQL, [change.rescanOutcome, now, claim.upload.id])
+      return true
+    })
   }
 
   async release(claim: Claim, now: number): Promise<boolean> {
-    const result = this.#run(() =>
-      this.#statement(
-        `UPDATE uploads SET run_at = ?, lease_owner = NULL, lease_token = NULL, attempts = max(attempts - 1, 0), updated_at = ?
-          WHERE id = ? AND lease_token = ? AND status IN (${claimable})`
-      ).run(now, now, claim.upload.id, claim.token)
-    )
-    return result.changes === 1
+    return this.#write(RELEASE_SQL, [now, claim.upload.id, claim.token]) === 1
   }
 
   async queueStats(): Promise<QueueStats> {
-    const row = this.#run(() =>
-      this.#statement(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`).get()
-    ) as Row
+    const row = this.#get(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`) as Row
     return { depth: Number(row.depth), oldestCreatedAt: row.oldest === null ? null : Number(row.oldest) }
   }
 
-  async recordScan(s: ScanRecord): Promise<void> {
-    this.#run(() =>
-      this.#statement(
-          `INSERT INTO scans (upload_id, started_at, duration_ms, endpoint, engine, signature_version, outcome, signature, detail, bytes)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+  async requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null> {
+    return this.#transaction(() => {
+      const row = this.#get(REQUEST_RELEASE_SQL, [now, release.by, release.reason, id])
+      if (!row) return null
+      this.#write(LEAVE_RESCANS_SQL, [id])
+      return toRecord(row)
+    })
+  }
+
+  async scheduleRescan(id: string, now: number): Promise<boolean> {
+    return this.#write(SCHEDULE_RESCAN_SQL, [now, id]) === 1
+  }
+
+  async createRescan(
+    rescan: { id: string; scope: Record<string, unknown>; createdBy: string; createdAt: number },
+    selection: RescanSelection
+  ): Promise<RescanRecord> {
+    const v = new SqlValues('sqlite')
+    // Built first: an invalid selection (RangeError) writes nothing.
+    const cover = selection.kind === 'adopt' ? null : coverSql(rescan.id, selection, v)
+    const adopt = selection.kind === 'adopt' ? selection : null
+    this.#transaction(() => {
+      const state = adopt ? 'listing' : 'running'
+      this.#write(INSERT_RESCAN_SQL, [rescan.id, JSON.stringify(rescan.scope), rescan.createdBy, rescan.createdAt, state, adopt?.bucket ?? null, adopt?.prefix ?? null])
+      if (cover === null) return
+      this.#write(cover, v.values)
+      this.#write(MAKE_DUE_SQL, [rescan.createdAt, rescan.id])
+    })
+    return (await this.getRescan(rescan.id)) as RescanRecord
+  }
+
+  async getRescan(id: string): Promise<RescanRecord | null> {
+    const row = this.#get(GET_RESCAN_SQL, [id])
+    return row ? toRescan(row) : null
+  }
+
+  async listRescans(limit: number): Promise<RescanRecord[]> {
+    return this.#all(LIST_RESCANS_SQL, [limit]).map(toRescan)
+  }
+
+  async cancelRescan(id: string, now: number, intervalMs: number): Promise<boolean> {
+    return this.#transaction(() => {
+      if (this.#write(CANCEL_RESCAN_SQL, [now, id]) !== 1) return false
+      this.#write(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id])
+      this.#write(CANCEL_ITEMS_SQL, [id])
+      return true
+    })
+  }
+
+  async claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null> {
+    const row = this.#get(
+      `UPDATE rescans SET lease_owner = $1, lease_token = ${NEW_TOKEN}, lease_until = $2
+        WHERE id = (SELECT id FROM rescans WHERE state = 'listing' AND (lease_token IS NULL OR lease_until <= $3) ORDER BY created_at, id LIMIT 1)
+       RETURNING *`,
+      [owner, now + leaseMs, now]
+    )
+    return row ? toAdoptionClaim(row) : null
+  }
+
+  async adoptPage(
+    claim: AdoptionClaim,
+    objects: { id: string; key: string; size: number; contentType: string }[],
+    nextToken: string | null,
+    leaseMs: number,
+    now: number
+  ): Promise<number | null> {
+    return this.#transaction(() => {
+      const progress = [nextToken, nextToken === null ? 'running' : 'listing', now + leaseMs, claim.rescanId, claim.token]
+      if (this.#write(ADOPT_PROGRESS_SQL, progress) !== 1) return null
+      let added = 0
+      for (const o of objects) {
+        // A key the gateway knows already (an upload, or an earlier run of this page) is skipped.
+        const inserted = this.#write(
+          `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
+           VALUES ($1, $2, $3, '', $4, $5, 'pending', 'production', $6, $6, $6) ON CONFLICT (object_key) DO NOTHING`,
+          [o.id, o.key, o.size, filenameOfKey(o.key), o.contentType, now]
         )
-        .run(s.uploadId, s.startedAt, s.durationMs, s.endpoint, s.engine, s.signatureVersion, s.outcome, s.signature, s.detail, s.bytes)
+        if (inserted !== 1) continue
+        this.#write('INSERT INTO rescan_items (rescan_id, upload_id) VALUES ($1, $2)', [claim.rescanId, o.id])
+        added++
+      }
+      return added
+    })
+  }
+
+  async recordAudit(e: AuditEntry): Promise<void> {
+    this.#write(INSERT_AUDIT_SQL, [e.at, e.actor, e.action, e.target, JSON.stringify(e.detail)])
+  }
+
+  async listAudit(limit: number, before?: number): Promise<AuditEntry[]> {
+    const rows = before === undefined ? this.#all(LIST_AUDIT_SQL, [limit]) : this.#all(LIST_AUDIT_BEFORE_SQL, [limit, before])
+    return rows.map(toAudit)
+  }
+
+  async claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]> {
+    if (limit <= 0) return []
+    const rows = this.#all(
+      `UPDATE outbox SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_attempt_at = $2, attempts = attempts + 1
+        WHERE seq IN (SELECT seq FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $3 ORDER BY seq LIMIT $4)
+       RETURNING *`,
+      [owner, now + leaseMs, now, limit]
+    )
+    return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(toEvent)
+  }
+
+  async eventDelivered(event: OutboxEvent, now: number): Promise<void> {
+    this.#write(EVENT_DELIVERED_SQL, [now, event.id, event.token])
+  }
+
+  async eventFailed(event: OutboxEvent, error: string, nextAttemptAt: number): Promise<void> {
+    this.#write(EVENT_FAILED_SQL, [error, nextAttemptAt, event.id, event.token])
+  }
+
+  async recordScan(s: ScanRecord): Promise<void> {
+    this.#write(
+      `INSERT INTO scans (upload_id, started_at, duration_ms, endpoint, engine, signature_version, outcome, signature, detail, bytes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [s.uploadId, s.startedAt, s.durationMs, s.endpoint, s.engine, s.signatureVersion, s.outcome, s.signature, s.detail, s.bytes]
     )
   }
 
   async listScans(uploadId: string): Promise<ScanRecord[]> {
-    const rows = this.#run(() => this.#statement('SELECT * FROM scans WHERE upload_id = ? ORDER BY id').all(uploadId)) as Row[]
-    return rows.map((r) => ({
-      uploadId: String(r.upload_id),
-      startedAt: Number(r.started_at),
-      durationMs: Number(r.duration_ms),
-      endpoint: r.endpoint === null ? null : String(r.endpoint),
-      engine: r.engine === null ? null : String(r.engine),
-      signatureVersion: r.signature_version === null ? null : Number(r.signature_version),
-      outcome: String(r.outcome) as ScanRecord['outcome'],
-      signature: r.signature === null ? null : String(r.signature),
-      detail: r.detail === null ? null : String(r.detail),
-      bytes: Number(r.bytes)
-    }))
+    return this.#all('SELECT * FROM scans WHERE upload_id = $1 ORDER BY id', [uploadId]).map(toScan)
   }
 
   async ping(): Promise<void> {
-    this.#run(() => this.#statement('SELECT 1').get())
+    this.#get('SELECT 1')
   }
 
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close()
   }
 
+  /** Runs a write; how many rows it changed. */
+  #write(sql: string, values: unknown[] = []): number {
+    return Number(this.#run(() => this.#statement(sql).run(...(values as SQLInputValue[]))).changes)
+  }
+
+  #get(sql: string, values: unknown[] = []): Row | undefined {
+    return this.#run(() => this.#statement(sql).get(...(values as SQLInputValue[])))
+  }
+
+  #all(sql: string, values: unknown[] = []): Row[] {
+    return this.#run(() => this.#statement(sql).all(...(values as SQLInputValue[])))
+  }
+
+  /** BEGIN IMMEDIATE takes the write lock at once, so the statements in fn see and change one state. */
+  #transaction<T>(fn: () => T): T {
+    this.#run(() => this.#db.exec('BEGIN IMMEDIATE'))
+    try {
+      const result = fn()
+      this.#run(() => this.#db.exec('COMMIT'))
+      return result
+    } catch (err) {
+      try {
+        this.#db.exec('ROLLBACK')
+      } catch {
+        // Nothing to roll back (the COMMIT failed and ended it, or the database is closed).
+      }
+      throw err
+    }
+  }
+
+  /** Shared SQL is written with $1 placeholders; SQLite binds ?1 by number just the same. */
   #statement(sql: string): StatementSync {
     let statement = this.#statements.get(sql)
     if (!statement) {
-      statement = this.#db.prepare(sql)
+      statement = this.#db.prepare(sql.replace(/\$(\d+)/g, '?$1'))
       this.#statements.set(sql, statement)
     }
     return statement
@@ -200,25 +340,5 @@ export class SqliteStateStore implements StateStore {
     } catch (err) {
       throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
     }
-  }
-}
-
-function toRecord(row: Row): UploadRecord {
-  return {
-    id: String(row.id),
-    objectKey: String(row.object_key),
-    size: Number(row.size),
-    sha256: String(row.sha256),
-    filename: row.filename === null ? null : String(row.filename),
-    contentType: String(row.content_type),
-    status: String(row.status) as StoredStatus,
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-    scannedAt: row.scanned_at === null ? null : Number(row.scanned_at),
-    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict),
-    scannedVersion: row.scanned_version === null ? null : String(row.scanned_version),
-    attempts: Number(row.attempts),
-    lastError: row.last_error === null ? null : String(row.last_error),
-    runAt: Number(row.run_at)
   }
 }

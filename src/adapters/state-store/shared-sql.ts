@@ -1,0 +1,175 @@
+import { claimableStatuses, releasableStatuses, rescannableStatuses, type StoredStatus } from '../../domain/upload-state.ts'
+import type { Claim, StatusChange } from '../../ports/state-store.ts'
+
+/**
+ * SQL both adapters run as is. It is written with numbered placeholders ($1 for PostgreSQL);
+ * the SQLite store turns them into ?1, which SQLite binds by number just the same.
+ */
+export type Dialect = 'sqlite' | 'pg'
+
+/** Values of a statement built piece by piece: each add() gives the value's numbered placeholder. */
+export class SqlValues {
+  readonly dialect: Dialect
+  readonly values: unknown[] = []
+
+  constructor(dialect: Dialect) {
+    this.dialect = dialect
+  }
+
+  add(value: unknown): string {
+    this.values.push(value)
+    return `${this.dialect === 'pg' ? '$' : '?'}${this.values.length}`
+  }
+}
+
+const sqlList = (statuses: readonly StoredStatus[]): string => statuses.map((s) => `'${s}'`).join(', ')
+
+export const claimable = sqlList(claimableStatuses)
+export const rescannable = sqlList(rescannableStatuses)
+const releasable = sqlList(releasableStatuses)
+
+// Where a lease is kept follows from the status, not from the claim's kind: a rescan that found
+// something moves on to requarantining under the same token, with its lease now in run_at, while
+// the worker still renews (or gives back) the claim it started with. A rescannable status holds
+// only rescan leases, since a step of the flow that ends in one gives its lease back.
+const leaseInRunAt = `status IN (${claimable})`
+const leased = `status IN (${claimable}, ${rescannable})`
+
+/** $1 the new lease end, $2 id, $3 token. */
+export const RENEW_LEASE_SQL = `
+  UPDATE uploads
+     SET run_at = CASE WHEN ${leaseInRunAt} THEN $1 ELSE run_at END,
+         next_scan_at = CASE WHEN ${leaseInRunAt} THEN next_scan_at ELSE $1 END
+   WHERE id = $2 AND lease_token = $3 AND ${leased}`
+
+/** Due again at once ($1 now), uncounted. $2 id, $3 token. */
+export const RELEASE_SQL = `
+  UPDATE uploads
+     SET run_at = CASE WHEN ${leaseInRunAt} THEN $1 ELSE run_at END,
+         next_scan_at = CASE WHEN ${leaseInRunAt} THEN next_scan_at ELSE $1 END,
+         lease_owner = NULL, lease_token = NULL,
+         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1
+   WHERE id = $2 AND lease_token = $3 AND ${leased}`
+
+/** The fenced UPDATE of a status change (no RETURNING: the caller adds what it needs). */
+export function statusChangeSql(claim: Claim, change: StatusChange, now: number, v: SqlValues): string {
+  const sets = [`status = ${v.add(change.status)}`, `updated_at = ${v.add(now)}`]
+  const set = (column: string, value: unknown): void => {
+    sets.push(`${column} = ${v.add(value)}`)
+  }
+  if (change.verdict !== undefined) {
+    set('verdict', change.verdict ? JSON.stringify(change.verdict) : null)
+    set('signature_version', change.verdict?.signatureVersion ?? null)
+  }
+  if (change.scannedAt !== undefined) set('scanned_at', change.scannedAt)
+  if (change.scannedVersion !== undefined) set('scanned_version', change.scannedVersion)
+  if (change.lastError !== undefined) set('last_error', change.lastError)
+  if (change.resetAttempts) sets.push('attempts = 0')
+  else if (change.refundAttempt) sets.push('attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END')
+  if (change.runAt !== undefined) set('run_at', change.runAt)
+  if (change.nextScanAt !== undefined) set('next_scan_at', change.nextScanAt)
+  if (change.location !== undefined) set('location', change.location)
+  if (change.size !== undefined) set('size', change.size)
+  if (change.sha256 !== undefined) set('sha256', change.sha256)
+  // A job that leaves the claimed phase gives its lease back (a rescan ending in a stored status included).
+  if (change.status === 'pending' || !claimableStatuses.includes(change.status)) sets.push('lease_owner = NULL', 'lease_token = NULL')
+  return `UPDATE uploads SET ${sets.join(', ')} WHERE id = ${v.add(claim.upload.id)} AND lease_token = ${v.add(claim.token)} AND status = ${v.add(claim.upload.status)}`
+}
+
+/** $1 outcome, $2 now, $3 upload id: done in every unfinished rescan that covers it. */
+export const RESCAN_OUTCOME_SQL = 'UPDATE rescan_items SET outcome = $1, done_at = $2 WHERE upload_id = $3 AND outcome IS NULL'
+
+/** $1 now, $2 by, $3 reason, $4 id. */
+export const REQUEST_RELEASE_SQL = `
+  UPDATE uploads
+     SET status = 'promoting', run_at = $1, attempts = 0, last_error = NULL, next_scan_at = NULL,
+         released_by = $2, released_at = $1, release_reason = $3, updated_at = $1
+   WHERE id = $4 AND status IN (${releasable}) AND location = 'quarantine' AND lease_token IS NULL
+  RETURNING *`
+
+/**
+ * A released upload leaves the unfinished rescans that covered it ($1 id): it will not be rescanned,
+ * and its item would otherwise keep them from ever finishing.
+ */
+export const LEAVE_RESCANS_SQL = 'DELETE FROM rescan_items WHERE upload_id = $1 AND outcome IS NULL'
+
+/** $1 now, $2 id. */
+export const SCHEDULE_RESCAN_SQL = `UPDATE uploads SET next_scan_at = $1 WHERE id = $2 AND status IN (${rescannable}) AND lease_token IS NULL`
+
+/** $1 id, $2 scope, $3 created by, $4 created at, $5 state, $6 bucket, $7 prefix. */
+export const INSERT_RESCAN_SQL = 'INSERT INTO rescans (id, scope, created_by, created_at, state, bucket, prefix) VALUES ($1, $2, $3, $4, $5, $6, $7)'
+
+/**
+ * The covered uploads are due now ($1), for rescan $2. Leased ones are left alone: they finish the
+ * scan they are in and count for this rescan too (rescanOutcome). One already due keeps its time.
+ */
+export const MAKE_DUE_SQL = `
+  UPDATE uploads SET next_scan_at = $1
+   WHERE id IN (SELECT upload_id FROM rescan_items WHERE rescan_id = $2)
+     AND lease_token IS NULL AND (next_scan_at IS NULL OR next_scan_at > $1)`
+
+/**
+ * A rescan with the counts of its items. Cancelled items (outcome 'cancelled') count in total,
+ * as covered, but neither as done nor as unfinished: a cancelled rescan reads "n of total".
+ * `filter` picks the rescans (WHERE / ORDER BY / LIMIT on rescans); the result is newest first.
+ */
+export function rescanSummarySql(filter: string): string {
+  return `
+    WITH r AS (SELECT * FROM rescans ${filter}),
+    c AS (
+      SELECT rescan_id, count(*) AS total,
+             sum(CASE WHEN outcome IS NOT NULL AND outcome <> 'cancelled' THEN 1 ELSE 0 END) AS done,
+             sum(CASE WHEN outcome = 'clean' THEN 1 ELSE 0 END) AS clean,
+             sum(CASE WHEN outcome = 'infected' THEN 1 ELSE 0 END) AS infected,
+             sum(CASE WHEN outcome = 'unscannable' THEN 1 ELSE 0 END) AS unscannable,
+             sum(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
+             sum(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS unfinished,
+             max(done_at) AS last_done_at
+        FROM rescan_items WHERE rescan_id IN (SELECT id FROM r) GROUP BY rescan_id
+    )
+    SELECT r.*, c.total, c.done, c.clean, c.infected, c.unscannable, c.failed, c.unfinished, c.last_done_at
+      FROM r LEFT JOIN c ON c.rescan_id = r.id
+     ORDER BY r.created_at DESC, r.id DESC`
+}
+
+export const GET_RESCAN_SQL = rescanSummarySql('WHERE id = $1')
+export const LIST_RESCANS_SQL = rescanSummarySql('ORDER BY created_at DESC, id DESC LIMIT $1')
+
+/**
+ * Cancelling, in one transaction and in this order: the rescan ($1 now, $2 id); then its
+ * unfinished uploads that no other rescan waits for and no worker holds go back to their regular
+ * schedule: a clean, unreleased one its scan time + interval ($1 interval, $2 id), any other none;
+ * then its unfinished items are marked cancelled ($1 id).
+ */
+export const CANCEL_RESCAN_SQL = `
+  UPDATE rescans SET state = 'cancelled', cancelled_at = $1, lease_owner = NULL, lease_token = NULL, lease_until = NULL
+   WHERE id = $2 AND state IN ('running', 'listing')`
+export const UNSCHEDULE_CANCELLED_SQL = `
+  UPDATE uploads
+     SET next_scan_at = CASE WHEN status = 'clean' AND released_at IS NULL THEN COALESCE(scanned_at, created_at) + $1 ELSE NULL END
+   WHERE id IN (SELECT upload_id FROM rescan_items WHERE rescan_id = $2 AND outcome IS NULL)
+     AND status IN (${rescannable}) AND lease_token IS NULL
+     AND NOT EXISTS (SELECT 1 FROM rescan_items o WHERE o.upload_id = uploads.id AND o.outcome IS NULL AND o.rescan_id <> $2)`
+export const CANCEL_ITEMS_SQL = `UPDATE rescan_items SET outcome = 'cancelled' WHERE rescan_id = $1 AND outcome IS NULL`
+
+/**
+ * The fence and the progress of an adoption page: $1 next token, $2 state, $3 lease end, $4 id,
+ * $5 token. Nothing changes (0 rows) when the listing is no longer this claim's.
+ */
+export const ADOPT_PROGRESS_SQL = `
+  UPDATE rescans SET continuation_token = $1, state = $2, lease_until = $3
+   WHERE id = $4 AND lease_token = $5 AND state = 'listing'`
+
+/** $1 at, $2 actor, $3 action, $4 target, $5 detail. */
+export const INSERT_AUDIT_SQL = 'INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)'
+export const LIST_AUDIT_SQL = 'SELECT * FROM audit ORDER BY at DESC, id DESC LIMIT $1'
+export const LIST_AUDIT_BEFORE_SQL = 'SELECT * FROM audit WHERE at < $2 ORDER BY at DESC, id DESC LIMIT $1'
+
+/** $1 now, $2 id, $3 token. */
+export const EVENT_DELIVERED_SQL = `
+  UPDATE outbox SET delivered_at = $1, lease_owner = NULL, lease_token = NULL
+   WHERE id = $2 AND lease_token = $3 AND delivered_at IS NULL`
+/** $1 error, $2 next attempt, $3 id, $4 token. */
+export const EVENT_FAILED_SQL = `
+  UPDATE outbox SET last_error = $1, next_attempt_at = $2, lease_owner = NULL, lease_token = NULL
+   WHERE id = $3 AND lease_token = $4 AND delivered_at IS NULL`

@@ -1,0 +1,6 @@
+import type { NewEvent } from './state-store.ts'
+
+/** Where outbox events go. deliver() resolves once the receiver acknowledged the event, and throws otherwise. */
+export interface EventSink {
+  deliver(event: NewEvent): Promise<void>
+}

@@ -1,0 +1,28 @@
+import { randomUUID } from 'node:crypto'
+import type { NewEvent, UploadRecord, Verdict } from '../ports/state-store.ts'
+
+/**
+ * Builds the webhook events a change writes to the outbox with itself. With no webhook
+ * configured there is nobody to deliver to, so nothing is written and the outbox stays empty.
+ */
+export class EventOutbox {
+  readonly enabled: boolean
+
+  constructor(enabled: boolean) {
+    this.enabled = enabled
+  }
+
+  /** The events to write with a change: one about the upload, or none when webhooks are off. */
+  about(type: NewEvent['type'], upload: UploadRecord, now: number, extra: { verdict?: Verdict | null; [key: string]: unknown } = {}): NewEvent[] {
+    if (!this.enabled) return []
+    return [
+      {
+        // Receivers drop a repeated delivery by this id.
+        id: randomUUID(),
+        type,
+        createdAt: now,
+        data: { uploadId: upload.id, objectKey: upload.objectKey, size: upload.size, sha256: upload.sha256, filename: upload.filename, verdict: upload.verdict, ...extra }
+      }
+    ]
+  }
+}

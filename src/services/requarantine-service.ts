@@ -1,0 +1,54 @@
+import type { Log } from '../ports/log.ts'
+import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
+import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { EventOutbox } from './events.ts'
+import { verdictTags } from './object-tags.ts'
+import { transition } from './transition.ts'
+
+/** move: copy back to quarantine and delete from production. tag: leave it, tagged, for a bucket policy that denies reads. */
+export type RequarantineMode = 'move' | 'tag'
+
+/**
+ * Takes an object that a scan found infected or unscannable out of production. Like promotion,
+ * in an order that a re-run repairs: copy to quarantine (overwrites), delete from production,
+ * then record the verdict. A later clean scan never puts it back: only a release does.
+ */
+export class RequarantineService {
+  readonly #objects: ObjectStore
+  readonly #state: StateStore
+  readonly #mode: RequarantineMode
+  readonly #events: EventOutbox
+
+  constructor(deps: { objects: ObjectStore; state: StateStore; events: EventOutbox }, options: { mode: RequarantineMode }) {
+    this.#events = deps.events
+    this.#objects = deps.objects
+    this.#state = deps.state
+    this.#mode = options.mode
+  }
+
+  async requarantine(claim: Claim, log: Log): Promise<void> {
+    const upload = claim.upload
+    const verdict = upload.verdict
+    if (upload.status !== 'requarantining' || !verdict || verdict.result === 'clean') {
+      throw new Error(`upload ${upload.id} has no detection: refusing to requarantine it`)
+    }
+    const now = Date.now()
+    const tags = verdictTags(verdict.result, upload.id, verdict, now)
+    if (this.#mode === 'move') {
+      try {
+        await this.#objects.copy('production', 'quarantine', upload.objectKey, tags)
+      } catch (err) {
+        // A run that crashed after deleting from production left only the quarantine copy.
+        if (!(err instanceof ObjectNotFoundError) || (await this.#objects.head('quarantine', upload.objectKey)) === null) throw err
+      }
+      await this.#objects.delete('production', upload.objectKey)
+    } else {
+      await this.#objects.setTags('production', upload.objectKey, tags)
+    }
+    const location = this.#mode === 'move' ? 'quarantine' : 'production'
+    const events = [...this.#events.about('object.requarantined', upload, now, { mode: this.#mode }), ...this.#events.about(`upload.${verdict.result}`, upload, now)]
+    const change = { status: verdict.result, location, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events } as const
+    if (await transition(this.#state, claim, change, now)) log.warn({ verdict, mode: this.#mode }, 'stored object found ' + verdict.result + ': taken out of production')
+    else log.warn({}, 'lease lost during requarantine; the new owner finishes it')
+  }
+}

@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto'
+import { backoffMs } from '../domain/upload-state.ts'
+import type { EventSink } from '../ports/event-sink.ts'
+import type { Log } from '../ports/log.ts'
+import type { StateStore } from '../ports/state-store.ts'
+
+export interface DispatcherOptions {
+  batchSize: number
+  leaseMs: number
+  pollIntervalMs: number
+  retryBaseMs: number
+  retryMaxMs: number
+}
+
+/**
+ * Delivers the outbox: events were written with the changes they report, so a crash never drops
+ * one; each is sent until its receiver acknowledges it (at least once), with backoff kept in the
+ * store. An event whose delivery outlived its lease may be sent twice: receivers deduplicate on its id.
+ */
+export class WebhookDispatcher {
+  readonly #state: StateStore
+  readonly #sink: EventSink
+  readonly #options: DispatcherOptions
+  readonly #log: Log
+  readonly #owner = `webhooks-${randomBytes(6).toString('hex')}`
+  #stopping = false
+  #loop: Promise<void> | null = null
+  #timer: NodeJS.Timeout | null = null
+  #wake: (() => void) | null = null
+
+  constructor(deps: { state: StateStore; sink: EventSink; log: Log }, options: DispatcherOptions) {
+    this.#state = deps.state
+    this.#sink = deps.sink
+    this.#log = deps.log
+    this.#options = options
+  }
+
+  start(): void {
+    this.#loop ??= this.#run()
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#wake?.()
+    await this.#loop
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      let sent = 0
+      try {
+        sent = await this.runOnce()
+      } catch (err) {
+        this.#log.error({ err }, 'could not read the webhook outbox')
+      }
+      if (sent < this.#options.batchSize) await this.#sleep(this.#options.pollIntervalMs)
+    }
+  }
+
+  /** Sends one batch of due events; resolves with how many were claimed. */
+  async runOnce(): Promise<number> {
+    const { batchSize, leaseMs, retryBaseMs, retryMaxMs } = this.#options
+    const events = await this.#state.claimEvents(this.#owner, batchSize, leaseMs, Date.now())
+    await Promise.all(
+      events.map(async (event) => {
+        const log = this.#log.child({ eventId: event.id, type: event.type })
+        try {
+          await this.#sink.deliver(event)
+          await this.#state.eventDelivered(event, Date.now())
+        } catch (err) {
+          const delay = backoffMs(event.attempts, retryBaseMs, retryMaxMs)
+          log.warn({ err, attempts: event.attempts, retryInMs: delay }, 'webhook delivery failed, will retry')
+          await this.#state.eventFailed(event, (err as Error).message, Date.now() + delay)
+        }
+      })
+    )
+    return events.length
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve
+      this.#timer = setTimeout(resolve, ms)
+    })
+  }
+}
