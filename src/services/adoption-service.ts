@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import type { StateStore } from '../ports/state-store.ts'
+import { BackgroundLoop } from './background-loop.ts'
 
 export interface AdoptionOptions {
   pageSize: number
@@ -15,45 +16,17 @@ export interface AdoptionOptions {
  * with each page in the same transaction, so a crash resumes where it stopped, and memory is one
  * page whatever the bucket holds.
  */
-export class AdoptionService {
+export class AdoptionService extends BackgroundLoop {
   readonly #state: StateStore
   readonly #objects: ObjectStore
   readonly #options: AdoptionOptions
-  readonly #log: Log
   readonly #owner = `adopt-${randomBytes(6).toString('hex')}`
-  #stopping = false
-  #loop: Promise<void> | null = null
-  #timer: NodeJS.Timeout | null = null
-  #wake: (() => void) | null = null
 
   constructor(deps: { state: StateStore; objects: ObjectStore; log: Log }, options: AdoptionOptions) {
+    super(deps.log, options.pollIntervalMs, 'adoption listing failed; it resumes from its saved position')
     this.#state = deps.state
     this.#objects = deps.objects
-    this.#log = deps.log
     this.#options = options
-  }
-
-  start(): void {
-    this.#loop ??= this.#run()
-  }
-
-  async stop(): Promise<void> {
-    this.#stopping = true
-    if (this.#timer) clearTimeout(this.#timer)
-    this.#wake?.()
-    await this.#loop
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopping) {
-      let worked = false
-      try {
-        worked = await this.runOnce()
-      } catch (err) {
-        this.#log.error({ err }, 'adoption listing failed; it resumes from its saved position')
-      }
-      if (!worked) await this.#sleep(this.#options.pollIntervalMs)
-    }
   }
 
   /** Lists one adoption until it is done, its lease is lost or the service stops. False when none was due. */
@@ -61,9 +34,9 @@ export class AdoptionService {
     const { leaseMs, pageSize } = this.#options
     let claim = await this.#state.claimAdoption(this.#owner, leaseMs, Date.now())
     if (!claim) return false
-    const log = this.#log.child({ rescanId: claim.rescanId })
+    const log = this.log.child({ rescanId: claim.rescanId })
     log.info({ bucket: claim.bucket, prefix: claim.prefix, resumeAt: claim.continuationToken }, 'adoption listing')
-    while (!this.#stopping) {
+    while (!this.stopping) {
       const page = await this.#objects.list('production', claim.prefix, claim.continuationToken, pageSize)
       const objects = page.objects.map((o) => ({ id: randomBytes(16).toString('hex'), key: o.key, size: o.size, contentType: 'application/octet-stream' }))
       const added = await this.#state.adoptPage(claim, objects, page.nextToken, leaseMs, Date.now())
@@ -79,12 +52,5 @@ export class AdoptionService {
       claim = { ...claim, continuationToken: page.nextToken }
     }
     return true
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve
-      this.#timer = setTimeout(resolve, ms)
-    })
   }
 }

@@ -3,6 +3,7 @@ import { backoffMs } from '../domain/upload-state.ts'
 import type { EventSink } from '../ports/event-sink.ts'
 import type { Log } from '../ports/log.ts'
 import type { StateStore } from '../ports/state-store.ts'
+import { BackgroundLoop } from './background-loop.ts'
 
 export interface DispatcherOptions {
   batchSize: number
@@ -17,54 +18,26 @@ export interface DispatcherOptions {
  * one; each is sent until its receiver acknowledges it (at least once), with backoff kept in the
  * store. An event whose delivery outlived its lease may be sent twice: receivers deduplicate on its id.
  */
-export class WebhookDispatcher {
+export class WebhookDispatcher extends BackgroundLoop {
   readonly #state: StateStore
   readonly #sink: EventSink
   readonly #options: DispatcherOptions
-  readonly #log: Log
   readonly #owner = `webhooks-${randomBytes(6).toString('hex')}`
-  #stopping = false
-  #loop: Promise<void> | null = null
-  #timer: NodeJS.Timeout | null = null
-  #wake: (() => void) | null = null
 
   constructor(deps: { state: StateStore; sink: EventSink; log: Log }, options: DispatcherOptions) {
+    super(deps.log, options.pollIntervalMs, 'could not read the webhook outbox')
     this.#state = deps.state
     this.#sink = deps.sink
-    this.#log = deps.log
     this.#options = options
   }
 
-  start(): void {
-    this.#loop ??= this.#run()
-  }
-
-  async stop(): Promise<void> {
-    this.#stopping = true
-    if (this.#timer) clearTimeout(this.#timer)
-    this.#wake?.()
-    await this.#loop
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopping) {
-      let sent = 0
-      try {
-        sent = await this.runOnce()
-      } catch (err) {
-        this.#log.error({ err }, 'could not read the webhook outbox')
-      }
-      if (sent < this.#options.batchSize) await this.#sleep(this.#options.pollIntervalMs)
-    }
-  }
-
-  /** Sends one batch of due events; resolves with how many were claimed. */
-  async runOnce(): Promise<number> {
+  /** Sends one batch of due events; true when the batch was full (more may be due). */
+  async runOnce(): Promise<boolean> {
     const { batchSize, leaseMs, retryBaseMs, retryMaxMs } = this.#options
     const events = await this.#state.claimEvents(this.#owner, batchSize, leaseMs, Date.now())
     await Promise.all(
       events.map(async (event) => {
-        const log = this.#log.child({ eventId: event.id, type: event.type })
+        const log = this.log.child({ eventId: event.id, type: event.type })
         try {
           await this.#sink.deliver(event)
           await this.#state.eventDelivered(event, Date.now())
@@ -75,13 +48,6 @@ export class WebhookDispatcher {
         }
       })
     )
-    return events.length
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve
-      this.#timer = setTimeout(resolve, ms)
-    })
+    return events.length === batchSize
   }
 }
