@@ -481,7 +481,7 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.match(await store.getRescan(r.id), { state: 'cancelled', cancelledAt: 1_500, total: 0 })
   })
 
-  t.test('requestRelease sends an unleased detection in quarantine to promotion, on the record', async (t) => {
+  t.test('requestRelease sends an unleased detection to promotion, on the record, wherever its bytes are', async (t) => {
     const store = await setup(t)
     const infected = await stored(store, 'infected', { createdAt: 10, nextScanAt: 50_000 })
     const failed = await stored(store, 'failed', { createdAt: 20 })
@@ -503,12 +503,13 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.equal(await store.requestRelease(infected.id, by, 2_100), null, 'released once')
     t.ok(await store.requestRelease(failed.id, by, 2_000))
     t.ok(await store.requestRelease(unscannable.id, by, 2_000))
-    for (const id of [clean.id, inProduction.id, leased.id, pending.id, '0'.repeat(32)]) t.equal(await store.requestRelease(id, by, 2_000), null)
+    t.match(await store.requestRelease(inProduction.id, by, 2_000), { status: 'promoting', location: 'production' }, 'tagged in place (tag mode)')
+    for (const id of [clean.id, leased.id, pending.id, '0'.repeat(32)]) t.equal(await store.requestRelease(id, by, 2_000), null)
     t.ok(await store.requestRelease(covered.id, by, 2_000))
     t.match(await store.getRescan(rescan.id), { total: 0, done: 0 }, 'a released upload leaves the rescans waiting for it')
 
     const claims = await store.claim('w', 10, 60_000, 2_000)
-    t.same(claims.map((c) => c.upload.id).sort(), [infected.id, failed.id, unscannable.id, covered.id].sort(), 'due for promotion at once')
+    t.same(claims.map((c) => c.upload.id).sort(), [infected.id, failed.id, unscannable.id, inProduction.id, covered.id].sort(), 'due for promotion at once')
     const c = claims.find((x) => x.upload.id === infected.id)!
     t.match(c, { kind: 'scan', upload: { status: 'promoting', attempts: 1, released: { by: 'key-1' } } })
     t.ok(await store.update(c, { status: 'clean', location: 'production', nextScanAt: null }, 2_500))

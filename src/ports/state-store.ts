@@ -185,7 +185,7 @@ export interface StateStore {
   release(claim: Claim, now: number): Promise<boolean>
   queueStats(): Promise<QueueStats>
 
-  /** Admin: an infected, unscannable or failed upload in quarantine goes to promotion now. Null when it is not releasable. */
+  /** Admin: an infected, unscannable or failed upload not being worked on goes to promotion now. Null when it is not releasable. */
   requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null>
   /** Admin: a stored upload not being worked on is due for a rescan now. False otherwise. */
   scheduleRescan(id: string, now: number): Promise<boolean>

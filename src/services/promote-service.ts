@@ -43,6 +43,11 @@ export class PromoteService {
       throw new Error(`upload ${upload.id} has no clean verdict: refusing to promote it`)
     }
     const tags = { ...verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now()), ...(upload.released ? { 'av-released-by': upload.released.by } : {}) }
+    if (upload.location === 'production') {
+      // Released in place: tagged where it is (tag mode, or an adopted object that failed its scans).
+      await this.#objects.setTags('production', upload.objectKey, tags)
+      return this.#promoted(claim, log)
+    }
     try {
       // Only the bytes that were scanned: if the quarantined object changed since, nothing is copied.
       await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {})
@@ -52,6 +57,11 @@ export class PromoteService {
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
     await this.#objects.delete('quarantine', upload.objectKey)
+    await this.#promoted(claim, log)
+  }
+
+  async #promoted(claim: Claim, log: Log): Promise<void> {
+    const upload = claim.upload
     const now = Date.now()
     const events = upload.released
       ? this.#events.about('upload.released', upload, now, { released: upload.released })

@@ -109,8 +109,9 @@ export class ScanService {
       // Adopted objects learn their size and hash from their first scan (and a changed production object its new ones).
       const measured = sha256 && sha256 !== upload.sha256 ? { size: bytes, sha256 } : {}
 
-      if (upload.location === 'quarantine' && claim.kind === 'rescan') {
-        // A stored detection rescanned on demand: history only. A clean result never releases it.
+      if (claim.kind === 'rescan' && upload.status !== 'clean') {
+        // A stored detection rescanned on demand (in quarantine, or tagged in place in production):
+        // history only. A clean result never releases it.
         const keep = verdict.result === 'clean' ? {} : { verdict, scannedAt: now, scannedVersion: version }
         return this.#end(current, { status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result }, log)
       }

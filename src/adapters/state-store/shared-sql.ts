@@ -84,7 +84,7 @@ export const REQUEST_RELEASE_SQL = `
   UPDATE uploads
      SET status = 'promoting', run_at = $1, attempts = 0, last_error = NULL, next_scan_at = NULL,
          released_by = $2, released_at = $1, release_reason = $3, updated_at = $1
-   WHERE id = $4 AND status IN (${releasable}) AND location = 'quarantine' AND lease_token IS NULL
+   WHERE id = $4 AND status IN (${releasable}) AND lease_token IS NULL
   RETURNING *`
 
 /**
