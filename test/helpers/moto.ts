@@ -74,9 +74,12 @@ async function stopChild(child: ChildProcess): Promise<void> {
   }
   kill('SIGTERM')
   const timer = setTimeout(() => kill('SIGKILL'), 3000)
+  // Never let a teardown hang the test file: an exit not seen after SIGKILL is given up on.
+  let giveUp: NodeJS.Timeout | undefined
   try {
-    await exit
+    await Promise.race([exit, new Promise<void>((resolve) => (giveUp = setTimeout(resolve, 8000)))])
   } finally {
+    clearTimeout(giveUp)
     clearTimeout(timer)
     child.stdin?.destroy()
   }
