@@ -72,6 +72,16 @@ t.test('a clean object is rescanned when due; once signatures detect it, it is t
   t.equal(await readable(a.json.id), innocent.length)
   const history = await (await fetch(`${gw.url}/v1/uploads/${b.json.id}/scans`, { headers: as(uploader) })).json()
   t.same(history.scans.map((s: { outcome: string }) => s.outcome).slice(-1), ['infected'])
+
+  // An operator can still release what a rescan took back: exactly the bytes now in quarantine.
+  const release = await fetch(`${gw.url}/v1/uploads/${b.json.id}/release`, {
+    method: 'POST',
+    headers: { ...as(admin), 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'the marker is expected in this document' })
+  })
+  t.equal(release.status, 202)
+  t.match(await waitForStatus(gw.url, b.json.id, ['clean', 'failed'], { headers: as(uploader) }), { status: 'clean', released: { reason: /expected/ } })
+  t.equal(await readable(b.json.id), later.length, 'served again, on the record')
 })
 
 t.test('a later clean scan of an infected object never releases it; an operator release does, on the record', async (t) => {

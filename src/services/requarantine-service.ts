@@ -33,7 +33,10 @@ export class RequarantineService {
       throw new Error(`upload ${upload.id} has no detection: refusing to requarantine it`)
     }
     const now = Date.now()
-    const tags = verdictTags(verdict.result, upload.id, verdict, now)
+    // In tag mode a bucket policy denies reads of av-status=infected: anything detected or not
+    // fully scanned carries that status there; av-reason says why an unscannable one is blocked.
+    const tags = { ...verdictTags(verdict.result, upload.id, verdict, now), ...(this.#mode === 'tag' ? { 'av-status': 'infected' } : {}) }
+    let scannedVersion = upload.scannedVersion
     if (this.#mode === 'move') {
       try {
         await this.#objects.copy('production', 'quarantine', upload.objectKey, tags)
@@ -42,12 +45,14 @@ export class RequarantineService {
         if (!(err instanceof ObjectNotFoundError) || (await this.#objects.head('quarantine', upload.objectKey)) === null) throw err
       }
       await this.#objects.delete('production', upload.objectKey)
+      // The copy is a new version: a later release promotes exactly these bytes.
+      scannedVersion = (await this.#objects.head('quarantine', upload.objectKey))?.version ?? null
     } else {
       await this.#objects.setTags('production', upload.objectKey, tags)
     }
     const location = this.#mode === 'move' ? 'quarantine' : 'production'
     const events = [...this.#events.about('object.requarantined', upload, now, { mode: this.#mode }), ...this.#events.about(`upload.${verdict.result}`, upload, now)]
-    const change = { status: verdict.result, location, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events } as const
+    const change = { status: verdict.result, location, scannedVersion, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events } as const
     if (await transition(this.#state, claim, change, now)) log.warn({ verdict, mode: this.#mode }, 'stored object found ' + verdict.result + ': taken out of production')
     else log.warn({}, 'lease lost during requarantine; the new owner finishes it')
   }

@@ -179,10 +179,12 @@ export class ScanService {
     }
     let result: ScanResult
     let version: string
+    let expectedBytes = 0
     const meter = new StreamMeter()
     try {
       const { body, info } = await this.#objects.get(upload.location, upload.objectKey, signal)
       version = info.version
+      expectedBytes = info.size
       pipeline(body, meter, () => {})
       result = await this.#scanner.scan(meter, signal)
     } catch (err) {
@@ -192,8 +194,13 @@ export class ScanService {
     const outcome = result.outcome
     // A clean verdict on an upload counts only for the whole file: every byte read, and the same
     // bytes that were uploaded. In production the verdict is on what is served, whatever it is.
-    if (outcome.result === 'clean' && upload.location === 'quarantine' && (meter.bytes !== upload.size || meter.sha256 !== upload.sha256)) {
-      const detail = `read ${meter.bytes} bytes with sha256 ${meter.sha256}, expected ${upload.size} bytes with sha256 ${upload.sha256}`
+    const mismatch =
+      upload.location === 'quarantine' ? meter.bytes !== upload.size || meter.sha256 !== upload.sha256 : meter.bytes !== expectedBytes
+    if (outcome.result === 'clean' && mismatch) {
+      const detail =
+        upload.location === 'quarantine'
+          ? `read ${meter.bytes} bytes with sha256 ${meter.sha256}, expected ${upload.size} bytes with sha256 ${upload.sha256}`
+          : `read ${meter.bytes} bytes of a production object of ${expectedBytes} bytes`
       const engine = { engine: result.engine.engine, signatureVersion: result.engine.signatureVersion }
       await this.#audit(upload.id, startedAt, { ...failedTry(detail), ...engine, endpoint: result.endpoint, bytes: meter.bytes })
       throw new IntegrityError(`quarantined object does not match its upload: ${detail}`)
@@ -239,6 +246,11 @@ export class ScanService {
       // A detected object must leave production: this is retried for as long as it takes.
       if (givingUp) log.error({ err, attempts: upload.attempts }, 'cannot take a detected object out of production yet; still trying')
       change = { status: 'requarantining', ...retry, runAt: now + delay }
+    } else if (givingUp && upload.location === 'production' && upload.status === 'scanning') {
+      // An adopted object that cannot be scanned is not verified: it leaves production as unscannable.
+      log.error({ err, attempts: upload.attempts }, 'adopted object could not be scanned: taking it out of production')
+      const verdict: Verdict = { result: 'unscannable', signature: null, reason: `could not be scanned: ${message}`, engine: notSent, signatureVersion: null }
+      change = { status: 'requarantining', verdict, scannedAt: now, lastError: message, resetAttempts: true, runAt: now }
     } else if (givingUp) {
       log.error({ err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
       await this.#objects
