@@ -45,3 +45,34 @@ t.test('uploads made during a large rescan are scanned first; rescans keep to th
   t.equal(peak, 1, `at most one rescan at a time (${rescans.length} rescans so far)`)
   await gw.stop()
 })
+
+t.test('an adoption of many objects takes only the rescans\' share: a new upload is scanned at once', async (t) => {
+  const gw = await startGateway(t, { GW_CLAMD: slow.url, GW_SCAN_CONCURRENCY: '4', GW_RESCAN_SHARE: '0.25', GW_ADMIN_KEYS: admin, GW_ADOPT_PAGE_SIZE: '200' })
+  const { Readable } = await import('node:stream')
+  for (let i = 0; i < 400; i += 40) {
+    await Promise.all(
+      Array.from({ length: 40 }, (_, j) =>
+        gw.gateway.objects.put('production', `legacy/${String(i + j).padStart(4, '0')}.txt`, Readable.from([uniqueContent(300)]), { contentType: 'text/plain', metadata: {} })
+      )
+    )
+  }
+  const res = await fetch(`${gw.url}/v1/rescans`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ scope: { adopt: { prefix: 'legacy/' } } })
+  })
+  const adoption = await res.json()
+  const view = async () => (await fetch(`${gw.url}/v1/rescans/${adoption.id}`, { headers: { authorization: `Bearer ${admin}` } })).json()
+  let progress = await view()
+  while (progress.total < 400) {
+    await new Promise((r) => setTimeout(r, 50))
+    progress = await view()
+  }
+  const started = Date.now()
+  const fresh = await upload(gw.url, { name: 'file', filename: 'n.txt', data: uniqueContent(2000) })
+  t.equal((await waitForStatus(gw.url, fresh.json.id, final)).status, 'clean')
+  const tookMs = Date.now() - started
+  progress = await view()
+  t.ok(progress.done < 400, `a new upload was clean in ${tookMs} ms while the adoption had scanned ${progress.done} of 400`)
+  await gw.stop()
+})

@@ -460,8 +460,10 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.equal(await store.adoptPage(taken!, [obj('prod/more')], null, 10_000, 15_100), null, 'a finished listing takes no more pages')
     t.equal((await store.claimAdoption('a4', 10_000, 1e9))?.rescanId, newer.id, 'a listing that is done is never claimed again')
 
-    // The adopted objects are scanned as uploads of the flow; their results count for the adoption.
-    const scans = await store.claim('w', 10, 60_000, 20_000)
+    // The adopted objects are claimed from their own queue, never with new uploads; their results count for the adoption.
+    const uploads = await store.claim('w', 10, 60_000, 20_000)
+    t.same(uploads.map((c) => c.upload.id), [known.id], 'the uploads queue holds no adopted object')
+    const scans = [...uploads, ...(await store.claim('w', 10, 60_000, 20_000, 'adopted'))]
     t.same(scans.map((c) => c.upload.id).sort(), [known.id, page1[1]!.id, page1[2]!.id, last[0]!.id].sort())
     const first = scans.find((c) => c.upload.id === page1[1]!.id)!
     t.match(first, { kind: 'scan', upload: { status: 'scanning', location: 'production' } })

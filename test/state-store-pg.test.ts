@@ -3,6 +3,7 @@ import { createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
+import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
 import { migrations } from '../src/adapters/state-store/pg-migrations.ts'
 import { StateUnavailableError, type NewUpload } from '../src/ports/state-store.ts'
@@ -151,7 +152,7 @@ t.test('a claim finds due work through the partial index, however many uploads a
   await pgQuery(`ANALYZE "${schema}".uploads`)
   const { rows } = await pgQuery(
     `EXPLAIN (FORMAT JSON) SELECT id FROM "${schema}".uploads
-      WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining') AND run_at <= 100000 ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED`
+      WHERE ${queueFilter.uploads} AND run_at <= 100000 ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED`
   )
   t.match(JSON.stringify(rows[0]), /"Index Name":"uploads_due"/)
   t.equal((await store.claim('w', 10, 1_000, 100_000)).length, 5)

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
 import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
+import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-store.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -72,7 +73,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), [1, 2])
   t.same(
     check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'uploads_%' ORDER BY name`).all().map((r) => r.name),
-    ['uploads_due', 'uploads_object_key', 'uploads_rescan_due']
+    ['uploads_adopted_due', 'uploads_due', 'uploads_object_key', 'uploads_rescan_due']
   )
 })
 
@@ -82,5 +83,6 @@ t.test('the claims find due work through their partial indexes', async (t) => {
   for (const m of migrations) db.exec(m.sql)
   const plan = (sql: string): string => JSON.stringify(db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all())
   t.match(plan(`SELECT id FROM uploads WHERE status IN ('clean', 'infected', 'unscannable') AND next_scan_at <= 1 ORDER BY next_scan_at LIMIT 5`), /uploads_rescan_due/)
-  t.match(plan(`SELECT id FROM uploads WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining') AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_due/)
+  t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.uploads} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_due/)
+  t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.adopted} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_adopted_due/)
 })

@@ -167,8 +167,12 @@ export interface StateStore {
   migrate(): Promise<void>
   insertUpload(upload: NewUpload): Promise<void>
   getUpload(id: string): Promise<UploadRecord | null>
-  /** Claims up to `limit` due jobs in one statement, leasing them to `owner` until now + leaseMs. */
-  claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]>
+  /**
+   * Claims up to `limit` due jobs in one statement, leasing them to `owner` until now + leaseMs.
+   * queue 'uploads': the uploads' own flow (the default); 'adopted': objects adopted from
+   * production waiting for their first scan, which workers take with the rescans' share.
+   */
+  claim(owner: string, limit: number, leaseMs: number, now: number, queue?: 'uploads' | 'adopted'): Promise<Claim[]>
   /** Extends a lease; false when the claim was lost (another worker owns the job now). */
   renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean>
   /**

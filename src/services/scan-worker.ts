@@ -28,6 +28,8 @@ export class ScanWorker {
   readonly #log: Log
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
   readonly #running = new Map<string, { claim: Claim; done: Promise<void>; abort: AbortController }>()
+  /** Tokens of running claims taken from the adopted queue: they count against the rescans' share. */
+  readonly #background = new Set<string>()
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
   #stopping = false
@@ -88,9 +90,14 @@ export class ScanWorker {
       if (free > 0) {
         try {
           claimed = await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now())
-          const rescanFree = Math.min(free - claimed.length, this.#options.rescanSlots - this.#rescansRunning())
-          if (rescanFree > 0 && this.#outagePauseMs === 0) {
-            claimed = claimed.concat(await this.#state.claimRescans(this.owner, rescanFree, this.#options.leaseMs, Date.now()))
+          // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
+          let backgroundFree = Math.min(free - claimed.length, this.#options.rescanSlots - this.#backgroundRunning())
+          if (backgroundFree > 0 && this.#outagePauseMs === 0) {
+            const adopted = await this.#state.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted')
+            for (const claim of adopted) this.#background.add(claim.token)
+            backgroundFree -= adopted.length
+            const rescans = backgroundFree > 0 ? await this.#state.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()) : []
+            claimed = claimed.concat(adopted, rescans)
           }
         } catch (err) {
           this.#log.error({ err }, 'could not claim scans')
@@ -130,14 +137,15 @@ export class ScanWorker {
       .finally(() => {
         clearInterval(renew)
         this.#running.delete(claim.token)
+        this.#background.delete(claim.token)
         this.wake()
       })
     this.#running.set(claim.token, { claim, done, abort })
   }
 
-  #rescansRunning(): number {
+  #backgroundRunning(): number {
     let n = 0
-    for (const job of this.#running.values()) if (job.claim.kind === 'rescan') n++
+    for (const job of this.#running.values()) if (job.claim.kind === 'rescan' || this.#background.has(job.claim.token)) n++
     return n
   }
 

@@ -15,7 +15,7 @@ import {
   type UploadRecord
 } from '../../ports/state-store.ts'
 import { migrations } from './pg-migrations.ts'
-import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, CLAIM_SQL } from './pg-statements.ts'
+import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, claimSql } from './pg-statements.ts'
 import { coverSql } from './rescan-selection-sql.ts'
 import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
 import {
@@ -38,7 +38,8 @@ import {
   SCHEDULE_RESCAN_SQL,
   SqlValues,
   statusChangeSql,
-  UNSCHEDULE_CANCELLED_SQL
+  UNSCHEDULE_CANCELLED_SQL,
+  type Queue
 } from './shared-sql.ts'
 
 type Query = (sql: string, values?: unknown[]) => Promise<pg.QueryResult<Row>>
@@ -120,9 +121,9 @@ export class PgStateStore implements StateStore {
     return rows[0] ? toRecord(rows[0]) : null
   }
 
-  async claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
+  async claim(owner: string, limit: number, leaseMs: number, now: number, queue: Queue = 'uploads'): Promise<Claim[]> {
     if (limit <= 0) return []
-    const { rows } = await this.#query(CLAIM_SQL, [now, limit, owner, now + leaseMs])
+    const { rows } = await this.#query(claimSql(queue), [now, limit, owner, now + leaseMs])
     return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'scan' }))
   }
 

@@ -1,4 +1,4 @@
-import { claimable, rescannable } from './shared-sql.ts'
+import { queueFilter, rescannable, type Queue } from './shared-sql.ts'
 
 /** Statements only PostgreSQL runs: the claims (SKIP LOCKED) and the adoption's set-based insert. */
 
@@ -6,10 +6,10 @@ import { claimable, rescannable } from './shared-sql.ts'
 // replicas) pass over rows another claim is taking instead of queueing behind it; a row claimed
 // and committed meanwhile is rechecked against the WHERE clause and dropped, so none goes out twice.
 // RETURNING has no defined order: the final SELECT gives the rows back oldest due first.
-export const CLAIM_SQL = `
+export const claimSql = (queue: Queue): string => `
   WITH due AS (
     SELECT id, run_at FROM uploads
-     WHERE status IN (${claimable}) AND run_at <= $1
+     WHERE ${queueFilter[queue]} AND run_at <= $1
      ORDER BY run_at LIMIT $2
      FOR UPDATE SKIP LOCKED
   ), claimed AS (

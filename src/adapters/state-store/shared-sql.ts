@@ -33,6 +33,18 @@ const releasable = sqlList(releasableStatuses)
 // the worker still renews (or gives back) the claim it started with. A rescannable status holds
 // only rescan leases, since a step of the flow that ends in one gives its lease back.
 const leaseInRunAt = `status IN (${claimable})`
+
+/**
+ * Claims come from two queues, each served by its own partial index (migration 2 writes the same
+ * predicates): the uploads' own flow, and objects adopted from production waiting for their first
+ * scan, which the worker takes only with the share it keeps for rescans.
+ */
+export const queueFilter = {
+  uploads: `status IN (${claimable}) AND NOT (status = 'pending' AND location = 'production')`,
+  adopted: `status = 'pending' AND location = 'production'`
+} as const
+
+export type Queue = keyof typeof queueFilter
 const leased = `status IN (${claimable}, ${rescannable})`
 
 /** $1 the new lease end, $2 id, $3 token. */

@@ -59,9 +59,11 @@ export const migrations: readonly { version: number; sql: string }[] = [
       UPDATE uploads SET signature_version = json_extract(verdict, '$.signatureVersion') WHERE verdict IS NOT NULL;
       -- Adoption registers an object by its key, exactly once.
       CREATE UNIQUE INDEX uploads_object_key ON uploads (object_key);
-      -- requarantining is claimable too: the claim's partial index must cover it.
-      DROP INDEX uploads_due;
-      CREATE INDEX uploads_due ON uploads (run_at) WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining');
+            DROP INDEX uploads_due;
+      -- Two claim queues (shared-sql.ts queueFilter, word for word): the uploads' flow, and adopted
+      -- objects waiting for their first scan, claimed with the rescans' share.
+      CREATE INDEX uploads_due ON uploads (run_at) WHERE status IN ('pending', 'scanning', 'promoting', 'requarantining') AND NOT (status = 'pending' AND location = 'production');
+      CREATE INDEX uploads_adopted_due ON uploads (run_at) WHERE status = 'pending' AND location = 'production';
       CREATE INDEX uploads_rescan_due ON uploads (next_scan_at) WHERE next_scan_at IS NOT NULL;
       CREATE TABLE rescans (
         id TEXT PRIMARY KEY,

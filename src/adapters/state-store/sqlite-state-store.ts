@@ -41,7 +41,9 @@ import {
   SCHEDULE_RESCAN_SQL,
   SqlValues,
   statusChangeSql,
-  UNSCHEDULE_CANCELLED_SQL
+  UNSCHEDULE_CANCELLED_SQL,
+  queueFilter,
+  type Queue
 } from './shared-sql.ts'
 import { migrations } from './sqlite-migrations.ts'
 
@@ -100,14 +102,14 @@ export class SqliteStateStore implements StateStore {
     return row ? toRecord(row) : null
   }
 
-  async claim(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
+  async claim(owner: string, limit: number, leaseMs: number, now: number, queue: Queue = 'uploads'): Promise<Claim[]> {
     if (limit <= 0) return []
     // One statement: pick what is due and lease it. SQLite serialises writers, so no row is claimed twice.
     const rows = this.#all(
       `UPDATE uploads
           SET status = CASE status WHEN 'pending' THEN 'scanning' ELSE status END,
               lease_owner = $1, lease_token = ${NEW_TOKEN}, run_at = $2, attempts = attempts + 1, updated_at = $3
-        WHERE id IN (SELECT id FROM uploads WHERE status IN (${claimable}) AND run_at <= $3 ORDER BY run_at LIMIT $4)
+        WHERE id IN (SELECT id FROM uploads WHERE ${queueFilter[queue]} AND run_at <= $3 ORDER BY run_at LIMIT $4)
        RETURNING *`,
       [owner, now + leaseMs, now, limit]
     )
