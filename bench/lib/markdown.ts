@@ -1,0 +1,108 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ProfileSummary } from './cpu-profile.ts'
+import { REPO_ROOT } from './gateway-process.ts'
+import type { Machine } from './machine.ts'
+import type { ScenarioResult } from './types.ts'
+
+export interface RunFacts {
+  startedAt: Date
+  seconds: number
+  machine: Machine
+  loadAverageAtEnd: number[]
+}
+
+const GiB = 1024 ** 3
+
+/** What each scenario does and what its baseline is: the part of BENCHMARKS.md that is not figures. */
+const METHOD: Record<number, string> = {
+  1: 'Files of each size are POSTed to the gateway (`multipart/form-data` with a Content-Length, streamed from a generator, unique content per file) with N uploads in flight, and uploaded directly to the same moto with `@aws-sdk/lib-storage` with the same part size and queue size. MB/s = bytes of accepted files ÷ wall time (MB = 10^6 bytes). The two sides alternate which goes first; every bucket is emptied between runs. One gateway process per file size (`GW_ROLE=api`: no scans), warmed up with 16 small uploads.',
+  2: 'One client, one 10 KiB upload at a time, gateway and direct `PutObject` interleaved request by request (so the machine\'s drift hits both alike), after 20 warm-up pairs. Latency = from the request\'s first byte to the end of the 202 (gateway) or of the PutObject answer.',
+  3: 'N unique files are written to local disk, uploaded with scanning off (`GW_ROLE=api`), then a worker process (`GW_ROLE=worker`, `GW_SCAN_CONCURRENCY=4`, `GW_CLAMD_MAX_PER_ENDPOINT=4`) scans and promotes them all: files/s = clean files ÷ (last upload\'s final write − first scan\'s start, both from the state store). Baseline: the same files read from disk and sent to clamd with INSTREAM (the gateway\'s own client), 4 at once. Each side gets a fresh clamd, so neither meets verdicts cached from the other.',
+  4: 'VmRSS of the gateway process, read from /proc every 50 ms, while it takes one very large upload, and 64 large uploads at once. The baseline is the goal threshold itself. prom-client\'s heap and external-memory gauges are sampled alongside (every 250 ms) to show what the memory is made of. The gateway runs with `GW_S3_PART_SIZE_BYTES=5 MiB`, `GW_S3_QUEUE_SIZE=1` (the smallest the gateway allows) and `GW_UPLOAD_MEMORY_BYTES` = 64 × 10.125 MiB = 648 MiB: with the default 512 MiB the admission would refuse the last 14 of 64 uploads with 503 GW_BUSY (the goal counts those as failures). "Flat": RSS grows by at most 32 MiB from the second quarter of the upload to the last. The 64 × 100 MiB figures come from scenario 1\'s 100 MiB × 64 cell (same settings, same run), so 6.4 GiB go through moto once, not twice.',
+  5: 'autocannon (in the bench process) holds 100 connections on `GET /v1/uploads/:id` with random ids among 1000 existing uploads (half of them clean), after a warm-up; SQLite, then PostgreSQL (a fresh schema, dropped afterwards). The reference is a bare `node:http` server (its own process too) answering a fixed JSON body of the same size with the same load.',
+  6: 'A million synthetic stored uploads (5% due for a rescan, 88% due in the next 30 days, 7% infected, unscannable, failed or pending) are loaded in bulk (SQLite: one transaction with a prepared INSERT after the adapter\'s migrate(); PostgreSQL: `INSERT … SELECT FROM generate_series`, then ANALYZE as autovacuum would). One claimer then calls `claimRescans(owner, 4, lease, now)` in a loop, as a worker with 4 free slots does. Baseline: raw clamd INSTREAM of small (10 KiB) unique files, 4 at once: the most rescans clamd could take.'
+}
+
+export function markdown(results: ScenarioResult[], facts: RunFacts, chartPath: string): string {
+  const m = facts.machine
+  const rows = results.flatMap((r) => r.rows)
+  const missed = rows.filter((r) => r.met === false)
+  const lines: string[] = []
+  lines.push('# Benchmarks', '')
+  lines.push('<!-- Written by `npm run bench` (bench/run.ts) from bench/results/latest.json. Edit bench/, not this file. -->', '')
+  lines.push(
+    `Full run of ${facts.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${Math.round(facts.seconds)} s, on ${m.cores} cores (${m.cpuModel}), ${Math.round(m.memoryBytes / GiB)} GiB, ${m.kernel}; Node ${m.node}; ${m.clamd} with the test signatures; moto ${m.moto}; PostgreSQL ${m.postgres}. Load average at the start: ${m.loadAverage.join(', ')}; at the end: ${facts.loadAverageAtEnd.join(', ')} (1, 5 and 15 minutes: above 2, something else competed for the 2 cores).`,
+    ''
+  )
+  lines.push(
+    'Each scenario runs the gateway as its own process (`node src/server.ts`, as `npm start` does) against its baseline, in the same run, on the same inputs; the load generators and baselines run in the bench process. moto stands in for S3: it is a single Python process, so on 2 cores it competes with the gateway, clamd and the load generator for CPU. Figures on another machine, or against real S3, will differ; the ratios are what these runs compare.',
+    ''
+  )
+  lines.push(`![Gateway ÷ baseline for every row](${chartPath})`, '')
+  lines.push('## Results', '')
+  lines.push('| # | case | metric | gateway | baseline | ratio | goal | met? | notes |', '| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |')
+  for (const result of results) {
+    if (result.skipped) lines.push(`| ${result.id} | ${result.title}: not run | | | | | | | ${escape(result.skipped)} |`)
+    for (const r of result.rows) {
+      lines.push(
+        `| ${r.scenario} | ${escape(r.case)} | ${r.metric} | ${fmt(r.gateway)} | ${fmt(r.baseline)} (${r.baselineLabel}) | ${r.ratio} | ${r.goal ?? '—'} | ${r.met === null ? '—' : r.met ? 'yes' : '**no**'} | ${escape(r.note ?? '')} |`
+      )
+    }
+  }
+  lines.push('')
+  lines.push(`Ratio = gateway ÷ baseline (for ms and MiB, lower is better). Scenarios: ${results.map((r) => `${r.id}. ${r.title} (${r.seconds} s)`).join(', ')}.`, '')
+
+  lines.push('## Goals missed', '')
+  if (missed.length === 0) lines.push('None in this run.', '')
+  for (const result of results) {
+    const own = result.rows.filter((r) => r.met === false)
+    if (own.length === 0) continue
+    lines.push(`### ${result.id}. ${result.title}`, '')
+    for (const r of own) {
+      lines.push(`- **${escape(r.case)}**: ${fmt(r.gateway)} ${r.metric} against ${fmt(r.baseline)} (${r.baselineLabel}), ratio ${r.ratio}, goal ${r.goal}. ${escape(r.note ?? '')}`)
+      if (r.evidence) lines.push(`  ${escape(r.evidence)}`)
+    }
+    lines.push('')
+    for (const p of result.profiles ?? []) lines.push(...profileSection(p))
+    for (const skipped of result.profilesSkipped ?? []) lines.push(`Not profiled in this run: ${escape(skipped)}.`, '')
+  }
+
+  const analysis = join(REPO_ROOT, 'bench', 'analysis.md')
+  if (existsSync(analysis)) lines.push(readFileSync(analysis, 'utf8').trim(), '')
+
+  lines.push('## How each scenario is measured', '')
+  for (const result of results) lines.push(`${result.id}. **${result.title}.** ${METHOD[result.id] ?? ''}`, '')
+  lines.push('## Running it', '')
+  lines.push(
+    '```sh',
+    'npm run bench                 # every scenario, full inputs (about 10 minutes on 2 cores); rewrites this file, bench/results/latest.json and bench/results/chart.svg',
+    'npm run bench -- --quick      # every scenario on small inputs (under a minute; CI runs it to check the benchmarks still run): bench/results/quick.json only',
+    'npm run bench -- --only=1,4   # some scenarios (bench/results/partial.json); --no-profile skips profiling missed goals; --keep keeps the scratch directory',
+    'npm run bench -- --report     # this file and the chart again from bench/results/latest.json (after editing bench/analysis.md)',
+    '```',
+    '',
+    'It needs what the tests need: `moto_server`, `clamd` (Debian\'s clamav-daemon) and PostgreSQL on 127.0.0.1:5432 (`GW_TEST_PG_URL` to use another). Every process it starts is stopped at the end, on failure and on Ctrl-C too. For a missed goal the run measures the case again with the gateway\'s inspector open on a loopback port and samples its CPU during the measured window only (scenario 6: the bench process itself), after every scenario has measured and only while the run stays within its 10 minutes; the summary above is the profile\'s self time, native code charged to its JS caller. Scenario 4\'s "profile" is the memory breakdown at the peak. With `--keep` the raw `.cpuprofile` files stay in the scratch directory (open them in Chrome DevTools).',
+    ''
+  )
+  return lines.join('\n')
+}
+
+function profileSection(p: ProfileSummary): string[] {
+  const out = [`Profile: ${escape(p.label)}. ${p.totalMs} ms sampled, ${p.idlePct}% idle (waiting on I/O). Busy time by where the code lives:`, '']
+  out.push('| area | self ms | share of busy |', '| --- | ---: | ---: |')
+  for (const a of p.areas.slice(0, 8)) out.push(`| ${escape(a.area)} | ${a.selfMs} | ${a.pct}% |`)
+  out.push('', 'Top functions by self time:', '', '| function | where | self ms | share of busy |', '| --- | --- | ---: | ---: |')
+  for (const f of p.top.slice(0, 10)) out.push(`| \`${escape(f.fn)}\` | ${escape(f.where)} | ${f.selfMs} | ${f.pct}% |`)
+  out.push('')
+  return out
+}
+
+function fmt(n: number): string {
+  return Math.abs(n) >= 10_000 ? n.toLocaleString('en') : String(n)
+}
+
+function escape(s: string): string {
+  return s.replaceAll('|', '\\|').replaceAll('\n', ' ')
+}
+
