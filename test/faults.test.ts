@@ -12,7 +12,7 @@ import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
 import { contentOf, forEachLimit, sendUpload, waitAllTerminal, type Kind } from './helpers/upload-load.ts'
 import { exitGuard } from './helpers/exit-guard.ts'
 
-exitGuard(t)
+exitGuard(150_000)
 
 // Fault injection on a gateway running on S3 (moto) and PostgreSQL: clamd, S3 and PostgreSQL each
 // break for a few seconds in the middle of a batch. An outage may refuse uploads (503) and delay

@@ -10,7 +10,7 @@ import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto } from './
 import { digest, generatedBody, objectStoreContract } from './object-store-contract.ts'
 import { exitGuard } from './helpers/exit-guard.ts'
 
-exitGuard(t)
+exitGuard(150_000)
 
 const MiB = 1024 * 1024
 const QUARANTINE = 'quarantine-uploads'

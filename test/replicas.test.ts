@@ -13,7 +13,7 @@ import { startSlowClamd } from './helpers/slow-clamd.ts'
 import { contentOf, forEachLimit, sendUpload, TERMINAL, waitAllTerminal, type Kind } from './helpers/upload-load.ts'
 import { exitGuard } from './helpers/exit-guard.ts'
 
-exitGuard(t)
+exitGuard(270_000)
 
 // Two gateway processes on one PostgreSQL schema and one S3: claims are exclusive, and a replica
 // that shuts down in the middle of a long scan hands it over at once instead of when its lease ends.

@@ -7,7 +7,7 @@ import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto } from './
 import { eicar, upload, uniqueContent, uploadAndDisconnect } from './helpers/multipart.ts'
 import { exitGuard } from './helpers/exit-guard.ts'
 
-exitGuard(t)
+exitGuard(150_000)
 
 // The whole flow against an S3 API (moto) and a real clamd.
 process.env.AWS_ACCESS_KEY_ID ??= 'test'
