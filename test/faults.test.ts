@@ -10,9 +10,9 @@ import { MiB, PRODUCTION, QUARANTINE, s3PgEnv } from './helpers/gateway-env.ts'
 import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto, type Moto } from './helpers/moto.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
 import { contentOf, forEachLimit, sendUpload, waitAllTerminal, type Kind } from './helpers/upload-load.ts'
-import { exitGuard } from './helpers/exit-guard.ts'
+import { exitWhenDone } from './helpers/exit-guard.ts'
 
-exitGuard(150_000)
+exitWhenDone()
 
 // Fault injection on a gateway running on S3 (moto) and PostgreSQL: clamd, S3 and PostgreSQL each
 // break for a few seconds in the middle of a batch. An outage may refuse uploads (503) and delay

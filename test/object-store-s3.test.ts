@@ -8,9 +8,9 @@ import { startFaultyProxy } from './helpers/faulty-proxy.ts'
 import { freePort } from './helpers/free-port.ts'
 import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto } from './helpers/moto.ts'
 import { digest, generatedBody, objectStoreContract } from './object-store-contract.ts'
-import { exitGuard } from './helpers/exit-guard.ts'
+import { exitWhenDone } from './helpers/exit-guard.ts'
 
-exitGuard(150_000)
+exitWhenDone()
 
 const MiB = 1024 * 1024
 const QUARANTINE = 'quarantine-uploads'

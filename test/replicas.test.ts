@@ -11,9 +11,9 @@ import { createBuckets, s3ClientFor, startMoto } from './helpers/moto.ts'
 import { freshSchema, pgQuery } from './helpers/postgres.ts'
 import { startSlowClamd } from './helpers/slow-clamd.ts'
 import { contentOf, forEachLimit, sendUpload, TERMINAL, waitAllTerminal, type Kind } from './helpers/upload-load.ts'
-import { exitGuard } from './helpers/exit-guard.ts'
+import { exitWhenDone } from './helpers/exit-guard.ts'
 
-exitGuard(270_000)
+exitWhenDone()
 
 // Two gateway processes on one PostgreSQL schema and one S3: claims are exclusive, and a replica
 // that shuts down in the middle of a long scan hands it over at once instead of when its lease ends.

@@ -1,13 +1,12 @@
 /**
- * Under heavy load, fault-injection files were seen to finish every test, print their plan, and
- * then not exit (something kept the event loop alive until tap's 300 s timeout). This bounds
- * that: a file still running after budgetMs says on stderr what keeps it alive and exits with
- * the status tap has set (a file whose tests had not all finished by then fails on its missing
- * results). The timer is unref'd: a file that ends normally is not held up by it.
+ * Some fault-injection files, under load, ran every test, printed their results, and then hung in
+ * Node's exit (FreeEnvironment → CleanupHandles, waiting on a libuv request that never completed,
+ * seen with gdb) until tap's timeout killed them. Once the event loop is empty, this ends the
+ * process with process.exit(), which does not wait on that cleanup. The short delay lets tap
+ * write its last lines first (stdout to a pipe or socket is synchronous on Linux).
  */
-export function exitGuard(budgetMs: number): void {
-  setTimeout(() => {
-    process.stderr.write(`exit guard: still running after ${budgetMs} ms; active: ${process.getActiveResourcesInfo().join(', ')}\n`)
-    process.exit()
-  }, budgetMs).unref()
+export function exitWhenDone(): void {
+  process.once('beforeExit', () => {
+    setTimeout(() => process.exit(), 200)
+  })
 }
