@@ -27,9 +27,8 @@ export class ScanWorker {
   readonly #options: WorkerOptions
   readonly #log: Log
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
-  readonly #running = new Map<string, { claim: Claim; done: Promise<void>; abort: AbortController }>()
-  /** Tokens of running claims taken from the adopted queue: they count against the rescans' share. */
-  readonly #background = new Set<string>()
+  /** background: a rescan or an adopted object's first scan, counted against the rescans' share. */
+  readonly #running = new Map<string, { claim: Claim; background: boolean; done: Promise<void>; abort: AbortController }>()
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
   #stopping = false
@@ -86,31 +85,33 @@ export class ScanWorker {
   async #run(): Promise<void> {
     while (!this.#stopping) {
       const free = this.#options.concurrency - this.#running.size
-      let claimed: Claim[] = []
+      let claimed = 0
       if (free > 0) {
+        // Each batch starts as soon as it is claimed: a later claim that fails cannot strand it.
+        const start = (claims: Claim[], background: boolean): number => {
+          for (const claim of claims) this.#start(claim, background)
+          claimed += claims.length
+          return claims.length
+        }
         try {
-          claimed = await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now())
+          const uploads = start(await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
-          let backgroundFree = Math.min(free - claimed.length, this.#options.rescanSlots - this.#backgroundRunning())
+          let backgroundFree = Math.min(free - uploads, this.#options.rescanSlots - this.#backgroundRunning())
           if (backgroundFree > 0 && this.#outagePauseMs === 0) {
-            const adopted = await this.#state.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted')
-            for (const claim of adopted) this.#background.add(claim.token)
-            backgroundFree -= adopted.length
-            const rescans = backgroundFree > 0 ? await this.#state.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()) : []
-            claimed = claimed.concat(adopted, rescans)
+            backgroundFree -= start(await this.#state.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+            if (backgroundFree > 0) start(await this.#state.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
           }
         } catch (err) {
           this.#log.error({ err }, 'could not claim scans')
         }
-        for (const claim of claimed) this.#start(claim)
       }
       // Go round at once while there may be more due work and free slots.
-      if (claimed.length === free && free > 0 && this.#outagePauseMs === 0) continue
+      if (claimed === free && free > 0 && this.#outagePauseMs === 0) continue
       await this.#sleep(this.#outagePauseMs || this.#options.pollIntervalMs)
     }
   }
 
-  #start(claim: Claim): void {
+  #start(claim: Claim, background: boolean): void {
     const abort = new AbortController()
     const log = this.#log.child({ uploadId: claim.upload.id })
     let renewedAt = Date.now()
@@ -137,15 +138,14 @@ export class ScanWorker {
       .finally(() => {
         clearInterval(renew)
         this.#running.delete(claim.token)
-        this.#background.delete(claim.token)
         this.wake()
       })
-    this.#running.set(claim.token, { claim, done, abort })
+    this.#running.set(claim.token, { claim, background, done, abort })
   }
 
   #backgroundRunning(): number {
     let n = 0
-    for (const job of this.#running.values()) if (job.claim.kind === 'rescan' || this.#background.has(job.claim.token)) n++
+    for (const job of this.#running.values()) if (job.background) n++
     return n
   }
 
