@@ -152,7 +152,7 @@ export class ScanService {
       const requarantining = { status: 'requarantining', ...scanned, ...measured, runAt: now + this.#options.leaseMs } as const
       if (!(await transition(this.#state, current, requarantining, now))) return this.#lost(log)
       // From here it is a step of the upload's own flow: its lease is kept in runAt.
-      current = { ...current, kind: 'scan', upload: { ...upload, ...requarantining, ...measured, attempts: 0 } }
+      current = { ...current, kind: 'scan', upload: { ...upload, ...requarantining, attempts: 0 } }
       await this.#requarantine.requarantine(current, log)
       return 'done'
     } catch (err) {
