@@ -4,19 +4,33 @@ import type { StoredStatus } from '../src/domain/upload-state.ts'
 import type { Area } from '../src/ports/object-store.ts'
 import type { NewEvent, NewUpload, RescanSelection, StateStore, Verdict } from '../src/ports/state-store.ts'
 
+/** A store on a fresh database, as each adapter's test file opens it. */
+export interface StoreUnderTest {
+  store: StateStore
+  cleanup: () => Promise<void>
+  /**
+   * Another connection to the same database, as another replica holds: its statements must run
+   * at the same time as `store`'s (for SQLite, whose calls are synchronous, from another thread).
+   */
+  openAnother: () => Promise<{ store: StateStore; close: () => Promise<void> }>
+}
+
 /** One suite every state store adapter must pass (run by test/state-store-*.test.ts). */
-export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: StateStore; cleanup: () => Promise<void> }>): void {
+export function stateStoreContract(t: Test, makeStore: () => Promise<StoreUnderTest>): void {
   const upload = (over: Partial<NewUpload> = {}): NewUpload => {
     const id = randomBytes(16).toString('hex')
     return { id, objectKey: `k/${id}`, size: 10, sha256: 'a'.repeat(64), filename: 'a.pdf', contentType: 'application/pdf', createdAt: 1_000, ...over }
   }
-  const setup = async (t: Test): Promise<StateStore> => {
-    const { store, cleanup } = await makeStore()
+  const setupWithOthers = async (t: Test, others: number): Promise<{ store: StateStore; others: StateStore[] }> => {
+    const { store, cleanup, openAnother } = await makeStore()
     t.teardown(cleanup)
     await store.migrate()
     await store.migrate() // migrations are idempotent
-    return store
+    const opened = await Promise.all(Array.from({ length: others }, openAnother))
+    t.teardown(() => Promise.all(opened.map((o) => o.close())))
+    return { store, others: opened.map((o) => o.store) }
   }
+  const setup = async (t: Test): Promise<StateStore> => (await setupWithOthers(t, 0)).store
 
   t.test('insert and read back an upload as pending', async (t) => {
     const store = await setup(t)
@@ -118,18 +132,33 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.same(await store.queueStats(), { depth: 1, oldestCreatedAt: 200 })
   })
 
-  t.test('concurrent claims never hand the same job out twice', async (t) => {
-    const store = await setup(t)
-    const ids = new Set<string>()
-    for (let i = 0; i < 200; i++) {
+  t.test('concurrent claims from several connections never hand the same job out twice', async (t) => {
+    // Claims through one connection may be serialised by the adapter (SQLite's always are), and
+    // then a claim that picks due rows in one step and leases them in another would pass. Several
+    // connections claiming in small batches at once interleave such steps, and catch it.
+    const { store, others } = await setupWithOthers(t, 3)
+    const uploads = 400
+    const ids: string[] = []
+    for (let i = 0; i < uploads; i++) {
       const u = upload({ createdAt: i })
-      ids.add(u.id)
+      ids.push(u.id)
       await store.insertUpload(u)
     }
-    const batches = await Promise.all(Array.from({ length: 20 }, (_, i) => store.claim(`w${i}`, 15, 60_000, 1_000)))
-    const claimed = batches.flat().map((c) => c.upload.id)
-    t.equal(claimed.length, 200)
-    t.equal(new Set(claimed).size, 200)
+    const connections = [...others, store]
+    const perConnection = 40
+    const batches = await Promise.all(
+      connections.map((s, i) => Promise.all(Array.from({ length: perConnection }, (_, j) => s.claim(`w${i}-${j}`, 3, 60_000, 1_000))))
+    )
+    const claimed = batches.flat(2).map((c) => c.upload.id)
+    t.comment(`claimed per connection: ${batches.map((b) => b.flat().length).join(', ')}`)
+    t.equal(new Set(claimed).size, uploads, `every due upload was claimed (room for ${connections.length * perConnection * 3})`)
+    t.equal(claimed.length, uploads, 'and none twice')
+    const records = await Promise.all(ids.map((id) => store.getUpload(id)))
+    t.same(
+      records.filter((r) => r?.attempts !== 1).map((r) => `${r?.id}: ${r?.attempts} claims`),
+      [],
+      'each upload was leased exactly once'
+    )
   })
 
   t.test('scan audit rows are kept in order', async (t) => {

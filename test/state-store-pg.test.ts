@@ -25,8 +25,13 @@ async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Prom
 
 // Each case gets its own schema; the schemas are dropped when the file ends.
 stateStoreContract(t, async () => {
-  const store = new PgStateStore({ url: pgUrl, schema: await freshSchema(t), poolSize: 5 })
-  return { store, cleanup: () => store.close() }
+  const schema = await freshSchema(t)
+  const store = new PgStateStore({ url: pgUrl, schema, poolSize: 5 })
+  const openAnother = async () => {
+    const other = new PgStateStore({ url: pgUrl, schema, poolSize: 3 })
+    return { store: other, close: () => other.close() }
+  }
+  return { store, cleanup: () => store.close(), openAnother }
 })
 
 t.test('rejects a schema name that is not a plain identifier', async (t) => {

@@ -7,12 +7,18 @@ import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-store.ts'
+import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
 import { stateStoreContract } from './state-store-contract.ts'
 
 stateStoreContract(t, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
-  const store = new SqliteStateStore(join(dir, 'nested', 'state.db'))
-  return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) } }
+  const path = join(dir, 'nested', 'state.db')
+  const store = new SqliteStateStore(path)
+  return {
+    store,
+    cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) },
+    openAnother: () => sqliteStoreInWorker(path)
+  }
 })
 
 t.test('refuses a schema newer than it knows', async (t) => {
