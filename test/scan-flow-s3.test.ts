@@ -60,7 +60,17 @@ t.test('an infected upload stays in quarantine, tagged, and never reaches produc
 })
 
 t.test('disconnects and oversized uploads leave no multipart parts behind', async (t) => {
-  await uploadAndDisconnect(gw.url, 14 * MiB, 11 * MiB)
+  const before = new Set((await listIncompleteUploads(s3, 'quarantine')).map((u) => u.key))
+  // Bounded poll (about 15 s), with no assertion on time: parts stored before the client left.
+  const storing = await uploadAndDisconnect(gw.url, 14 * MiB, 11 * MiB, async () => {
+    for (let i = 0; i < 150; i++) {
+      const open = (await listIncompleteUploads(s3, 'quarantine')).filter((u) => !before.has(u.key) && u.bytes > 0)
+      if (open.length > 0) return open
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    return []
+  })
+  t.equal(storing?.length, 1, `the gateway had stored parts when the client left (${JSON.stringify(storing)})`)
   const big = await upload(gw.url, { name: 'file', filename: 'big.bin', data: uniqueContent(16 * MiB + 1) })
   t.equal(big.status, 413)
   const deadline = Date.now() + 5_000

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
@@ -112,8 +112,18 @@ t.test('bad input', async (t) => {
 
   t.test('a client that disconnects mid-upload leaves nothing behind', async (t) => {
     const before = await filesUnder(quarantine)
-    await uploadAndDisconnect(gw.url, 200 * 1024, 100 * 1024)
-    await new Promise((r) => setTimeout(r, 300))
+    const added = async (): Promise<string[]> => (await filesUnder(quarantine)).filter((f) => !before.includes(f))
+    // Bounded polls (about 10 s), with no assertion on time.
+    const storing = await uploadAndDisconnect(gw.url, 200 * 1024, 100 * 1024, async () => {
+      for (let i = 0; i < 100; i++) {
+        const sizes = await Promise.all((await added()).map(async (f) => (await stat(f).catch(() => null))?.size ?? 0))
+        if (sizes.some((size) => size > 0)) return sizes
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      return []
+    })
+    t.ok(storing?.some((size) => size > 0), `the gateway was writing the upload when the client left (file sizes: ${storing})`)
+    for (let i = 0; i < 50 && (await added()).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
     t.same(await filesUnder(quarantine), before, 'no partial or temp file left')
   })
 

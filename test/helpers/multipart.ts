@@ -52,12 +52,21 @@ export async function upload(baseUrl: string, parts: Part[] | Part, headers: Rec
 
 /**
  * Sends the start of an upload and then cuts the connection, as a client that goes away
- * mid-upload does. Resolves once the socket is closed.
+ * mid-upload does. `whileConnected` runs once the first `sendBytes` are written, and the connection
+ * is cut when it ends (without it, 100 ms later): a test looks there for what the gateway has
+ * stored so far, since "nothing left behind" proves nothing about an upload that stored nothing.
+ * Resolves with its result once the socket is closed.
  */
-export async function uploadAndDisconnect(baseUrl: string, totalBytes: number, sendBytes: number): Promise<void> {
+export async function uploadAndDisconnect<T = undefined>(
+  baseUrl: string,
+  totalBytes: number,
+  sendBytes: number,
+  whileConnected?: () => Promise<T>
+): Promise<T | undefined> {
   const boundary = `----gwcut${randomBytes(8).toString('hex')}`
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`)
   const url = new URL(`${baseUrl}/v1/uploads`)
+  let held: Promise<T | undefined> | undefined
   await new Promise<void>((resolve) => {
     const req = request({
       host: url.hostname,
@@ -80,10 +89,12 @@ export async function uploadAndDisconnect(baseUrl: string, totalBytes: number, s
           return
         }
       }
-      setTimeout(() => req.destroy(), 100)
+      held = whileConnected ? whileConnected() : new Promise<undefined>((r) => setTimeout(r, 100))
+      held.finally(() => req.destroy()).catch(() => {})
     }
     pump()
   })
+  return held
 }
 
 export interface HeldUpload {
