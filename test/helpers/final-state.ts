@@ -46,6 +46,8 @@ export async function checkFinalState(
 
   const cleanIds = new Set([...tracked].filter(([, i]) => i.kind === 'clean').map(([id]) => id))
   const infectedIds = new Set([...tracked].filter(([, i]) => i.kind !== 'clean').map(([id]) => id))
+  // Every check here holds for a run that accepted nothing: it must have accepted both kinds.
+  t.ok(cleanIds.size > 0 && infectedIds.size > 0, `the run accepted clean and infected uploads (${cleanIds.size} and ${infectedIds.size})`)
   const production = await listKeys(s3, PRODUCTION)
   const quarantine = await listKeys(s3, QUARANTINE)
   t.same(production.filter((k) => !cleanIds.has(k)), [], 'production holds no upload but clean ones')
