@@ -102,9 +102,11 @@ t.test('bad input', async (t) => {
   })
 
   t.test('a file over the limit is cut off mid-stream with 413, nothing kept', async (t) => {
+    const before = await filesUnder(quarantine)
     const res = await upload(gw.url, { name: 'file', filename: 'big.bin', data: uniqueContent(maxBytes + 1) })
     t.equal(res.status, 413)
     t.equal(res.json.error.code, 'GW_PAYLOAD_TOO_LARGE')
+    t.same(await filesUnder(quarantine), before, 'nothing kept')
     const exact = await upload(gw.url, { name: 'file', filename: 'exact.bin', data: uniqueContent(maxBytes) })
     t.equal(exact.status, 202, 'a file of exactly the limit is accepted')
     t.equal(exact.json.size, maxBytes)
