@@ -21,6 +21,7 @@ const UPLOADS = 300
 const SEND_CONCURRENCY = 8
 const POOL_SIZE = 3
 const KILLS_AFTER_SENDING = 3
+/** How long the chaos may go on once sending has ended (sending itself is bounded by its timeouts). */
 const CHAOS_MAX_MS = 60_000
 const SETTLE_MAX_MS = 60_000
 
@@ -116,7 +117,9 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
   const settledKeys = new Set<string>()
   const prodSha = new Map<string, string | null>()
   let watchRounds = 0
+  // Kept, not just counted: a watcher that cannot read the bucket checks nothing, and must fail the test.
   let watchErrors = 0
+  const firstWatchErrors: string[] = []
   const watchOnce = async (): Promise<void> => {
     for (const key of await listKeys(s3, PRODUCTION)) {
       if (settledKeys.has(key)) continue
@@ -144,8 +147,8 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
       try {
         await watchOnce()
         watchRounds++
-      } catch {
-        watchErrors++
+      } catch (err) {
+        if (++watchErrors <= 3) firstWatchErrors.push(`round ${watchRounds + watchErrors}: ${String(err)}`)
       }
       await sleep(200)
     }
@@ -156,9 +159,12 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
   let kills = 0
   let killsAfterSending = 0
   const chaos = (async () => {
-    const until = Date.now() + CHAOS_MAX_MS
+    // Measured from the end of sending: on a slow machine sending outlasted a fixed budget, and
+    // the kills meant to hit the scans and promotions that follow it never happened.
+    let until = Infinity
     const restarts: Promise<void>[] = []
     while (Date.now() < until && !(sendingDone && killsAfterSending >= KILLS_AFTER_SENDING)) {
+      if (sendingDone && until === Infinity) until = Date.now() + CHAOS_MAX_MS
       await sleep(500 + Math.random() * 1500)
       if (live.length < 2) continue // leave one to take uploads while the others restart
       kill(live[Math.floor(Math.random() * live.length)] as Proc)
@@ -199,11 +205,14 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
     data = null
   })
   sendingDone = true
+  const watchRoundsWhileSending = watchRounds
   const sendMs = Date.now() - sendStarted
   await chaos
   await Promise.all(exits)
   t.comment(`sending took ${sendMs} ms; chaos ended after ${kills} kills; ${live.length} gateways live`)
   t.equal(live.length, POOL_SIZE, 'the pool is back at full size')
+  t.ok(kills > killsAfterSending, `gateways were killed while uploads were sent (${kills - killsAfterSending})`)
+  t.ok(killsAfterSending > 0, `and after sending ended, while the last scans and promotions ran (${killsAfterSending})`)
 
   // --- uploads committed whose 202 was lost with the process: they are real uploads too ---
   const { rows: records } = await pgQuery<{ id: string; sha256: string }>(`SELECT id, sha256 FROM "${schema}".uploads`)
@@ -227,7 +236,13 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
   const settleMs = Date.now() - settleStarted
   watching = false
   await watcher
+  const checkedWhileRunning = settledKeys.size
   await watchOnce() // one last look now that nothing moves
+  // The final look sees only the end state, which the bucket checks below see too: the watcher is
+  // worth something only if it looked while uploads, kills and promotions were going on.
+  t.equal(watchErrors, 0, `the production watcher could read the production bucket on every round ${firstWatchErrors.join('; ')}`)
+  t.ok(watchRoundsWhileSending > 0, `the production watcher completed rounds while uploads were sent (${watchRoundsWhileSending})`)
+  t.ok(checkedWhileRunning > 0, `the production watcher checked promoted objects before the end (${checkedWhileRunning})`)
 
   // --- verdicts ---
   const notTerminal: string[] = []
@@ -325,7 +340,7 @@ t.test('SIGKILL chaos over three gateways: nothing lost, nothing infected promot
   t.comment(`scans per upload: max ${maxScans} tries, max ${maxVerdicts} verdicts; ${rescanned} uploads scanned to a verdict more than once (a kill after the scan, before it was recorded)`)
   t.comment(`quarantine: ${orphans.length} objects orphaned by a kill between store and commit${orphans.length ? `: ${orphans.join(', ')}` : ''}`)
   t.comment(`incomplete multipart uploads left in quarantine by killed gateways: ${incompleteQuarantine.length}${incompleteQuarantine.length ? ` (${incompleteQuarantine.map((u) => `${u.key} ${u.bytes} B`).join(', ')})` : ''}`)
-  t.comment(`production watcher: ${watchRounds} rounds, ${watchErrors} errors, ${settledKeys.size} objects checked; slowest upload ${maxUploadMs} ms`)
+  t.comment(`production watcher: ${watchRounds} rounds (${watchRoundsWhileSending} while sending), ${watchErrors} errors, ${settledKeys.size} objects checked; slowest upload ${maxUploadMs} ms`)
   t.comment(`time: sending ${sendMs} ms, settling ${settleMs} ms, total ${Date.now() - startedAt} ms`)
   for (const proc of live) proc.dead = true // the teardown's SIGKILL is expected
 })

@@ -24,10 +24,12 @@ export async function startChildGateway(t: Test, env: Record<string, string>): P
   let out = ''
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s))
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s))
-  const deadline = Date.now() + 15_000
+  // A bound, not a measure: on a loaded machine (load average above 10 on 2 cores) several
+  // gateways starting at once took more than 15 s each.
+  const deadline = Date.now() + 45_000
   while (!out.includes('gateway listening')) {
     if (child.exitCode !== null) throw new Error(`child gateway exited: ${out}`)
-    if (Date.now() > deadline) throw new Error(`child gateway did not start within 15 s: ${out}`)
+    if (Date.now() > deadline) throw new Error(`child gateway did not start within 45 s: ${out}`)
     await new Promise((r) => setTimeout(r, 50))
   }
   return { url: `http://127.0.0.1:${port}`, child, output: () => out }
