@@ -23,11 +23,15 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<StoreUnderT
   }
   const setupWithOthers = async (t: Test, others: number): Promise<{ store: StateStore; others: StateStore[] }> => {
     const { store, cleanup, openAnother } = await makeStore()
-    t.teardown(cleanup)
+    const opened: Awaited<ReturnType<typeof openAnother>>[] = []
+    // The other connections close first: cleanup may remove the database.
+    t.teardown(async () => {
+      await Promise.all(opened.map((o) => o.close()))
+      await cleanup()
+    })
     await store.migrate()
     await store.migrate() // migrations are idempotent
-    const opened = await Promise.all(Array.from({ length: others }, openAnother))
-    t.teardown(() => Promise.all(opened.map((o) => o.close())))
+    await Promise.all(Array.from({ length: others }, async () => opened.push(await openAnother())))
     return { store, others: opened.map((o) => o.store) }
   }
   const setup = async (t: Test): Promise<StateStore> => (await setupWithOthers(t, 0)).store
