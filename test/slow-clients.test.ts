@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { request } from 'node:http'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { HeadObjectCommand } from '@aws-sdk/client-s3'
 import t from 'tap'
 import { exitWhenDone } from './helpers/exit-guard.ts'
 import { startGateway } from './helpers/gateway.ts'
 import { MiB, PRODUCTION, QUARANTINE } from './helpers/gateway-env.ts'
 import { createBuckets, s3ClientFor, startMoto } from './helpers/moto.ts'
+import { uniqueContent, upload } from './helpers/multipart.ts'
 import { startThrottledProxy } from './helpers/throttled-proxy.ts'
 
 exitWhenDone()
@@ -111,4 +114,85 @@ t.test('a slow store: the time the gateway does not read its clients does not co
     const head = await s3.send(new HeadObjectCommand({ Bucket: QUARANTINE, Key: a.detail }))
     t.equal(head.ContentLength, size, `upload ${a.detail} is stored whole`)
   }
+})
+
+interface Trickled {
+  /** The status the gateway answered before closing, 0 when it closed without an answer, -1 when it kept the connection open. */
+  status: number
+  code: string | null
+}
+
+/**
+ * A client that sends its upload (`body`), or its headers (`headers`), a byte every `everyMs`, and
+ * keeps doing so until the gateway closes the connection or `giveUpMs` passed.
+ */
+function trickle(baseUrl: string, what: 'body' | 'headers', everyMs: number, giveUpMs: number): Promise<Trickled> {
+  const url = new URL(baseUrl)
+  const head =
+    'POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n' +
+    '--b\r\nContent-Disposition: form-data; name="file"; filename="trickle.bin"\r\n\r\n'
+  return new Promise((resolve) => {
+    let reply = ''
+    let sent = 0
+    const socket = connect(Number(url.port), url.hostname, () => {
+      // A body trickler sends its headers at once; a header trickler only their first line.
+      sent = what === 'body' ? head.length : head.indexOf('\r\n') + 2
+      socket.write(head.slice(0, sent))
+    })
+    const timer = setInterval(() => {
+      if (socket.writable && socket.readyState === 'open') socket.write(what === 'body' ? 'x' : head.charAt(sent++))
+    }, everyMs)
+    const giveUp = setTimeout(() => finish(-1), giveUpMs)
+    const finish = (status: number): void => {
+      clearInterval(timer)
+      clearTimeout(giveUp)
+      socket.destroy()
+      resolve({ status, code: /"code":"(GW_[A-Z_]+)"/.exec(reply)?.[1] ?? null })
+    }
+    socket.setEncoding('utf8').on('data', (s: string) => (reply += s))
+    socket.on('error', () => {})
+    socket.on('close', () => finish(Number(/^HTTP\/1\.1 (\d{3}) /.exec(reply)?.[1] ?? 0)))
+  })
+}
+
+t.test('200 connections trickling a byte every 2 s are answered and let go; normal uploads go through', async (t) => {
+  const gw = await startGateway(t, {
+    GW_SCAN_CONCURRENCY: '0',
+    // The defaults (1 KiB/s over 20 s, 20 s for headers, 1024 connections), shortened for the test.
+    GW_UPLOAD_MIN_RATE_BYTES: '1024',
+    GW_UPLOAD_RATE_WINDOW_MS: '2000',
+    GW_HEADERS_TIMEOUT_MS: '2000',
+    GW_MAX_CONNECTIONS: '150'
+  })
+  // 150 trickle an upload's body (64 of them take every upload slot), 50 their headers (slowloris).
+  const tricklers = Array.from({ length: 200 }, (_, i) => trickle(gw.url, i < 150 ? 'body' : 'headers', 2000, 40_000))
+  await sleep(1000)
+  const normal = await Promise.all(
+    Array.from({ length: 5 }, async (_, i) => {
+      // Several windows: the tricklers have had to let go long before.
+      const deadline = Date.now() + 15_000
+      let tries = 0
+      for (;;) {
+        tries++
+        const answer = await upload(gw.url, { name: 'file', filename: `normal-${i}.bin`, data: uniqueContent(200_000) }).catch((err: Error) => ({ status: 0, json: { error: { code: err.message } } }))
+        // A 503 says when to come back; this client comes back sooner, to keep the test short.
+        if (answer.status !== 503 || Date.now() > deadline) return { status: answer.status, code: answer.json?.error?.code as string | undefined, tries }
+        await sleep(250)
+      }
+    })
+  )
+  t.comment(`normal uploads: ${normal.map((n) => `${n.status}${n.code ? ` ${n.code}` : ''} after ${n.tries} tries`).join(', ')}`)
+  t.same(normal.map((n) => n.status), normal.map(() => 202), 'every normal upload is accepted (after some 503s with Retry-After while the tricklers hold the slots)')
+  const answers = await Promise.all(tricklers)
+  const tally = new Map<string, number>()
+  for (const a of answers) tally.set(`${a.status} ${a.code}`, (tally.get(`${a.status} ${a.code}`) ?? 0) + 1)
+  t.comment(`tricklers: ${[...tally].map(([k, n]) => `${n} × ${k}`).join(', ')}`)
+  t.same(answers.filter((a) => a.status === -1).length, 0, 'no trickling connection is kept open')
+  t.same(
+    answers.filter((a) => !((a.status === 408 && a.code === 'GW_TOO_SLOW') || (a.status === 503 && a.code === 'GW_BUSY'))),
+    [],
+    'each was answered 408 GW_TOO_SLOW or 503 GW_BUSY before its connection closed'
+  )
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+  t.match(metrics, /gateway_uploads_total\{outcome="too_slow"\} [1-9]/, 'the slow ones are counted')
 })
