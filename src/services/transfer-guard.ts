@@ -39,15 +39,19 @@ export class TransferGuard {
   watch(source: TransferSource, onTooSlow: (error: GatewayError) => void): () => void {
     const { minBytesPerSecond, windowMs, idleTimeoutMs } = this.#options
     const { stream } = source
-    const started = Date.now()
+    let last = Date.now()
+    // The client's time so far: wall time less what the gateway spent not reading.
+    let clientMs = 0
+    // Not reading since (null: reading), and for how long in all since the last tick.
+    let heldSince: number | null = stream.readableFlowing === true ? null : last
     let heldMs = 0
-    let heldSince: number | null = stream.readableFlowing === true ? null : started
     const onPause = (): void => {
       heldSince ??= Date.now()
     }
     const onResume = (): void => {
-      if (heldSince === null) return
-      heldMs += Date.now() - heldSince
+      // 'resume' is emitted a tick after resume(), possibly after a pause() that came in between.
+      if (heldSince === null || stream.readableFlowing !== true) return
+      heldMs += Date.now() - Math.max(heldSince, last)
       heldSince = null
     }
     stream.on('pause', onPause)
@@ -69,7 +73,12 @@ export class TransferGuard {
     const timer = setInterval(() => {
       if (source.complete()) return stop()
       const now = Date.now()
-      const clientMs = now - started - heldMs - (heldSince === null ? 0 : now - heldSince)
+      if (heldSince !== null) heldMs += now - Math.max(heldSince, last)
+      // A tick much later than due means the process itself stalled (a busy CPU, a long GC) and
+      // read nothing meanwhile: that time is not the client's either.
+      clientMs += Math.min(now - last - heldMs, 2 * this.#tickMs)
+      heldMs = 0
+      last = now
       const bytes = source.bytesReceived()
       if (bytes > lastBytes) {
         lastBytes = bytes
