@@ -94,6 +94,18 @@ t.test('headers that do not arrive within GW_HEADERS_TIMEOUT_MS: 408 GW_TOO_SLOW
     t.match(reply, /"code":"GW_TOO_SLOW"/, what)
   }
   t.equal((await fetch(`${gw.url}/healthz`)).status, 200, 'a request that sends its headers is not affected')
+  // Between requests a kept-alive connection is idle, not late: no 408 may be waiting on it.
+  const url = new URL(gw.url)
+  let reply = ''
+  const socket = connect(Number(url.port), url.hostname)
+  t.teardown(() => socket.destroy())
+  socket.setEncoding('utf8').on('data', (s: string) => (reply += s))
+  socket.on('error', () => {})
+  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  await new Promise((r) => setTimeout(r, 1500))
+  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  for (let i = 0; i < 250 && (reply.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 20))
+  t.same(reply.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 200'], 'a kept-alive connection idle past the timeout serves its next request')
 })
 
 t.test('past GW_MAX_CONNECTIONS: requests are answered 503 GW_BUSY with Retry-After and closed; /healthz still answers', async (t) => {
