@@ -126,7 +126,11 @@ t.test('past GW_MAX_CONNECTIONS: requests are answered 503 GW_BUSY with Retry-Af
   const health = await rawExchange(gw.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   t.match(health.reply, /^HTTP\/1\.1 200 /, '/healthz answers over the cap')
   for (const socket of held) socket.destroy()
-  await new Promise((r) => setTimeout(r, 200))
-  const after = await fetch(`${gw.url}/v1/uploads/0123456789abcdef0123456789abcdef`)
-  t.equal(after.status, 404, 'once connections closed, requests go through again')
+  // The gateway sees those closes a moment later (bounded: at most 100 tries).
+  let after = 503
+  for (let i = 0; i < 100 && after === 503; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100))
+    after = (await fetch(`${gw.url}/v1/uploads/0123456789abcdef0123456789abcdef`, { headers: { connection: 'close' } })).status
+  }
+  t.equal(after, 404, 'once connections closed, requests go through again')
 })
