@@ -78,6 +78,10 @@ function postUpload(baseUrl: string, size: number, timeoutMs: number): Promise<A
   })
 }
 
+// What `npm run bench` saw as "socket hang up": the HTTP server's socket idle timeout (Fastify's
+// connectionTimeout = GW_UPLOAD_IDLE_TIMEOUT_MS) ran while the gateway, its S3 writes backed up, did
+// not read the client, and destroyed the socket unanswered: ECONNRESET while the client was still
+// sending, "socket hang up" when it had sent everything and waited for the answer.
 t.test('a slow store: the time the gateway does not read its clients does not count against them', async (t) => {
   const moto = await startMoto()
   t.teardown(() => moto.stop())
