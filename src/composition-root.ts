@@ -25,6 +25,7 @@ import { RescanService } from './services/rescan-service.ts'
 import { ScanService } from './services/scan-service.ts'
 import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
+import { TransferGuard } from './services/transfer-guard.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
@@ -139,12 +140,19 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       readiness: new ReadinessService({ objects, state, scanner }),
       operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
       admission,
+      transfer: new TransferGuard({
+        minBytesPerSecond: config.GW_UPLOAD_MIN_RATE_BYTES,
+        windowMs: config.GW_UPLOAD_RATE_WINDOW_MS,
+        idleTimeoutMs: config.GW_UPLOAD_IDLE_TIMEOUT_MS
+      }),
       metrics,
       exporter: metrics
     },
     {
       maxUploadBytes: config.GW_MAX_UPLOAD_BYTES,
       uploadIdleTimeoutMs: config.GW_UPLOAD_IDLE_TIMEOUT_MS,
+      headersTimeoutMs: config.GW_HEADERS_TIMEOUT_MS,
+      maxConnections: config.GW_MAX_CONNECTIONS,
       corsOrigins: config.GW_CORS_ORIGINS,
       uploads: config.GW_ROLE !== 'worker',
       ...(overrides.beforeRoutes ? { beforeRoutes: overrides.beforeRoutes } : {})

@@ -1,4 +1,8 @@
+import { PassThrough } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import type { GatewayError } from '../src/domain/errors.ts'
+import { TransferGuard } from '../src/services/transfer-guard.ts'
 import { UploadAdmission } from '../src/services/upload-admission.ts'
 import { startGateway } from './helpers/gateway.ts'
 import { holdUpload, upload, uniqueContent } from './helpers/multipart.ts'
@@ -24,6 +28,44 @@ t.test('admission bounds uploads at once and reserved memory', async (t) => {
   const huge = new UploadAdmission({ maxUploads: 2, memoryBytes: 1, perUploadBytes: 10 })
   t.ok(huge.admit(null), 'one upload runs alone whatever the budget, or it never could')
   t.equal(huge.admit(null), null)
+})
+
+t.test('transfer guard: a client is timed only while the gateway reads it', async (t) => {
+  const guard = new TransferGuard({ minBytesPerSecond: 1000, windowMs: 400, idleTimeoutMs: 200 })
+  const watch = (stream: PassThrough, bytes: () => number): { failure: () => GatewayError | null; stop: () => void } => {
+    let failure: GatewayError | null = null
+    const stop = guard.watch({ stream, bytesReceived: bytes, complete: () => false }, (err) => (failure = err))
+    return { failure: () => failure, stop }
+  }
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let i = 0; i < 250 && !check(); i++) await sleep(20)
+  }
+
+  const held = new PassThrough().resume()
+  held.pause() // backpressure: the store is slow, the gateway stops reading
+  const idle = watch(held, () => 0)
+  await sleep(1000)
+  t.equal(idle.failure(), null, 'five idle timeouts without reading the client: none of it counts')
+  held.resume()
+  await until(() => idle.failure() !== null)
+  t.match(idle.failure(), { code: 'GW_TOO_SLOW', message: /nothing for 200 ms/ }, 'once the gateway reads again, a silent client is cut off')
+
+  const trickling = new PassThrough().resume()
+  let sent = 0
+  const feed = setInterval(() => (sent += 5), 40) // about 125 bytes per second
+  const slow = watch(trickling, () => sent)
+  await until(() => slow.failure() !== null)
+  clearInterval(feed)
+  t.match(slow.failure(), { code: 'GW_TOO_SLOW', message: /less than the minimum of 1000 bytes per second/ }, 'a trickle below the rate is cut off')
+
+  const fast = new PassThrough().resume()
+  let plenty = 0
+  const pour = setInterval(() => (plenty += 1000), 40)
+  const quick = watch(fast, () => plenty)
+  await sleep(1000)
+  clearInterval(pour)
+  quick.stop()
+  t.equal(quick.failure(), null, 'a client above the rate is left alone')
 })
 
 t.test('past the bound of uploads at once: 503 GW_BUSY with Retry-After, then uploads go through again', async (t) => {

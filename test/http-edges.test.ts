@@ -4,6 +4,7 @@ import { startGateway } from './helpers/gateway.ts'
 import { upload, uniqueContent } from './helpers/multipart.ts'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 
 t.test('CORS: configured origins may upload from a browser, others get no CORS headers', async (t) => {
@@ -58,4 +59,78 @@ t.test('logs never print the keys, even at trace level', async (t) => {
   t.match(logs, /upload accepted/, 'the logs were captured')
   t.notMatch(logs, key)
   t.notMatch(logs, admin)
+})
+
+/** Opens a raw connection, sends `text`, and resolves with all it reads until the gateway closes it (or giveUpMs). */
+function rawExchange(baseUrl: string, text: string, giveUpMs = 10_000): Promise<{ reply: string; closed: boolean }> {
+  const url = new URL(baseUrl)
+  return new Promise((resolve) => {
+    let reply = ''
+    const socket = connect(Number(url.port), url.hostname, () => {
+      if (text) socket.write(text)
+    })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve({ reply, closed: false })
+    }, giveUpMs)
+    socket.setEncoding('utf8').on('data', (s: string) => (reply += s))
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve({ reply, closed: true })
+    })
+  })
+}
+
+t.test('headers that do not arrive within GW_HEADERS_TIMEOUT_MS: 408 GW_TOO_SLOW, then the connection is closed', async (t) => {
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_HEADERS_TIMEOUT_MS: '500' })
+  for (const [what, text] of [
+    ['half the headers', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow'],
+    ['nothing at all', '']
+  ] as const) {
+    const { reply, closed } = await rawExchange(gw.url, text)
+    t.ok(closed, `${what}: closed before the test gives up`)
+    t.match(reply, /^HTTP\/1\.1 408 /, `${what}: answered 408`)
+    t.match(reply, /"code":"GW_TOO_SLOW"/, what)
+  }
+  t.equal((await fetch(`${gw.url}/healthz`)).status, 200, 'a request that sends its headers is not affected')
+  // Between requests a kept-alive connection is idle, not late: no 408 may be waiting on it.
+  const url = new URL(gw.url)
+  let reply = ''
+  const socket = connect(Number(url.port), url.hostname)
+  t.teardown(() => socket.destroy())
+  socket.setEncoding('utf8').on('data', (s: string) => (reply += s))
+  socket.on('error', () => {})
+  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  await new Promise((r) => setTimeout(r, 1500))
+  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+  for (let i = 0; i < 250 && (reply.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 20))
+  t.same(reply.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 200', 'HTTP/1.1 200'], 'a kept-alive connection idle past the timeout serves its next request')
+})
+
+t.test('past GW_MAX_CONNECTIONS: requests are answered 503 GW_BUSY with Retry-After and closed; /healthz still answers', async (t) => {
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_MAX_CONNECTIONS: '3' })
+  const url = new URL(gw.url)
+  const held = await Promise.all(
+    Array.from({ length: 3 }, () => new Promise<Socket>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname, () => resolve(socket))
+      socket.on('error', () => {})
+    }))
+  )
+  const busy = await rawExchange(gw.url, 'GET /v1/uploads/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: x\r\n\r\n')
+  t.match(busy.reply, /^HTTP\/1\.1 503 /, 'answered 503')
+  t.match(busy.reply, /retry-after: 5/i)
+  t.match(busy.reply, /connection: close/i)
+  t.match(busy.reply, /"code":"GW_BUSY"/)
+  t.ok(busy.closed, 'and closed')
+  const health = await rawExchange(gw.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.match(health.reply, /^HTTP\/1\.1 200 /, '/healthz answers over the cap')
+  for (const socket of held) socket.destroy()
+  // The gateway sees those closes a moment later (bounded: at most 100 tries).
+  let after = 503
+  for (let i = 0; i < 100 && after === 503; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100))
+    after = (await fetch(`${gw.url}/v1/uploads/0123456789abcdef0123456789abcdef`, { headers: { connection: 'close' } })).status
+  }
+  t.equal(after, 404, 'once connections closed, requests go through again')
 })

@@ -51,7 +51,7 @@ export const configSchema = Type.Object(
     GW_MAX_UPLOAD_BYTES: Int(1, 100 * 1024 * 1024, 'Largest upload accepted (413 above it).'),
     GW_MAX_CONCURRENT_UPLOADS: Int(1, 64, 'Uploads taken at once by this process; past it, 503 GW_BUSY with Retry-After.'),
     GW_UPLOAD_MEMORY_BYTES: Int(1024 * 1024, 512 * 1024 * 1024, 'Upload buffer memory this process may hold; each upload reserves what its store may buffer (see Limits). Past it, 503 GW_BUSY.'),
-    GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is aborted (bounds a stalled client, not a slow one).'),
+    GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is answered 408 GW_TOO_SLOW and closed; time the gateway spends not reading because its store is slow does not count. Other requests: a connection idle this long is closed.'),
     GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan). Workers claim only as many as they can run.'),
     GW_SCAN_LEASE_MS: Int(1_000, 60_000, 'Lease of a claimed scan; renewed while it runs, claimed again by another worker once expired.'),
     GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan, or of a promotion, before the upload is marked failed. Tries that could not reach clamd do not count.'),
@@ -76,7 +76,11 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.'),
+    GW_UPLOAD_MIN_RATE_BYTES: Int(0, 1024, 'Least average rate, in bytes per second over GW_UPLOAD_RATE_WINDOW_MS, at which an upload must arrive; a slower one is answered 408 GW_TOO_SLOW and closed. Time the gateway spends not reading because its store is slow does not count. 0: no minimum.'),
+    GW_UPLOAD_RATE_WINDOW_MS: Int(100, 20_000, 'Sliding window over which GW_UPLOAD_MIN_RATE_BYTES is measured (only time the gateway is reading the client counts).'),
+    GW_HEADERS_TIMEOUT_MS: Int(100, 20_000, 'A request must have sent all its headers this long after it started; otherwise it is answered 408 GW_TOO_SLOW and its connection closed.'),
+    GW_MAX_CONNECTIONS: Int(1, 1024, 'Connections this process keeps open at once; requests on connections past it are answered 503 GW_BUSY with Retry-After and closed (`/healthz` excepted). Past twice as many, new connections are closed at once.')
   },
   { additionalProperties: false }
 )

@@ -19,7 +19,8 @@ export const errorCodes = {
   GW_BUSY: { status: 503, message: 'the gateway is taking as many uploads as it can, try again later' },
   GW_SHUTTING_DOWN: { status: 503, message: 'this gateway instance is shutting down, try again (another instance will answer)' },
   GW_STORE_UNAVAILABLE: { status: 503, message: 'the quarantine store is unavailable, try again later' },
-  GW_STATE_UNAVAILABLE: { status: 503, message: 'the state store is unavailable, try again later' }
+  GW_STATE_UNAVAILABLE: { status: 503, message: 'the state store is unavailable, try again later' },
+  GW_TOO_SLOW: { status: 408, message: 'the client sent its request too slowly; try again on a faster connection' }
 } as const satisfies Record<string, { status: number; message: string }>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import cors from '@fastify/cors'
 import multipart from '@fastify/multipart'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { GatewayError } from '../domain/errors.ts'
+import { GatewayError, errorCodes } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
+import type { TransferGuard } from '../services/transfer-guard.ts'
 import type { UploadAdmission } from '../services/upload-admission.ts'
 import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
+import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
@@ -24,6 +27,7 @@ export interface AppDeps {
   readiness: ReadinessService
   operations: RescanService
   admission: UploadAdmission
+  transfer: TransferGuard
   metrics: Metrics
   exporter: MetricsExporter
 }
@@ -31,6 +35,8 @@ export interface AppDeps {
 export interface AppOptions {
   maxUploadBytes: number
   uploadIdleTimeoutMs: number
+  headersTimeoutMs: number
+  maxConnections: number
   corsOrigins: readonly string[]
   /** false for a worker-only process: health and metrics, no upload routes. */
   uploads: boolean
@@ -44,12 +50,21 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     loggerInstance: deps.logger,
     genReqId: () => randomUUID(),
     // Bound a stalled client (no bytes for this long), never a slow one: no total request timeout.
+    // Uploads turn this socket timeout off: it would count the time we do not read them (see upload-routes).
     connectionTimeout: options.uploadIdleTimeoutMs,
     requestTimeout: 0,
+    // Node checks header deadlines on an interval (30 s by default): check often enough to keep them.
+    http: {
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(options.headersTimeoutMs / 4)))
+    },
     // Our own hook answers during shutdown, in the gateway's error shape.
     return503OnClosing: false
   })
   registerErrorHandling(app)
+  const overCap = limitConnections(app, options)
+  answerHeaderTimeouts(app, options.headersTimeoutMs)
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
@@ -58,6 +73,10 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     reply.header('x-request-id', request.id)
     // Requests on kept-alive connections while the server drains: send them to another replica.
     if (closing) throw new GatewayError('GW_SHUTTING_DOWN')
+    if (overCap(request.raw.socket) && request.routeOptions.url !== '/healthz') {
+      reply.header('connection', 'close')
+      throw new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`)
+    }
   })
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
@@ -81,4 +100,41 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   await app.register(healthRoutes, deps)
   await app.register(metricsRoutes, deps)
   return app
+}
+
+/**
+ * Counts open connections. Requests on a connection opened past `maxConnections` are refused (503
+ * GW_BUSY, then closed) while the process is still over the cap: an answer, where a plain cap
+ * (server.maxConnections) would close them unanswered. That hard cap is kept for floods, at twice
+ * the number. Returns whether a socket's requests are to be refused now.
+ */
+function limitConnections(app: FastifyInstance, options: AppOptions): (socket: Socket) => boolean {
+  let open = 0
+  const overCap = new WeakSet<Socket>()
+  app.server.maxConnections = options.maxConnections * 2
+  app.server.on('connection', (socket: Socket) => {
+    open++
+    if (open > options.maxConnections) overCap.add(socket)
+    socket.once('close', () => open--)
+  })
+  return (socket) => {
+    if (!overCap.has(socket)) return false
+    if (open > options.maxConnections) return true
+    overCap.delete(socket)
+    return false
+  }
+}
+
+/** Node reports a request whose headers took too long as a client error: answer it in the gateway's shape. */
+function answerHeaderTimeouts(app: FastifyInstance, headersTimeoutMs: number): void {
+  const fallbacks = app.server.listeners('clientError') as Array<(err: Error, socket: Socket) => void>
+  app.server.removeAllListeners('clientError')
+  app.server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {
+      app.log.info({ code: 'GW_TOO_SLOW' }, 'request refused: headers too slow')
+      const message = `the request headers did not arrive within ${headersTimeoutMs} ms`
+      return endWithAnswer(socket, errorCodes.GW_TOO_SLOW.status, 'Request Timeout', { error: { code: 'GW_TOO_SLOW', message } })
+    }
+    for (const fallback of fallbacks) fallback(err, socket)
+  })
 }

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { GatewayError, retryAfterSeconds, type ErrorCode } from '../domain/errors.ts'
 import { StoreUnavailableError } from '../ports/object-store.ts'
 import { StateUnavailableError } from '../ports/state-store.ts'
+import { lingerAfterAnswer } from './lingering-close.ts'
 
 /** Errors raised by Fastify and its plugins, by their code, as the gateway's own. */
 const fastifyCodes: Record<string, ErrorCode> = {
@@ -48,6 +49,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     // or Node would read (and discard) the rest of a body we already said no to.
     // A draining replica closes too, so the client's next request goes to another one.
     if (!request.raw.complete || error.code === 'GW_SHUTTING_DOWN') reply.header('connection', 'close')
+    if (!request.raw.complete) lingerAfterAnswer(request.raw)
     if (error.status >= 500) request.log.error({ err, code: error.code }, error.message)
     else request.log.info({ code: error.code, reason: (err as Error).message }, 'request refused')
     return sendError(reply, error)

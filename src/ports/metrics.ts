@@ -1,5 +1,5 @@
 /** How an upload request ended, as counted by /metrics. */
-export type UploadOutcome = 'accepted' | 'refused' | 'aborted' | 'busy' | 'unavailable' | 'error'
+export type UploadOutcome = 'accepted' | 'refused' | 'aborted' | 'too_slow' | 'busy' | 'unavailable' | 'error'
 
 /** What happened to bytes streamed into quarantine: kept with a committed upload, or removed. */
 export type BytesOutcome = 'stored' | 'discarded'

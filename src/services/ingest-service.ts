@@ -17,7 +17,7 @@ export interface FileInput {
   body: Readable
   filename: string | undefined
   contentType: string | undefined
-  /** Aborted when the client goes away: the write to the store is abandoned and cleaned up. */
+  /** Aborted when the client goes away or is too slow (the reason says which): the write to the store is abandoned and cleaned up. */
   signal: AbortSignal
 }
 
@@ -114,7 +114,8 @@ export class IngestService {
     const cause = meter.errored ?? err
     if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${this.#options.maxBytes} bytes`)
     if (cause instanceof GatewayError) return cause
-    if (signal.aborted) return new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
+    // The reason the caller stopped the upload (the client left, or sent too slowly).
+    if (signal.aborted) return signal.reason instanceof GatewayError ? signal.reason : new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
     if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
     return cause
   }

@@ -4,6 +4,7 @@ import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
 import type { IngestService, StoredUpload } from '../../services/ingest-service.ts'
 import type { StatusService } from '../../services/status-service.ts'
+import type { TransferGuard } from '../../services/transfer-guard.ts'
 import type { UploadAdmission } from '../../services/upload-admission.ts'
 import type { Auth } from '../auth.ts'
 import { toGatewayError } from '../error-handler.ts'
@@ -14,21 +15,22 @@ interface Deps {
   ingest: IngestService
   status: StatusService
   admission: UploadAdmission
+  transfer: TransferGuard
   metrics: Metrics
 }
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody }
 
-export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status, admission, metrics }: Deps): Promise<void> {
+export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status, admission, transfer, metrics }: Deps): Promise<void> {
   app.post(
     '/v1/uploads',
     {
       preHandler: auth.require('upload'),
       schema: {
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS.",
         consumes: ['multipart/form-data'],
-        response: { 202: UploadAccepted, ...errors, 413: ErrorBody, 415: ErrorBody }
+        response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 413: ErrorBody, 415: ErrorBody }
       }
     },
     async (request, reply) => {
@@ -40,18 +42,28 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
         throw new GatewayError('GW_BUSY')
       }
       let outcome: UploadOutcome = 'error'
-      const clientGone = new AbortController()
+      // Aborted when the client goes away or is too slow: the upload stops, with that reason.
+      const cancel = new AbortController()
       const onClose = (): void => {
-        if (!reply.raw.writableFinished) clientGone.abort(new GatewayError('GW_CLIENT_ABORTED'))
+        if (!reply.raw.writableFinished) cancel.abort(new GatewayError('GW_CLIENT_ABORTED'))
       }
       reply.raw.on('close', onClose)
+      // The transfer guard bounds the client in its own time only. The socket's idle timeout would
+      // also count the time we do not read it because the store is slow, and close it unanswered.
+      const socket = request.raw.socket
+      socket.setTimeout(0)
+      const bytesBefore = socket.bytesRead
+      const stopGuard = transfer.watch(
+        { stream: request.raw, bytesReceived: () => socket.bytesRead - bytesBefore, complete: () => request.raw.complete },
+        (tooSlow) => cancel.abort(tooSlow)
+      )
       let stored: StoredUpload | null = null
       try {
-        for await (const part of request.parts()) {
+        for await (const part of untilAborted(request.parts(), cancel.signal)) {
           if (part.type !== 'file') continue
           if (part.fieldname !== 'file') throw new GatewayError('GW_MISSING_FILE', `unexpected file in field '${part.fieldname}': send the file in field 'file'`)
           if (stored) throw new GatewayError('GW_TOO_MANY_FILES')
-          stored = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: clientGone.signal }, request.log)
+          stored = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: cancel.signal }, request.log)
         }
         if (!stored) throw new GatewayError('GW_MISSING_FILE')
         const record = await ingest.commit(stored, request.log)
@@ -63,10 +75,13 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
           .header('location', statusUrl)
           .send({ id: record.id, status: 'pending' as const, statusUrl, size: record.size, sha256: record.sha256, filename: record.filename })
       } catch (err) {
-        outcome = outcomeOf(err)
+        // Once cancelled, whatever failed next (the store, the parser) failed because of that.
+        const failure: unknown = cancel.signal.aborted ? cancel.signal.reason : err
+        outcome = outcomeOf(failure)
         if (stored) await ingest.discard(stored, request.log)
-        throw err
+        throw failure
       } finally {
+        stopGuard()
         reply.raw.off('close', onClose)
         ticket.release()
         metrics.uploadEnded(outcome)
@@ -99,9 +114,33 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
   )
 }
 
+/** Ends an iteration with the signal's reason as soon as it aborts, even while it waits for the next part. */
+async function* untilAborted<T>(parts: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const iterator = parts[Symbol.asyncIterator]()
+  let onAbort = (): void => {}
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  aborted.catch(() => {})
+  try {
+    for (;;) {
+      signal.throwIfAborted()
+      const next = await Promise.race([iterator.next(), aborted])
+      if (next.done) return
+      yield next.value
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    // Not awaited: a pending next() may only settle once the connection closes.
+    iterator.return?.().catch(() => {})
+  }
+}
+
 function outcomeOf(err: unknown): UploadOutcome {
   const error = toGatewayError(err)
   if (error.code === 'GW_CLIENT_ABORTED') return 'aborted'
+  if (error.code === 'GW_TOO_SLOW') return 'too_slow'
   if (error.status === 503) return 'unavailable'
   return error.status < 500 ? 'refused' : 'error'
 }
