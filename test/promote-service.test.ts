@@ -36,7 +36,7 @@ async function setup(t: Test) {
   const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
   const metrics = new RecordingMetrics()
   const deps = { objects, state, metrics, rescans: new RescanPolicy({ intervalMs: 60_000, jitter: 0 }), events: new EventOutbox(false) }
-  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps) }
+  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps, { leaseMs: 60_000 }) }
 }
 
 t.test('a crash after the copy: re-running finishes the move', async (t) => {

@@ -76,7 +76,13 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.'),
+    GW_FAILED_RETRY_AFTER: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '1h',
+      description: 'An upload that failed because of the infrastructure (store or scanner errors and timeouts, not bytes that do not match their upload) goes back to pending this long after (`1h`, `30m`, `90s`), for up to GW_FAILED_RETRY_ROUNDS rounds.'
+    }),
+    GW_FAILED_RETRY_ROUNDS: Int(0, 3, 'Automatic rounds (each with GW_SCAN_MAX_ATTEMPTS tries) a failed upload gets after infrastructure failures before it waits for an operator; an operator rescan starts the count again. 0: none.')
   },
   { additionalProperties: false }
 )

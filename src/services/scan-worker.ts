@@ -94,6 +94,9 @@ export class ScanWorker {
           return claims.length
         }
         try {
+          // Failed uploads whose automatic round is due (an infrastructure failure) are pending again, claimed below.
+          const requeued = await this.#state.requeueFailed(Date.now(), free)
+          if (requeued > 0) this.#log.info({ requeued }, 'failed uploads tried again after an infrastructure failure')
           const uploads = start(await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
           let backgroundFree = Math.min(free - uploads, this.#options.rescanSlots - this.#backgroundRunning())
