@@ -98,7 +98,7 @@ export class RescanService {
     }
     const meter = new StreamMeter()
     await pipeline(opened.body, meter, async (source: AsyncIterable<Buffer>) => {
-      for await (const _ of source); // eslint-disable-line @typescript-eslint/no-unused-vars
+      for await (const _ of source);
     }, { signal })
     if (meter.bytes !== upload.size || meter.sha256 !== upload.sha256) {
       throw new GatewayError(
