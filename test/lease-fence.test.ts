@@ -34,6 +34,7 @@ const post = (gw: ChildGateway, path: string, body: unknown = {}) =>
 /** Lines in which a worker says it stopped a job: its lease was lost, or the job was aborted. */
 const stops = (gw: ChildGateway) => (gw.output().match(/lease lost|job stopped before it finished/g) ?? []).length
 
+/** Worker 1 and, once it is paused, worker 2 (a loaded machine may take long to start one). */
 async function workers(t: Test) {
   const schema = await freshSchema(t)
   const env = (s3Endpoint: string) => ({
@@ -43,7 +44,7 @@ async function workers(t: Test) {
     GW_RESCAN_INTERVAL: '1h',
     GW_RESCAN_JITTER: '0'
   })
-  const w1 = await startChildGateway(t, env(proxy.endpoint))
+  const w1 = await startChildGateway(t, env(proxy.endpoint), 60_000)
   /** Waits (bounded) until the stored status is `status`: the public one hides the internal steps. */
   const stored = async (id: string, status: string) => {
     let now = ''
@@ -53,7 +54,7 @@ async function workers(t: Test) {
     }
     return now
   }
-  return { w1, stored, startW2: () => startChildGateway(t, env(moto.endpoint)) }
+  return { w1, stored, startW2: () => startChildGateway(t, env(moto.endpoint), 60_000) }
 }
 
 /** Stops w1 (SIGSTOP) once the held request was answered by S3, and lets it go on (SIGCONT) afterwards. */

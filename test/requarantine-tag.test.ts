@@ -31,6 +31,8 @@ t.test('detected in place, tagged; a clean rescan does not release it; a release
   t.equal((await rescanNow(res.json.id)).status, 202)
   const found = await waitForStatus(gw.url, res.json.id, ['infected'])
   t.match(found.verdict, { signature: /Marker/ })
+  // Shown infected from the detection on; the tag follows in the requarantine step: wait for its end.
+  for (let i = 0; i < 200 && (await gw.gateway.state.getUpload(res.json.id))?.status !== 'infected'; i++) await new Promise((r) => setTimeout(r, 50))
   t.ok(await gw.gateway.objects.head('production', res.json.id), 'left in production')
   t.match(await gw.gateway.objects.getTags('production', res.json.id), { 'av-status': 'infected' }, 'tagged for the bucket policy')
 

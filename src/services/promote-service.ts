@@ -102,6 +102,8 @@ export class PromoteService {
     const { upload } = claim
     const now = Date.now()
     log.error({}, 'the quarantined object changed after its scan: not promoted')
+    // An earlier try may have copied the scanned bytes before failing: a failed upload has no production copy.
+    await this.withdraw(claim, signal)
     this.#metrics.promotionEnded('changed')
     await fence(this.#state, claim, this.#leaseMs, signal)
     await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now), { signal })
