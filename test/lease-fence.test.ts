@@ -44,7 +44,17 @@ async function workers(t: Test) {
     GW_RESCAN_INTERVAL: '1h',
     GW_RESCAN_JITTER: '0'
   })
-  const w1 = await startChildGateway(t, env(proxy.endpoint), 60_000)
+  // Other test processes on this machine may take the free port it picked: try another one then.
+  const start = async (e: Record<string, string>): Promise<ChildGateway> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startChildGateway(t, e, 60_000)
+      } catch (err) {
+        if (attempt === 3 || !/EADDRINUSE/.test(String(err))) throw err
+      }
+    }
+  }
+  const w1 = await start(env(proxy.endpoint))
   /** Waits (bounded) until the stored status is `status`: the public one hides the internal steps. */
   const stored = async (id: string, status: string) => {
     let now = ''
@@ -54,7 +64,7 @@ async function workers(t: Test) {
     }
     return now
   }
-  return { w1, stored, startW2: () => startChildGateway(t, env(moto.endpoint), 60_000) }
+  return { w1, stored, startW2: () => start(env(moto.endpoint)) }
 }
 
 /** Stops w1 (SIGSTOP) once the held request was answered by S3, and lets it go on (SIGCONT) afterwards. */
