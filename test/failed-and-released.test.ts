@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { resolve } from 'node:path'
-import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand, PutObjectTaggingCommand } from '@aws-sdk/client-s3'
 import t from 'tap'
 import { sha256, objectSha256 } from './helpers/bucket-checks.ts'
 import { ALL_SIGNATURES, startClamd } from './helpers/clamd.ts'
@@ -40,6 +40,8 @@ const post = (path: string, body?: unknown) =>
   fetch(`${gw.url}${path}`, { method: 'POST', headers: { ...as, 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) })
 const inBucket = (Bucket: string, Key: string) => s3.send(new HeadObjectCommand({ Bucket, Key })).then(() => true, () => false)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const tagsOf = async (Bucket: string, Key: string) =>
+  Object.fromEntries(((await s3.send(new GetObjectTaggingCommand({ Bucket, Key }))).TagSet ?? []).map((x) => [x.Key, x.Value]))
 
 /** Polls the record until `ok` holds (bounded); the last record either way. */
 async function until(id: string, ok: (u: Awaited<ReturnType<typeof gw.gateway.state.getUpload>>) => boolean, timeoutMs = 30_000) {
@@ -125,6 +127,15 @@ t.test('a released upload stays in rescans: the same signature leaves it, anothe
   const record = await until(res.json.id, (u) => u?.location === 'quarantine')
   t.match(record, { status: 'infected', location: 'quarantine', released: null }, 'no longer released')
   t.notOk(await inBucket('production', res.json.id), 'taken out of production')
+
+  // A tag written out of turn (a worker that woke up late) is repaired by the next rescan.
+  await s3.send(new PutObjectTaggingCommand({ Bucket: 'quarantine', Key: res.json.id, Tagging: { TagSet: [{ Key: 'av-status', Value: 'clean' }] } }))
+  const before = (await gw.gateway.state.listScans(res.json.id)).length
+  t.equal((await post(`/v1/uploads/${res.json.id}/rescan`)).status, 202)
+  await until(res.json.id, (u) => u?.nextScanAt === null)
+  for (let i = 0; i < 100 && (await gw.gateway.state.listScans(res.json.id)).length === before; i++) await sleep(100)
+  await until(res.json.id, (u) => u?.nextScanAt === null)
+  t.match(await tagsOf('quarantine', res.json.id), { 'av-status': 'infected', 'av-signature': /Eicar/i }, 'its tag set again')
 })
 
 t.test('a promotion given up after its copy leaves no copy in production', async (t) => {
