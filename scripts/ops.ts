@@ -11,7 +11,7 @@ const usage = `usage: npm run ops -- <command> [options]
   rescans                                list rescans, newest first
   rescan-status ID                       progress of a rescan
   cancel ID                              cancel a rescan
-  rescan-upload UPLOAD_ID                rescan one upload now
+  rescan-upload UPLOAD_ID                rescan one upload now (a failed one goes back to pending)
   release UPLOAD_ID --reason "..."       release a false positive to production
   scans UPLOAD_ID                        scan history of an upload
   audit [--limit N]                      admin actions, newest first

@@ -91,8 +91,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   const metrics = new PrometheusMetrics({ state, scanner, admission })
   const events = new EventOutbox(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
-  const promote = new PromoteService({ objects, state, metrics, rescans, events })
-  const requarantine = new RequarantineService({ objects, state, events }, { mode: config.GW_REQUARANTINE_MODE })
+  const promote = new PromoteService({ objects, state, metrics, rescans, events }, { leaseMs: config.GW_SCAN_LEASE_MS })
+  const requarantine = new RequarantineService({ objects, state, events }, { mode: config.GW_REQUARANTINE_MODE, leaseMs: config.GW_SCAN_LEASE_MS })
   const scan = new ScanService(
     { objects, state, scanner, promote, requarantine, rescans, events, metrics },
     {
@@ -100,7 +100,9 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
       retryBaseMs: config.GW_RETRY_BASE_MS,
       retryMaxMs: config.GW_RETRY_MAX_MS,
-      leaseMs: config.GW_SCAN_LEASE_MS
+      leaseMs: config.GW_SCAN_LEASE_MS,
+      failedRetryAfterMs: durationMs(config.GW_FAILED_RETRY_AFTER),
+      failedRetryRounds: config.GW_FAILED_RETRY_ROUNDS
     }
   )
   // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.

@@ -36,7 +36,7 @@ async function setup(t: Test) {
   const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
   const metrics = new RecordingMetrics()
   const deps = { objects, state, metrics, rescans: new RescanPolicy({ intervalMs: 60_000, jitter: 0 }), events: new EventOutbox(false) }
-  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps) }
+  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps, { leaseMs: 60_000 }) }
 }
 
 t.test('a crash after the copy: re-running finishes the move', async (t) => {
@@ -82,6 +82,26 @@ t.test('bytes changed in quarantine after the scan are never promoted', async (t
   t.equal(await objects.head('production', id), null, 'nothing in production')
   t.match(await objects.getTags('quarantine', id), { 'av-status': 'failed' })
   t.same(metrics.events, ['promotion:changed'])
+})
+
+t.test('bytes changed after an earlier try had copied them: the failed upload keeps no production copy', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
+  await new Promise((r) => setTimeout(r, 5))
+  await objects.put('quarantine', id, Readable.from([uniqueContent(5000)]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
+  await promote.promote(promoting, log)
+  t.match(await state.getUpload(id), { status: 'failed' })
+  t.equal(await objects.head('production', id), null, 'withdrawn from production')
+})
+
+t.test('a worker that lost its lease writes nothing to the store', async (t) => {
+  const { objects, state, id, promoting, promote } = await setup(t)
+  // Another worker claims the upload once the lease is gone.
+  const [other] = await state.claim('other', 1, 60_000, Date.now() + 120_000)
+  t.equal(other?.upload.id, id)
+  await t.rejects(promote.promote(promoting, log), { name: 'LeaseLostError' })
+  t.equal(await objects.head('production', id), null, 'no copy')
+  t.ok(await objects.head('quarantine', id), 'no delete')
 })
 
 t.test('nothing without a clean verdict is promoted', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assertTransition, backoffMs, publicStatus } from '../src/domain/upload-state.ts'
+import { assertTransition, backoffMs, isReleasedVerdict, publicStatus } from '../src/domain/upload-state.ts'
 
 t.test('the state machine allows only its written transitions', async (t) => {
   for (const [from, to] of [
@@ -19,7 +19,8 @@ t.test('the state machine allows only its written transitions', async (t) => {
     ['requarantining', 'infected'],
     ['requarantining', 'unscannable'],
     ['infected', 'promoting'],
-    ['failed', 'promoting']
+    ['failed', 'promoting'],
+    ['failed', 'pending']
   ] as const) {
     t.doesNotThrow(() => assertTransition(from, to), `${from} -> ${to}`)
   }
@@ -30,7 +31,7 @@ t.test('the state machine allows only its written transitions', async (t) => {
     ['clean', 'pending'],
     ['promoting', 'infected'],
     ['infected', 'clean'],
-    ['failed', 'pending'],
+    ['failed', 'clean'],
     ['clean', 'infected'],
     ['unscannable', 'clean']
   ] as const) {
@@ -49,4 +50,16 @@ t.test('backoff doubles, is capped, and is jittered within [ceiling/2, ceiling]'
   t.equal(backoffMs(3, 1000, 60_000, () => 0), 2000)
   t.equal(backoffMs(20, 1000, 60_000, () => 1), 60_000)
   t.equal(backoffMs(0, 1000, 60_000, () => 1), 1000)
+})
+
+t.test('a released upload is left in production only by the very verdict it was released with', async (t) => {
+  const infected = (signature: string) => ({ result: 'infected', signature }) as const
+  const unscannable = { result: 'unscannable', signature: null } as const
+  t.ok(isReleasedVerdict({ status: 'infected', signature: 'Sig.A' }, infected('Sig.A')))
+  t.notOk(isReleasedVerdict({ status: 'infected', signature: 'Sig.A' }, infected('Sig.B')), 'another signature')
+  t.notOk(isReleasedVerdict({ status: 'infected', signature: 'Sig.A' }, unscannable), 'no longer fully scanned')
+  t.ok(isReleasedVerdict({ status: 'unscannable', signature: null }, unscannable))
+  t.notOk(isReleasedVerdict({ status: 'unscannable', signature: null }, infected('Sig.A')), 'a detection of one released unscannable')
+  t.notOk(isReleasedVerdict({ status: 'failed', signature: null }, infected('Sig.A')), 'released while failed: never judged')
+  t.notOk(isReleasedVerdict({ status: 'failed', signature: null }, unscannable))
 })

@@ -80,7 +80,13 @@ export const configSchema = Type.Object(
     GW_UPLOAD_MIN_RATE_BYTES: Int(0, 1024, 'Least average rate, in bytes per second over GW_UPLOAD_RATE_WINDOW_MS, at which an upload must arrive; a slower one is answered 408 GW_TOO_SLOW and closed. Time the gateway spends not reading because its store is slow does not count. 0: no minimum.'),
     GW_UPLOAD_RATE_WINDOW_MS: Int(100, 20_000, 'Sliding window over which GW_UPLOAD_MIN_RATE_BYTES is measured (only time the gateway is reading the client counts).'),
     GW_HEADERS_TIMEOUT_MS: Int(100, 20_000, 'A request must have sent all its headers this long after it started; otherwise it is answered 408 GW_TOO_SLOW and its connection closed.'),
-    GW_MAX_CONNECTIONS: Int(1, 1024, 'Connections this process keeps open at once; requests on connections past it are answered 503 GW_BUSY with Retry-After and closed (`/healthz` excepted). Past twice as many, new connections are closed at once.')
+    GW_MAX_CONNECTIONS: Int(1, 1024, 'Connections this process keeps open at once; requests on connections past it are answered 503 GW_BUSY with Retry-After and closed (`/healthz` excepted). Past twice as many, new connections are closed at once.'),
+    GW_FAILED_RETRY_AFTER: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '1h',
+      description: 'An upload that failed because of the infrastructure (store or scanner errors and timeouts, not bytes that do not match their upload) goes back to pending this long after (`1h`, `30m`, `90s`), for up to GW_FAILED_RETRY_ROUNDS rounds.'
+    }),
+    GW_FAILED_RETRY_ROUNDS: Int(0, 3, 'Automatic rounds (each with GW_SCAN_MAX_ATTEMPTS tries) a failed upload gets after infrastructure failures before it waits for an operator; an operator rescan starts the count again. 0: none.')
   },
   { additionalProperties: false }
 )

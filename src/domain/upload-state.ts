@@ -8,7 +8,10 @@
  *                                                                  │                 │
  *   clean ──rescan finds infected / unscannable──▶ requarantining ──moved──▶ infected | unscannable
  *   infected | unscannable | failed ──admin release──▶ promoting ──copied──▶ clean (released)
+ *   failed ──admin rescan, or an automatic round after an infrastructure failure──▶ pending
  *
+ * Released uploads stay in rolling rescans: a later verdict other than the one released takes
+ * them out of production again (requarantining), the same one does not.
  * "promoting" and "requarantining" are internal: clients see "scanning" while the production
  * copy may not exist yet, and the verdict (infected, unscannable) while a detected object is
  * being taken out of production. A claimed job whose lease expires (its worker died) is
@@ -30,7 +33,7 @@ const transitions: Record<StoredStatus, readonly StoredStatus[]> = {
   clean: ['clean', 'requarantining'],
   infected: ['infected', 'promoting'],
   unscannable: ['unscannable', 'promoting'],
-  failed: ['promoting']
+  failed: ['promoting', 'pending']
 }
 
 /** Statuses a worker claims: work that is due, or whose previous worker lost its lease. */
@@ -69,4 +72,16 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number, random
  */
 export function nextRescanAt(scannedAt: number, intervalMs: number, jitter: number, random: () => number = Math.random): number {
   return scannedAt + Math.round(intervalMs * (1 - jitter * random()))
+}
+
+/**
+ * Whether a detection is the one an operator released, so finding it again is not news: the same
+ * status and, for infected, the same signature. Anything released while failed was never judged.
+ */
+export function isReleasedVerdict(
+  released: { status: 'infected' | 'unscannable' | 'failed'; signature: string | null },
+  verdict: { result: 'clean' | 'infected' | 'unscannable'; signature: string | null }
+): boolean {
+  if (released.status === 'failed' || verdict.result !== released.status) return false
+  return verdict.result !== 'infected' || verdict.signature === released.signature
 }

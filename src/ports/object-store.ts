@@ -54,10 +54,11 @@ export interface ObjectStore {
   /**
    * Copies from one area to the other with content type and metadata, replacing the target's
    * tags with `tags`. Overwrites. With `ifVersion`, copies only that version of the source and
-   * throws ObjectChangedError when the source is another one.
+   * throws ObjectChangedError when the source is another one. An aborted `signal` stops it before
+   * it is sent (and the request if it is under way: the store may still have applied it).
    */
-  copy(from: Area, to: Area, key: string, tags: Record<string, string>, options?: { ifVersion?: string }): Promise<void>
-  setTags(area: Area, key: string, tags: Record<string, string>): Promise<void>
+  copy(from: Area, to: Area, key: string, tags: Record<string, string>, options?: { ifVersion?: string; signal?: AbortSignal }): Promise<void>
+  setTags(area: Area, key: string, tags: Record<string, string>, options?: { signal?: AbortSignal }): Promise<void>
   /** {} when the object has no tags. Throws ObjectNotFoundError when it does not exist. */
   getTags(area: Area, key: string): Promise<Record<string, string>>
   /**
@@ -67,7 +68,7 @@ export interface ObjectStore {
    */
   list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage>
   /** Deleting an object that does not exist is not an error. */
-  delete(area: Area, key: string): Promise<void>
+  delete(area: Area, key: string, options?: { signal?: AbortSignal }): Promise<void>
   check(): Promise<AreaHealth[]>
   close(): Promise<void>
 }

@@ -38,9 +38,27 @@ export interface UploadRecord extends NewUpload {
   location: Area
   /** When the next rescan is due (the lease end while one runs); null: not scheduled. */
   nextScanAt: number | null
-  /** Set when an operator released the upload despite its verdict. */
-  released: { by: string; at: number; reason: string } | null
+  /**
+   * Set when an operator released the upload despite its verdict: who, when, why, and what was
+   * released (the status and, for infected, the signature), so the same detection later is not news.
+   */
+  released: { by: string; at: number; reason: string; status: ReleasableStatus; signature: string | null } | null
+  /** Automatic rounds given to this upload after infrastructure failures, since the last operator action. */
+  failedRounds: number
+  /** For a failed upload: when it goes back to pending on its own (an infrastructure failure), null: never. */
+  failedRetryAt: number | null
 }
+
+export interface ReleaseRequest {
+  by: string
+  reason: string
+  from?: ReleasableStatus
+  signature?: string | null
+  version?: string | null
+}
+
+/** What an operator may release. */
+export type ReleasableStatus = 'infected' | 'unscannable' | 'failed'
 
 /** A claimed job: the record, and the lease that fences every write that ends it. */
 export interface Claim {
@@ -91,6 +109,10 @@ export interface StatusChange {
   events?: NewEvent[]
   /** Marks this upload done in every unfinished rescan that covers it. */
   rescanOutcome?: RescanOutcome
+  /** For failed: when it goes back to pending on its own (null: it waits for an operator). */
+  failedRetryAt?: number | null
+  /** Forget the operator's release (the upload was taken out of production again). */
+  clearRelease?: boolean
 }
 
 /** What a rescan covers, as the store selects it (validated by the service). */
@@ -189,10 +211,19 @@ export interface StateStore {
   release(claim: Claim, now: number): Promise<boolean>
   queueStats(): Promise<QueueStats>
 
-  /** Admin: an infected, unscannable or failed upload not being worked on goes to promotion now. Null when it is not releasable. */
-  requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null>
+  /**
+   * Admin: an infected, unscannable or failed upload not being worked on goes to promotion now,
+   * remembering what was released (its status and `signature`). With `from`, only while it is still
+   * in that status; with `version`, the promotion copies that object version (verified by the
+   * caller). Null when it is not releasable.
+   */
+  requestRelease(id: string, release: ReleaseRequest, now: number): Promise<UploadRecord | null>
   /** Admin: a stored upload not being worked on is due for a rescan now. False otherwise. */
   scheduleRescan(id: string, now: number): Promise<boolean>
+  /** Admin: a failed upload not being worked on goes back to pending now, with a fresh try budget. False otherwise. */
+  retryFailed(id: string, now: number): Promise<boolean>
+  /** Failed uploads whose automatic retry is due go back to pending (at most `limit`); how many did. */
+  requeueFailed(now: number, limit: number): Promise<number>
   /** Creates a rescan and, unless it is an adoption, covers the selected stored uploads and makes them due now. */
   createRescan(rescan: { id: string; scope: Record<string, unknown>; createdBy: string; createdAt: number }, selection: RescanSelection): Promise<RescanRecord>
   getRescan(id: string): Promise<RescanRecord | null>

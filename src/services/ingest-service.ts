@@ -97,7 +97,7 @@ export class IngestService {
     this.#metrics.uploadBytes('stored', stored.size)
     this.#onCommitted()
     // Built here, not read back: once the insert committed, nothing may make us discard the object.
-    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt, location: 'quarantine', nextScanAt: null, released: null }
+    return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt, location: 'quarantine', nextScanAt: null, released: null, failedRounds: 0, failedRetryAt: null }
   }
 
   /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */

@@ -3,6 +3,7 @@ import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
+import { fence } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { transition } from './transition.ts'
@@ -18,8 +19,11 @@ export class PromoteService {
   readonly #metrics: Metrics
   readonly #rescans: RescanPolicy
   readonly #events: EventOutbox
+  /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
+  readonly #leaseMs: number
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; rescans: RescanPolicy; events: EventOutbox }) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; rescans: RescanPolicy; events: EventOutbox }, options: { leaseMs: number }) {
+    this.#leaseMs = options.leaseMs
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#objects = deps.objects
@@ -27,16 +31,31 @@ export class PromoteService {
     this.#metrics = deps.metrics
   }
 
-  async promote(claim: Claim, log: Log): Promise<void> {
+  async promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
     try {
-      await this.#promote(claim, log)
+      await this.#promote(claim, log, signal)
     } catch (err) {
       this.#metrics.promotionEnded('error')
       throw err
     }
   }
 
-  async #promote(claim: Claim, log: Log): Promise<void> {
+  /**
+   * A promotion that is given up must leave nothing in production: a failed upload is never
+   * readable there. Removes the production copy while the quarantined one still exists; false when
+   * the production copy is the only one left (a run deleted the quarantined copy and could not
+   * record it): then the promotion must go on being retried, never be marked failed.
+   */
+  async withdraw(claim: Claim, signal?: AbortSignal): Promise<boolean> {
+    const { upload } = claim
+    if (upload.location !== 'quarantine') return true
+    if ((await this.#objects.head('quarantine', upload.objectKey)) === null) return (await this.#objects.head('production', upload.objectKey)) === null
+    await fence(this.#state, claim, this.#leaseMs, signal)
+    await this.#objects.delete('production', upload.objectKey, { signal })
+    return true
+  }
+
+  async #promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
     const upload = claim.upload
     // An operator's release, on the record, is the only way past a verdict that is not clean.
     if (upload.status !== 'promoting' || (upload.verdict?.result !== 'clean' && !upload.released)) {
@@ -45,18 +64,21 @@ export class PromoteService {
     const tags = { ...verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now()), ...(upload.released ? { 'av-released-by': upload.released.by } : {}) }
     if (upload.location === 'production') {
       // Released in place: tagged where it is (tag mode, or an adopted object that failed its scans).
-      await this.#objects.setTags('production', upload.objectKey, tags)
+      await fence(this.#state, claim, this.#leaseMs, signal)
+      await this.#objects.setTags('production', upload.objectKey, tags, { signal })
       return this.#promoted(claim, log)
     }
     try {
-      // Only the bytes that were scanned: if the quarantined object changed since, nothing is copied.
-      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {})
+      // Only the bytes that were scanned (or, for a release, verified): if the quarantined object changed since, nothing is copied.
+      await fence(this.#state, claim, this.#leaseMs, signal)
+      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), signal })
     } catch (err) {
-      if (err instanceof ObjectChangedError) return this.#changed(claim, log)
+      if (err instanceof ObjectChangedError) return this.#changed(claim, log, signal)
       // A run that crashed after deleting the quarantined copy left only the production one.
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
-    await this.#objects.delete('quarantine', upload.objectKey)
+    await fence(this.#state, claim, this.#leaseMs, signal)
+    await this.#objects.delete('quarantine', upload.objectKey, { signal })
     await this.#promoted(claim, log)
   }
 
@@ -66,7 +88,7 @@ export class PromoteService {
     const events = upload.released
       ? this.#events.about('upload.released', upload, now, { released: upload.released })
       : this.#events.about('upload.clean', upload, now)
-    const change = { status: 'clean', lastError: null, location: 'production', nextScanAt: this.#rescans.next(upload, upload.scannedAt ?? now), events } as const
+    const change = { status: 'clean', lastError: null, location: 'production', nextScanAt: this.#rescans.next(upload.scannedAt ?? now), events } as const
     if (await transition(this.#state, claim, change, now)) {
       this.#metrics.promotionEnded('promoted')
       log.info({ key: upload.objectKey }, 'upload clean, promoted')
@@ -76,12 +98,15 @@ export class PromoteService {
   }
 
   /** The quarantined bytes are not the ones scanned: never promoted, the upload fails for good. */
-  async #changed(claim: Claim, log: Log): Promise<void> {
+  async #changed(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
     const { upload } = claim
     const now = Date.now()
     log.error({}, 'the quarantined object changed after its scan: not promoted')
+    // An earlier try may have copied the scanned bytes before failing: a failed upload has no production copy.
+    await this.withdraw(claim, signal)
     this.#metrics.promotionEnded('changed')
-    await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
+    await fence(this.#state, claim, this.#leaseMs, signal)
+    await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now), { signal })
     const lastError = 'the quarantined object changed after it was scanned'
     await transition(this.#state, claim, { status: 'failed', lastError, events: this.#events.about('upload.failed', upload, now, { error: lastError }) }, now)
   }

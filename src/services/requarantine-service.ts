@@ -2,6 +2,7 @@ import type { Log } from '../ports/log.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
+import { fence } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import { transition } from './transition.ts'
 
@@ -18,15 +19,18 @@ export class RequarantineService {
   readonly #state: StateStore
   readonly #mode: RequarantineMode
   readonly #events: EventOutbox
+  /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
+  readonly #leaseMs: number
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; events: EventOutbox }, options: { mode: RequarantineMode }) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; events: EventOutbox }, options: { mode: RequarantineMode; leaseMs: number }) {
+    this.#leaseMs = options.leaseMs
     this.#events = deps.events
     this.#objects = deps.objects
     this.#state = deps.state
     this.#mode = options.mode
   }
 
-  async requarantine(claim: Claim, log: Log): Promise<void> {
+  async requarantine(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
     const upload = claim.upload
     const verdict = upload.verdict
     if (upload.status !== 'requarantining' || !verdict || verdict.result === 'clean') {
@@ -39,20 +43,24 @@ export class RequarantineService {
     let scannedVersion = upload.scannedVersion
     if (this.#mode === 'move') {
       try {
-        await this.#objects.copy('production', 'quarantine', upload.objectKey, tags)
+        await fence(this.#state, claim, this.#leaseMs, signal)
+        await this.#objects.copy('production', 'quarantine', upload.objectKey, tags, { signal })
       } catch (err) {
         // A run that crashed after deleting from production left only the quarantine copy.
         if (!(err instanceof ObjectNotFoundError) || (await this.#objects.head('quarantine', upload.objectKey)) === null) throw err
       }
-      await this.#objects.delete('production', upload.objectKey)
+      await fence(this.#state, claim, this.#leaseMs, signal)
+      await this.#objects.delete('production', upload.objectKey, { signal })
       // The copy is a new version: a later release promotes exactly these bytes.
       scannedVersion = (await this.#objects.head('quarantine', upload.objectKey))?.version ?? null
     } else {
-      await this.#objects.setTags('production', upload.objectKey, tags)
+      await fence(this.#state, claim, this.#leaseMs, signal)
+      await this.#objects.setTags('production', upload.objectKey, tags, { signal })
     }
     const location = this.#mode === 'move' ? 'quarantine' : 'production'
     const events = [...this.#events.about('object.requarantined', upload, now, { mode: this.#mode }), ...this.#events.about(`upload.${verdict.result}`, upload, now)]
-    const change = { status: verdict.result, location, scannedVersion, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events } as const
+    // A released upload taken out again is no longer released: only a new release puts it back.
+    const change = { status: verdict.result, location, scannedVersion, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events, clearRelease: true } as const
     if (await transition(this.#state, claim, change, now)) log.warn({ verdict, mode: this.#mode }, 'stored object found ' + verdict.result + ': taken out of production')
     else log.warn({}, 'lease lost during requarantine; the new owner finishes it')
   }

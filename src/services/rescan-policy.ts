@@ -1,5 +1,4 @@
 import { nextRescanAt } from '../domain/upload-state.ts'
-import type { UploadRecord } from '../ports/state-store.ts'
 
 export interface RescanPolicyOptions {
   intervalMs: number
@@ -7,7 +6,10 @@ export interface RescanPolicyOptions {
   jitter: number
 }
 
-/** When a stored object is scanned again. Released uploads are not: an operator decided on the record. */
+/**
+ * When a stored object is scanned again. Released uploads are too: the operator decided on one
+ * verdict, and a later, different one must be able to take them out of production.
+ */
 export class RescanPolicy {
   readonly intervalMs: number
   readonly #jitter: number
@@ -18,7 +20,7 @@ export class RescanPolicy {
   }
 
   /** The next rolling rescan of an upload that is clean in production as of `scannedAt`. */
-  next(upload: Pick<UploadRecord, 'released'>, scannedAt: number): number | null {
-    return upload.released ? null : nextRescanAt(scannedAt, this.intervalMs, this.#jitter)
+  next(scannedAt: number): number {
+    return nextRescanAt(scannedAt, this.intervalMs, this.#jitter)
   }
 }

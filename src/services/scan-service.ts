@@ -1,11 +1,12 @@
 import { pipeline } from 'node:stream'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
-import { backoffMs } from '../domain/upload-state.ts'
-import type { ObjectStore } from '../ports/object-store.ts'
+import { backoffMs, isReleasedVerdict } from '../domain/upload-state.ts'
+import { ObjectChangedError, type ObjectStore } from '../ports/object-store.ts'
 import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts'
 import type { Claim, ScanRecord, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
+import { fence, LeaseLostError } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { PromoteService } from './promote-service.ts'
 import type { RequarantineService } from './requarantine-service.ts'
@@ -26,6 +27,10 @@ export interface ScanOptions {
   retryMaxMs: number
   /** Lease length, to re-check ownership before writing tags. */
   leaseMs: number
+  /** A failed upload whose last error came from the infrastructure is tried again this long after. */
+  failedRetryAfterMs: number
+  /** How many such automatic rounds it gets before it waits for an operator. */
+  failedRetryRounds: number
 }
 
 type AuditRow = Omit<ScanRecord, 'uploadId' | 'startedAt' | 'durationMs'>
@@ -43,6 +48,16 @@ function failedTry(detail: string): Omit<AuditRow, 'endpoint' | 'bytes'> {
 /** The content did not arrive whole: no verdict may be drawn from it. */
 class IntegrityError extends Error {
   override name = 'IntegrityError'
+}
+
+/** Failures that say something about the bytes themselves: another automatic round would not help. */
+function aboutTheBytes(err: unknown): boolean {
+  return err instanceof IntegrityError || err instanceof ObjectChangedError
+}
+
+/** The tags of a stored detection: in production (tag mode) av-status=infected, which the bucket policy denies. */
+function detectionTags(status: 'infected' | 'unscannable' | 'failed', upload: { id: string; location: string }, verdict: Verdict | null, at: number): Record<string, string> {
+  return { ...verdictTags(status, upload.id, verdict, at), ...(upload.location === 'production' ? { 'av-status': 'infected' } : {}) }
 }
 
 /**
@@ -95,11 +110,11 @@ export class ScanService {
     let current = claim
     try {
       if (current.upload.status === 'promoting') {
-        await this.#promote.promote(current, log)
+        await this.#promote.promote(current, log, signal)
         return 'done'
       }
       if (current.upload.status === 'requarantining') {
-        await this.#requarantine.requarantine(current, log)
+        await this.#requarantine.requarantine(current, log, signal)
         return 'done'
       }
       const { verdict, version, bytes, sha256 } = await this.#scan(current, signal, log)
@@ -111,8 +126,12 @@ export class ScanService {
 
       if (claim.kind === 'rescan' && upload.status !== 'clean') {
         // A stored detection rescanned on demand (in quarantine, or tagged in place in production):
-        // history only. A clean result never releases it.
+        // history only. A clean result never releases it. Its tag is set again, so a tag lost or
+        // overwritten (by a worker that woke up late) is repaired.
         const keep = verdict.result === 'clean' ? {} : { verdict, scannedAt: now, scannedVersion: version }
+        const tagged = verdict.result === 'clean' ? upload.verdict : verdict
+        await fence(this.#state, current, this.#options.leaseMs, signal)
+        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags(upload.status as 'infected' | 'unscannable', upload, tagged, now), { signal })
         return this.#end(current, { status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result }, log)
       }
       if (upload.location === 'quarantine') {
@@ -120,30 +139,31 @@ export class ScanService {
           const promoting = { status: 'promoting', ...scanned, runAt: now + this.#options.leaseMs } as const
           if (!(await transition(this.#state, current, promoting, now))) return this.#lost(log)
           current = { ...current, kind: 'scan', upload: { ...upload, ...promoting, attempts: 0 } }
-          await this.#promote.promote(current, log)
+          await this.#promote.promote(current, log, signal)
           return 'done'
         }
         // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
-        // that lost its lease must not tag over the new owner's result, hence the check first.
-        if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) return this.#lost(log)
-        await this.#objects.setTags('quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now))
+        // that lost its lease must not tag over the new owner's result, hence the fence first.
+        await fence(this.#state, current, this.#options.leaseMs, signal)
+        await this.#objects.setTags('quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now), { signal })
         const events = this.#events.about(`upload.${verdict.result}`, { ...upload, verdict }, now)
         if (await transition(this.#state, current, { status: verdict.result, ...scanned, events }, now)) log.warn({ verdict }, `upload ${verdict.result}`)
         else this.#lost(log)
         return 'done'
       }
 
-      // In production: a rescan of a clean object, or the first scan of an adopted one.
-      if (verdict.result === 'clean' || upload.released) {
-        if (verdict.result !== 'clean') log.warn({ verdict }, 'released upload detected again: left in production, as released')
-        if (!(await this.#state.renewLease(current, this.#options.leaseMs, now))) return this.#lost(log)
-        if (verdict.result === 'clean') await this.#objects.setTags('production', upload.objectKey, verdictTags('clean', upload.id, verdict, now))
+      // In production: a rescan of a clean object, or the first scan of an adopted one. A released
+      // upload found with the very detection that was released stays; any other detection takes it out.
+      if (verdict.result === 'clean' || (upload.released && isReleasedVerdict(upload.released, verdict))) {
+        if (verdict.result !== 'clean') log.warn({ verdict }, 'released upload detected again with the verdict it was released with: left in production')
+        await fence(this.#state, current, this.#options.leaseMs, signal)
+        if (verdict.result === 'clean') await this.#objects.setTags('production', upload.objectKey, verdictTags('clean', upload.id, verdict, now), { signal })
         const first = upload.status === 'scanning'
         const change = {
           status: 'clean',
           ...scanned,
           ...measured,
-          nextScanAt: this.#rescans.next(upload, now),
+          nextScanAt: this.#rescans.next(now),
           rescanOutcome: verdict.result,
           ...(first ? { events: this.#events.about('upload.clean', { ...upload, verdict }, now) } : {})
         } as const
@@ -153,11 +173,12 @@ export class ScanService {
       if (!(await transition(this.#state, current, requarantining, now))) return this.#lost(log)
       // From here it is a step of the upload's own flow: its lease is kept in runAt.
       current = { ...current, kind: 'scan', upload: { ...upload, ...requarantining, attempts: 0 } }
-      await this.#requarantine.requarantine(current, log)
+      await this.#requarantine.requarantine(current, log, signal)
       return 'done'
     } catch (err) {
       if (signal.aborted) throw err
-      return this.#retryOrFail(current, err, log)
+      if (err instanceof LeaseLostError) return this.#lost(log)
+      return this.#retryOrFail(current, err, log, signal)
     }
   }
 
@@ -229,7 +250,7 @@ export class ScanService {
    * A scanner that cannot be reached says nothing about the file: that try is not counted, so
    * an outage of clamd leaves uploads pending (never failed, never promoted) until it is back.
    */
-  async #retryOrFail(claim: Claim, err: unknown, log: Log): Promise<RunOutcome> {
+  async #retryOrFail(claim: Claim, err: unknown, log: Log, signal: AbortSignal): Promise<RunOutcome> {
     const upload = claim.upload
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     const outage = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
@@ -240,7 +261,7 @@ export class ScanService {
     let change: StatusChange
     if (claim.kind === 'rescan') {
       // A rescan that keeps failing leaves the stored verdict as it is and waits for the next turn.
-      const nextScanAt = givingUp ? (upload.status === 'clean' ? this.#rescans.next(upload, now) : null) : now + delay
+      const nextScanAt = givingUp ? (upload.status === 'clean' ? this.#rescans.next(now) : null) : now + delay
       change = { status: upload.status, ...retry, nextScanAt, ...(givingUp ? { resetAttempts: true, refundAttempt: false, rescanOutcome: 'failed' } : {}) }
     } else if (upload.status === 'requarantining') {
       // A detected object must leave production: this is retried for as long as it takes.
@@ -251,12 +272,23 @@ export class ScanService {
       log.error({ err, attempts: upload.attempts }, 'adopted object could not be scanned: taking it out of production')
       const verdict: Verdict = { result: 'unscannable', signature: null, reason: `could not be scanned: ${message}`, engine: notSent, signatureVersion: null }
       change = { status: 'requarantining', verdict, scannedAt: now, lastError: message, resetAttempts: true, runAt: now }
+    } else if (givingUp && upload.status === 'promoting' && !(await this.#withdrawn(claim, log, signal))) {
+      // Not failed while a copy may be readable in production: the promotion goes on being retried.
+      log.error({ err, attempts: upload.attempts }, 'promotion keeps failing and its production copy cannot be withdrawn; still trying')
+      change = { status: 'promoting', ...retry, runAt: now + delay }
     } else if (givingUp) {
-      log.error({ err, attempts: upload.attempts }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed for good`)
-      await this.#objects
-        .setTags(upload.location, upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now))
-        .catch((tagErr: unknown) => log.error({ err: tagErr }, 'could not tag a failed upload'))
-      change = { status: 'failed', lastError: message, rescanOutcome: 'failed', events: this.#events.about('upload.failed', upload, now, { error: message }) }
+      // An outage of the store or of the scanner says nothing about the file: another round later, a few times.
+      const again = !aboutTheBytes(err) && upload.failedRounds < this.#options.failedRetryRounds
+      const failedRetryAt = again ? now + this.#options.failedRetryAfterMs : null
+      log.error({ err, attempts: upload.attempts, failedRetryAt }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed${again ? ', to be tried again later' : ' for good'}`)
+      try {
+        await fence(this.#state, claim, this.#options.leaseMs, signal)
+        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags('failed', upload, upload.verdict, now), { signal })
+      } catch (tagErr) {
+        if (tagErr instanceof LeaseLostError) return this.#lost(log)
+        log.error({ err: tagErr }, 'could not tag a failed upload')
+      }
+      change = { status: 'failed', lastError: message, failedRetryAt, rescanOutcome: 'failed', events: this.#events.about('upload.failed', upload, now, { error: message }) }
     } else {
       log.warn({ err, attempts: upload.attempts, retryInMs: delay }, outage ? 'scanner unreachable, will retry' : 'transient error, will retry')
       // A clean verdict is kept: only the promotion is retried.
@@ -264,6 +296,17 @@ export class ScanService {
     }
     if (!(await transition(this.#state, claim, change, now))) this.#lost(log)
     return outage ? 'scanner-unavailable' : 'done'
+  }
+
+  /** Whether a given-up promotion left no copy in production (see PromoteService.withdraw). */
+  async #withdrawn(claim: Claim, log: Log, signal: AbortSignal): Promise<boolean> {
+    try {
+      return await this.#promote.withdraw(claim, signal)
+    } catch (err) {
+      if (err instanceof LeaseLostError) throw err
+      log.error({ err }, 'could not withdraw the production copy of a failed promotion')
+      return false
+    }
   }
 
   #lost(log: Log): RunOutcome {

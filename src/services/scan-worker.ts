@@ -32,6 +32,8 @@ export class ScanWorker {
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
   #stopping = false
+  /** When failed uploads were last looked at for their automatic round. */
+  #requeuedAt = 0
   #loop: Promise<void> | null = null
   #wakeUp: (() => void) | null = null
   #woken = false
@@ -94,6 +96,13 @@ export class ScanWorker {
           return claims.length
         }
         try {
+          // Failed uploads whose automatic round is due (an infrastructure failure) are pending again, claimed
+          // below. Their rounds are hours apart: looking once a second is plenty, and keeps writes off a busy loop.
+          if (Date.now() - this.#requeuedAt >= 1_000) {
+            this.#requeuedAt = Date.now()
+            const requeued = await this.#state.requeueFailed(this.#requeuedAt, free)
+            if (requeued > 0) this.#log.info({ requeued }, 'failed uploads tried again after an infrastructure failure')
+          }
           const uploads = start(await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
           let backgroundFree = Math.min(free - uploads, this.#options.rescanSlots - this.#backgroundRunning())

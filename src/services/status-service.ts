@@ -46,7 +46,7 @@ export class StatusService {
       scannedAt: status === 'scanning' || record.scannedAt === null ? null : new Date(record.scannedAt).toISOString(),
       verdict: status === 'scanning' ? null : record.verdict,
       ...(status === 'clean' ? { object: this.#objects.location('production', record.objectKey) } : {}),
-      ...(record.released ? { released: { ...record.released, at: new Date(record.released.at).toISOString() } } : {})
+      ...(record.released ? { released: { by: record.released.by, at: new Date(record.released.at).toISOString(), reason: record.released.reason } } : {})
     }
   }
 }

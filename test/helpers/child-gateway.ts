@@ -11,7 +11,7 @@ export interface ChildGateway {
 }
 
 /** Runs `node src/server.ts` as its own process (as `npm start` does), for crash and signal tests. */
-export async function startChildGateway(t: Test, env: Record<string, string>): Promise<ChildGateway> {
+export async function startChildGateway(t: Test, env: Record<string, string>, startTimeoutMs = 45_000): Promise<ChildGateway> {
   const port = await freePort()
   const child = spawn(process.execPath, ['src/server.ts'], {
     cwd: resolve(import.meta.dirname, '../..'),
@@ -26,10 +26,10 @@ export async function startChildGateway(t: Test, env: Record<string, string>): P
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s))
   // A bound, not a measure: on a loaded machine (load average above 10 on 2 cores) several
   // gateways starting at once took more than 15 s each.
-  const deadline = Date.now() + 45_000
+  const deadline = Date.now() + startTimeoutMs
   while (!out.includes('gateway listening')) {
     if (child.exitCode !== null) throw new Error(`child gateway exited: ${out}`)
-    if (Date.now() > deadline) throw new Error(`child gateway did not start within 45 s: ${out}`)
+    if (Date.now() > deadline) throw new Error(`child gateway did not start within ${startTimeoutMs} ms: ${out}`)
     await new Promise((r) => setTimeout(r, 50))
   }
   return { url: `http://127.0.0.1:${port}`, child, output: () => out }

@@ -120,7 +120,8 @@ export class FsObjectStore implements ObjectStore {
     return { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string } = {}): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string; signal?: AbortSignal } = {}): Promise<void> {
+    options.signal?.throwIfAborted()
     const clean = sanitizeTags(tags)
     const src = this.#paths(from, key)
     const dst = this.#paths(to, key)
@@ -144,7 +145,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async setTags(area: Area, key: string, tags: Record<string, string>): Promise<void> {
+  async setTags(area: Area, key: string, tags: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<void> {
+    options.signal?.throwIfAborted()
     const clean = sanitizeTags(tags)
     if (!(await this.head(area, key))) throw new ObjectNotFoundError(area, key)
     const { meta } = this.#paths(area, key)
@@ -181,7 +183,8 @@ export class FsObjectStore implements ObjectStore {
     return { objects, nextToken: last && keys.indexOf(last.key) < keys.length - 1 ? last.key : null }
   }
 
-  async delete(area: Area, key: string): Promise<void> {
+  async delete(area: Area, key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    options.signal?.throwIfAborted()
     const { data, meta } = this.#paths(area, key)
     // Data first: once it is gone the object is gone, whatever happens to the sidecar.
     for (const path of [data, meta]) {

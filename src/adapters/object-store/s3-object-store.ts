@@ -180,7 +180,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string } = {}): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string; signal?: AbortSignal } = {}): Promise<void> {
     const tagging = encodeTagging(sanitizeTags(tags))
     const source = await this.#head(from, key)
     if (!source) throw new ObjectNotFoundError(from, key)
@@ -189,6 +189,7 @@ export class S3ObjectStore implements ObjectStore {
     const Bucket = this.#buckets[to]
     const copySource = `${encodeURIComponent(this.#buckets[from])}/${key.split('/').map(encodeURIComponent).join('/')}`
     const size = source.ContentLength ?? 0
+    options.signal?.throwIfAborted()
     try {
       if (size > this.#copyThreshold) {
         await multipartCopy({
@@ -214,7 +215,8 @@ export class S3ObjectStore implements ObjectStore {
             MetadataDirective: 'COPY',
             TaggingDirective: 'REPLACE',
             Tagging: tagging
-          })
+          }),
+          { abortSignal: options.signal }
         )
       }
     } catch (err) {
@@ -223,10 +225,11 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async setTags(area: Area, key: string, tags: Record<string, string>): Promise<void> {
+  async setTags(area: Area, key: string, tags: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<void> {
     const TagSet = Object.entries(sanitizeTags(tags)).map(([Key, Value]) => ({ Key, Value }))
+    options.signal?.throwIfAborted()
     await this.client
-      .send(new PutObjectTaggingCommand({ Bucket: this.#buckets[area], Key: key, Tagging: { TagSet } }))
+      .send(new PutObjectTaggingCommand({ Bucket: this.#buckets[area], Key: key, Tagging: { TagSet } }), { abortSignal: options.signal })
       .catch((err: unknown) => this.#fail(err, area, key, 'setTags'))
   }
 
@@ -250,9 +253,10 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async delete(area: Area, key: string): Promise<void> {
+  async delete(area: Area, key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    options.signal?.throwIfAborted()
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.#buckets[area], Key: key }))
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.#buckets[area], Key: key }), { abortSignal: options.signal })
     } catch (err) {
       // S3 answers 204 for a missing key; some compatible servers answer 404.
       if (!isMissingObject(err)) throw toStoreError(err, `delete ${this.#buckets[area]}/${key}`)

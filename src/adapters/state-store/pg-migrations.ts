@@ -118,5 +118,23 @@ export const migrations: readonly { version: number; sql: string }[] = [
       );
       CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
     `
+  },
+  {
+    // Failed uploads retried automatically after an infrastructure failure; what a release was made against.
+    version: 3,
+    sql: `
+      -- Automatic rounds used since the last operator action, and when the next one is due (NULL: none).
+      ALTER TABLE uploads ADD COLUMN failed_rounds INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE uploads ADD COLUMN failed_retry_at BIGINT;
+      -- The status and signature an operator released: the same detection later does not take it out again.
+      ALTER TABLE uploads ADD COLUMN released_status TEXT;
+      ALTER TABLE uploads ADD COLUMN released_signature TEXT;
+      -- Earlier releases: what their stored verdict says (none: released while failed).
+      UPDATE uploads SET released_status = CASE WHEN (verdict::jsonb ->> 'result') IN ('infected', 'unscannable') THEN (verdict::jsonb ->> 'result') ELSE 'failed' END,
+                         released_signature = (verdict::jsonb ->> 'signature')
+       WHERE released_at IS NOT NULL AND verdict IS NOT NULL;
+      UPDATE uploads SET released_status = 'failed' WHERE released_at IS NOT NULL AND verdict IS NULL;
+      CREATE INDEX uploads_failed_retry ON uploads (failed_retry_at) WHERE status = 'failed' AND failed_retry_at IS NOT NULL;
+    `
   }
 ]

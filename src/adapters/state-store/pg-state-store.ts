@@ -6,6 +6,7 @@ import {
   type Claim,
   type NewUpload,
   type OutboxEvent,
+  type ReleaseRequest,
   type QueueStats,
   type RescanRecord,
   type RescanSelection,
@@ -35,6 +36,8 @@ import {
   RELEASE_SQL,
   RENEW_LEASE_SQL,
   REQUEST_RELEASE_SQL,
+  REQUEUE_FAILED_SQL,
+  RETRY_FAILED_SQL,
   SCHEDULE_RESCAN_SQL,
   SqlValues,
   statusChangeSql,
@@ -177,13 +180,17 @@ export class PgStateStore implements StateStore {
     return { depth: Number(row?.depth), oldestCreatedAt: row?.oldest == null ? null : Number(row.oldest) }
   }
 
-  async requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null> {
+  async requestRelease(
+    id: string,
+    release: ReleaseRequest,
+    now: number
+  ): Promise<UploadRecord | null> {
     const { rows } = await this.#query(
       `WITH released AS (${REQUEST_RELEASE_SQL}),
             -- LEAVE_RESCANS_SQL, for the upload released here (if it was).
             dropped AS (DELETE FROM rescan_items WHERE upload_id IN (SELECT id FROM released) AND outcome IS NULL)
        SELECT * FROM released`,
-      [now, release.by, release.reason, id]
+      [now, release.by, release.reason, id, release.from ?? null, release.signature ?? null, release.version ?? null]
     )
     return rows[0] ? toRecord(rows[0]) : null
   }
@@ -191,6 +198,16 @@ export class PgStateStore implements StateStore {
   async scheduleRescan(id: string, now: number): Promise<boolean> {
     const { rowCount } = await this.#query(SCHEDULE_RESCAN_SQL, [now, id])
     return rowCount === 1
+  }
+
+  async retryFailed(id: string, now: number): Promise<boolean> {
+    const { rowCount } = await this.#query(RETRY_FAILED_SQL, [now, id])
+    return rowCount === 1
+  }
+
+  async requeueFailed(now: number, limit: number): Promise<number> {
+    const { rowCount } = await this.#query(REQUEUE_FAILED_SQL, [now, limit])
+    return rowCount ?? 0
   }
 
   async createRescan(

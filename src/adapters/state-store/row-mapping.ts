@@ -1,6 +1,6 @@
 import type { StoredStatus } from '../../domain/upload-state.ts'
 import type { Area } from '../../ports/object-store.ts'
-import type { AdoptionClaim, AuditEntry, NewEvent, OutboxEvent, RescanRecord, ScanRecord, UploadRecord, Verdict } from '../../ports/state-store.ts'
+import type { AdoptionClaim, AuditEntry, NewEvent, OutboxEvent, ReleasableStatus, RescanRecord, ScanRecord, UploadRecord, Verdict } from '../../ports/state-store.ts'
 
 /**
  * Rows to records, shared by both adapters. Every number goes through Number(): pg returns
@@ -36,7 +36,18 @@ export function toRecord(row: Row): UploadRecord {
     runAt: Number(row.run_at),
     location: String(row.location) as Area,
     nextScanAt: nullableNumber(row.next_scan_at),
-    released: releasedAt === null ? null : { by: String(row.released_by), at: releasedAt, reason: String(row.release_reason) }
+    released:
+      releasedAt === null
+        ? null
+        : {
+            by: String(row.released_by),
+            at: releasedAt,
+            reason: String(row.release_reason),
+            status: String(row.released_status ?? 'failed') as ReleasableStatus,
+            signature: nullableString(row.released_signature)
+          },
+    failedRounds: Number(row.failed_rounds ?? 0),
+    failedRetryAt: nullableNumber(row.failed_retry_at)
   }
 }
 

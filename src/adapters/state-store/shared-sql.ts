@@ -83,6 +83,10 @@ export function statusChangeSql(claim: Claim, change: StatusChange, now: number,
   if (change.location !== undefined) set('location', change.location)
   if (change.size !== undefined) set('size', change.size)
   if (change.sha256 !== undefined) set('sha256', change.sha256)
+  if (change.failedRetryAt !== undefined) set('failed_retry_at', change.failedRetryAt)
+  // Any other status ends a scheduled automatic retry: it belongs to the failure it followed.
+  else if (change.status !== 'failed') sets.push('failed_retry_at = NULL')
+  if (change.clearRelease) sets.push('released_by = NULL', 'released_at = NULL', 'release_reason = NULL', 'released_status = NULL', 'released_signature = NULL')
   // A job that leaves the claimed phase gives its lease back (a rescan ending in a stored status included).
   if (change.status === 'pending' || !claimableStatuses.includes(change.status)) sets.push('lease_owner = NULL', 'lease_token = NULL')
   return `UPDATE uploads SET ${sets.join(', ')} WHERE id = ${v.add(claim.upload.id)} AND lease_token = ${v.add(claim.token)} AND status = ${v.add(claim.upload.status)}`
@@ -91,19 +95,37 @@ export function statusChangeSql(claim: Claim, change: StatusChange, now: number,
 /** $1 outcome, $2 now, $3 upload id: done in every unfinished rescan that covers it. */
 export const RESCAN_OUTCOME_SQL = 'UPDATE rescan_items SET outcome = $1, done_at = $2 WHERE upload_id = $3 AND outcome IS NULL'
 
-/** $1 now, $2 by, $3 reason, $4 id. */
+/**
+ * $1 now, $2 by, $3 reason, $4 id, $5 the status released (the upload must still be in it; null: any
+ * releasable one), $6 its signature, $7 the verified object version the promotion copies (null: the one recorded).
+ */
 export const REQUEST_RELEASE_SQL = `
   UPDATE uploads
      SET status = 'promoting', run_at = $1, attempts = 0, last_error = NULL, next_scan_at = NULL,
-         released_by = $2, released_at = $1, release_reason = $3, updated_at = $1
-   WHERE id = $4 AND status IN (${releasable}) AND lease_token IS NULL
+         released_by = $2, released_at = $1, release_reason = $3, released_status = status,
+         released_signature = CAST($6 AS TEXT), scanned_version = COALESCE(CAST($7 AS TEXT), scanned_version), failed_retry_at = NULL, failed_rounds = 0, updated_at = $1
+   WHERE id = $4 AND status = COALESCE(CAST($5 AS TEXT), status) AND status IN (${releasable}) AND lease_token IS NULL
   RETURNING *`
 
 /**
- * A released upload leaves the unfinished rescans that covered it ($1 id): it will not be rescanned,
- * and its item would otherwise keep them from ever finishing.
+ * A released upload leaves the unfinished rescans that covered it ($1 id): it is rescanned on its
+ * own schedule once promoted, and its item would otherwise keep them waiting until then.
  */
 export const LEAVE_RESCANS_SQL = 'DELETE FROM rescan_items WHERE upload_id = $1 AND outcome IS NULL'
+
+/** $1 now, $2 id: a failed upload goes back to pending, with fresh tries and automatic rounds. */
+export const RETRY_FAILED_SQL = `
+  UPDATE uploads SET status = 'pending', run_at = $1, attempts = 0, failed_retry_at = NULL, failed_rounds = 0, updated_at = $1
+   WHERE id = $2 AND status = 'failed' AND lease_token IS NULL`
+
+/**
+ * $1 now, $2 limit: failed uploads whose automatic retry is due go back to pending, one round more.
+ * The outer conditions are checked again on a row another statement changed meanwhile (PostgreSQL).
+ */
+export const REQUEUE_FAILED_SQL = `
+  UPDATE uploads SET status = 'pending', run_at = $1, attempts = 0, failed_retry_at = NULL, failed_rounds = failed_rounds + 1, updated_at = $1
+   WHERE status = 'failed' AND failed_retry_at <= $1 AND lease_token IS NULL
+     AND id IN (SELECT id FROM uploads WHERE status = 'failed' AND failed_retry_at <= $1 AND lease_token IS NULL ORDER BY failed_retry_at LIMIT $2)`
 
 /** $1 now, $2 id. */
 export const SCHEDULE_RESCAN_SQL = `UPDATE uploads SET next_scan_at = $1 WHERE id = $2 AND status IN (${rescannable}) AND lease_token IS NULL`
@@ -150,7 +172,7 @@ export const LIST_RESCANS_SQL = rescanSummarySql('ORDER BY created_at DESC, id D
 /**
  * Cancelling, in one transaction and in this order: the rescan ($1 now, $2 id); then its
  * unfinished uploads that no other rescan waits for and no worker holds go back to their regular
- * schedule: a clean, unreleased one its scan time + interval ($1 interval, $2 id), any other none;
+ * schedule: a clean one its scan time + interval ($1 interval, $2 id), any other none;
  * then its unfinished items are marked cancelled ($1 id).
  */
 export const CANCEL_RESCAN_SQL = `
@@ -158,7 +180,7 @@ export const CANCEL_RESCAN_SQL = `
    WHERE id = $2 AND state IN ('running', 'listing')`
 export const UNSCHEDULE_CANCELLED_SQL = `
   UPDATE uploads
-     SET next_scan_at = CASE WHEN status = 'clean' AND released_at IS NULL THEN COALESCE(scanned_at, created_at) + $1 ELSE NULL END
+     SET next_scan_at = CASE WHEN status = 'clean' THEN COALESCE(scanned_at, created_at) + $1 ELSE NULL END
    WHERE id IN (SELECT upload_id FROM rescan_items WHERE rescan_id = $2 AND outcome IS NULL)
      AND status IN (${rescannable}) AND lease_token IS NULL
      AND NOT EXISTS (SELECT 1 FROM rescan_items o WHERE o.upload_id = uploads.id AND o.outcome IS NULL AND o.rescan_id <> $2)`

@@ -8,6 +8,7 @@ import {
   type Claim,
   type NewUpload,
   type OutboxEvent,
+  type ReleaseRequest,
   type QueueStats,
   type RescanRecord,
   type RescanSelection,
@@ -36,8 +37,10 @@ import {
   RELEASE_SQL,
   RENEW_LEASE_SQL,
   REQUEST_RELEASE_SQL,
+  REQUEUE_FAILED_SQL,
   rescannable,
   RESCAN_OUTCOME_SQL,
+  RETRY_FAILED_SQL,
   SCHEDULE_RESCAN_SQL,
   SqlValues,
   statusChangeSql,
@@ -162,9 +165,13 @@ export class SqliteStateStore implements StateStore {
     return { depth: Number(row.depth), oldestCreatedAt: row.oldest === null ? null : Number(row.oldest) }
   }
 
-  async requestRelease(id: string, release: { by: string; reason: string }, now: number): Promise<UploadRecord | null> {
+  async requestRelease(
+    id: string,
+    release: ReleaseRequest,
+    now: number
+  ): Promise<UploadRecord | null> {
     return this.#transaction(() => {
-      const row = this.#get(REQUEST_RELEASE_SQL, [now, release.by, release.reason, id])
+      const row = this.#get(REQUEST_RELEASE_SQL, [now, release.by, release.reason, id, release.from ?? null, release.signature ?? null, release.version ?? null])
       if (!row) return null
       this.#write(LEAVE_RESCANS_SQL, [id])
       return toRecord(row)
@@ -173,6 +180,14 @@ export class SqliteStateStore implements StateStore {
 
   async scheduleRescan(id: string, now: number): Promise<boolean> {
     return this.#write(SCHEDULE_RESCAN_SQL, [now, id]) === 1
+  }
+
+  async retryFailed(id: string, now: number): Promise<boolean> {
+    return this.#write(RETRY_FAILED_SQL, [now, id]) === 1
+  }
+
+  async requeueFailed(now: number, limit: number): Promise<number> {
+    return this.#write(REQUEUE_FAILED_SQL, [now, limit])
   }
 
   async createRescan(

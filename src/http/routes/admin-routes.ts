@@ -70,7 +70,8 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       ...admin,
       schema: {
         summary: 'Release an infected, unscannable or failed upload to production (a false positive)',
-        description: 'Recorded with who, when and why; the upload is promoted and reported clean with `released`. Released uploads are left out of rolling rescans.',
+        description:
+          'Recorded with who, when and why. The stored object is read and hashed first: only bytes whose size and SHA-256 match the upload are promoted (that object version exactly), otherwise 409. The upload is reported clean with `released` and stays in rolling rescans: a later detection other than the one released takes it out of production again.',
         params: UploadParams,
         body: ReleaseRequest,
         response: { 202: Accepted, ...errors, 409: ErrorBody }
@@ -79,14 +80,32 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
     async (request, reply) => {
       const { id } = request.params as { id: string }
       const { reason } = request.body as { reason: string }
-      await operations.release(id, reason, auth.actorOf(request))
+      // The object is hashed while the operator waits: stop reading it if they leave.
+      const abort = new AbortController()
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) abort.abort(new Error('client closed the connection'))
+      }
+      reply.raw.once('close', onClose)
+      try {
+        await operations.release(id, reason, auth.actorOf(request), abort.signal)
+      } finally {
+        reply.raw.off('close', onClose)
+      }
       return reply.code(202).send({ id, status: 'scanning' })
     }
   )
 
   app.post(
     '/v1/uploads/:id/rescan',
-    { ...admin, schema: { summary: 'Rescan one stored upload now', params: UploadParams, response: { 202: Accepted, ...errors, 409: ErrorBody } } },
+    {
+      ...admin,
+      schema: {
+        summary: 'Rescan one stored upload now',
+        description: 'A clean, infected or unscannable upload is scanned again now; a failed one goes back to pending with a fresh budget of tries.',
+        params: UploadParams,
+        response: { 202: Accepted, ...errors, 409: ErrorBody }
+      }
+    },
     async (request, reply) => {
       const { id } = request.params as { id: string }
       await operations.rescanOne(id, auth.actorOf(request))
