@@ -136,7 +136,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
       status: new StatusService({ state, objects }),
-      readiness: new ReadinessService({ objects, state, scanner }),
+      readiness: new ReadinessService({ objects, state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' }),
       operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
       admission,
       metrics,
