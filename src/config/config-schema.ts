@@ -76,7 +76,9 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.'),
+    GW_OPS_PORT: Int(0, 0, 'Port of a second listener (on GW_HOST) for `/metrics` and `/readyz` (and `/healthz`), so scrapers and load balancers reach them on an internal port; the main port then serves `/healthz` only of the three. 0: no second listener, all three on the main port.', 65535),
+    GW_METRICS_QUEUE_INTERVAL_MS: Int(0, 10_000, 'How often `/metrics` reads the queue figures (`gateway_queue_depth`, the oldest upload age, `gateway_state_store_up`) from the state store; scrapes in between get the last reading. 0: every scrape reads (concurrent scrapes still share one query).')
   },
   { additionalProperties: false }
 )

@@ -12,7 +12,7 @@ import type { UploadAdmission } from '../services/upload-admission.ts'
 import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
-import { healthRoutes } from './routes/health-routes.ts'
+import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
@@ -34,6 +34,8 @@ export interface AppOptions {
   corsOrigins: readonly string[]
   /** false for a worker-only process: health and metrics, no upload routes. */
   uploads: boolean
+  /** false when /readyz and /metrics are on the ops listener (GW_OPS_PORT). */
+  opsRoutes: boolean
   /** Runs before the routes are registered (the OpenAPI generator hooks in here). */
   beforeRoutes?: (app: FastifyInstance) => Promise<void>
 }
@@ -78,7 +80,10 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(uploadRoutes, deps)
     await app.register(adminRoutes, deps)
   }
-  await app.register(healthRoutes, deps)
-  await app.register(metricsRoutes, deps)
+  await app.register(healthRoutes)
+  if (options.opsRoutes) {
+    await app.register(readinessRoutes, deps)
+    await app.register(metricsRoutes, deps)
+  }
   return app
 }
