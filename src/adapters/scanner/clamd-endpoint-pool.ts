@@ -5,8 +5,9 @@
  * is used before the next health check notices. Connect attempts, finished scans and periodic
  * checks (PING, then a scan of the EICAR test string that must be detected: a clamd without
  * signatures answers PONG and calls everything clean) keep the health current.
- * An endpoint gets no scans before a check saw it detect EICAR. With periodic checks off, the
- * first scan or readiness question that needs an endpoint checks it once; nothing else does.
+ * An endpoint gets no scans before a check saw it detect EICAR: a scan that finds none checks
+ * those at once and waits for the result. With periodic checks off, that (or the first readiness
+ * question) is the only time an endpoint is checked.
  */
 import { ScannerError, type EndpointHealth } from '../../ports/scanner.ts'
 import { Readable } from 'node:stream'
@@ -114,7 +115,7 @@ export class ClamdEndpointPool {
    */
   async readiness(): Promise<{ ok: boolean; detail: string }> {
     const first = this.#states.filter((s) => s.probedAt === null)
-    for (const state of first) if (this.#options.healthIntervalMs === 0) this.#startCheck(state)
+    for (const state of first) this.#startCheck(state)
     await Promise.all(first.map((s) => s.checking))
     const describe = (s: EndpointState) =>
       s.verified && s.healthy ? `detected the EICAR test file as ${s.eicar}` : s.verified ? `${s.detail} (passed its last EICAR check)` : (s.detail ?? 'not checked yet')
@@ -228,12 +229,14 @@ export class ClamdEndpointPool {
   }
 
   /**
-   * None verified: wait for a check under way of an endpoint that never passed one (with periodic
-   * checks off, start it), unless it already failed while this scan waited.
+   * None verified: check the endpoints that have not passed a check (at once, not at the next
+   * periodic check, so a clamd that is back is used without delay) and wait for the result, unless
+   * one already failed while this scan waited. Scans that find no endpoint pause the worker
+   * (an outage), which bounds how often this runs.
    */
   #awaitFirstCheck(tried: Set<EndpointState>, since: number): 'wait' | null {
     const candidates = this.#states.filter((s) => !s.verified && !tried.has(s) && s.failedSeq <= since)
-    if (this.#options.healthIntervalMs === 0) for (const s of candidates) this.#startCheck(s)
+    for (const s of candidates) this.#startCheck(s)
     return candidates.some((s) => s.checking) ? 'wait' : null
   }
 
