@@ -22,14 +22,21 @@ async function countingClamd(t: Test) {
 
 t.test('100 concurrent /readyz cost no EICAR scan beyond the health checks: one per endpoint per interval', async (t) => {
   const [a, b] = [await countingClamd(t), await countingClamd(t)]
-  // One interval spans the whole test: only the first check may run.
-  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_CLAMD: `${a.url},${b.url}`, GW_CLAMD_HEALTH_INTERVAL_MS: '600000' })
+  const intervalMs = 2000
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_CLAMD: `${a.url},${b.url}`, GW_CLAMD_HEALTH_INTERVAL_MS: String(intervalMs) })
+  // Ready once a check passed (on a loaded machine the first one may time out: the next comes an interval later).
+  for (let i = 0; i < 60 && (await fetch(`${gw.url}/readyz`)).status !== 200; i++) await sleep(500)
+  const before = [a.eicarChecks, b.eicarChecks]
+  const started = Date.now()
   for (let round = 0; round < 2; round++) {
     const answers = await Promise.all(Array.from({ length: 50 }, () => fetch(`${gw.url}/readyz`).then(async (r) => ({ status: r.status, body: await r.json() }))))
     t.same(new Set(answers.map((r) => r.status)), new Set([200]), `round ${round}: all ready`)
     t.match(answers[0]?.body.checks.scanner, { ok: true, detail: new RegExp(`${a.url}: detected the EICAR test file.*${b.url}: detected the EICAR test file`) })
   }
-  t.same([a.eicarChecks, b.eicarChecks], [1, 1], `EICAR scans per endpoint for 100 /readyz: ${a.eicarChecks}, ${b.eicarChecks}`)
+  // The periodic checks go on meanwhile: at most one per endpoint per interval that began.
+  const allowed = Math.floor((Date.now() - started) / intervalMs) + 1
+  const added = [a.eicarChecks - before[0]!, b.eicarChecks - before[1]!]
+  t.ok(added.every((n) => n <= allowed), `EICAR scans per endpoint during 100 /readyz: ${added.join(', ')} (at most ${allowed} allowed by the interval)`)
 })
 
 t.test('with health checks off, a worker whose only clamd never passed an EICAR check scans nothing; uploads stay pending', async (t) => {
