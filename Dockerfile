@@ -19,7 +19,7 @@ USER node
 EXPOSE 8080
 VOLUME ["/app/data"]
 
-# /healthz: the process answers. Use /readyz for load balancers (it checks buckets, state store and clamd).
+# /healthz: the process answers. Use /readyz for load balancers (it checks buckets, state store and, where the process scans, clamd).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.GW_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 

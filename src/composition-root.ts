@@ -11,6 +11,7 @@ import type { Config } from './config/config-schema.ts'
 import { durationMs } from './config/load-config.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
 import { Auth } from './http/auth.ts'
+import { buildOpsApp } from './http/ops-app.ts'
 import type { ObjectStore } from './ports/object-store.ts'
 import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
@@ -31,13 +32,15 @@ import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
 export interface Gateway {
   app: FastifyInstance
+  /** The GW_OPS_PORT listener (/healthz, /readyz, /metrics); null when those are on the main one. */
+  opsApp: FastifyInstance | null
   worker: ScanWorker
   state: StateStore
   objects: ObjectStore
   scanner: Scanner
   metrics: PrometheusMetrics
   logger: Logger
-  /** Listens and starts the scan worker; resolves with the address. */
+  /** Listens (the ops listener too) and starts the scan worker; resolves with the main address. */
   start(): Promise<string>
   /** Stops taking requests, lets in-flight work finish within graceMs, closes the stores. */
   stop(graceMs: number): Promise<void>
@@ -88,7 +91,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
     perUploadBytes: objects.putBufferBytes
   })
-  const metrics = new PrometheusMetrics({ state, scanner, admission })
+  const metrics = new PrometheusMetrics({ state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new EventOutbox(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
   const promote = new PromoteService({ objects, state, metrics, rescans, events }, { leaseMs: config.GW_SCAN_LEASE_MS })
@@ -133,13 +136,15 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     { objects, state, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX }
   )
+  const readiness = new ReadinessService({ objects, state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
+  const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
   const app = await buildApp(
     {
       logger,
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
       status: new StatusService({ state, objects }),
-      readiness: new ReadinessService({ objects, state, scanner }),
+      readiness,
       operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
       admission,
       transfer: new TransferGuard({
@@ -157,12 +162,15 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       maxConnections: config.GW_MAX_CONNECTIONS,
       corsOrigins: config.GW_CORS_ORIGINS,
       uploads: config.GW_ROLE !== 'worker',
+      opsRoutes: opsApp === null,
       ...(overrides.beforeRoutes ? { beforeRoutes: overrides.beforeRoutes } : {})
     }
   )
 
+  const apps = opsApp ? [app, opsApp] : [app]
   return {
     app,
+    opsApp,
     worker,
     state,
     objects,
@@ -171,13 +179,16 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     logger,
     async start() {
       const address = await app.listen({ host: config.GW_HOST, port: config.GW_PORT })
+      await opsApp?.listen({ host: config.GW_HOST, port: config.GW_OPS_PORT })
       worker.start()
       for (const b of background) b.start()
       return address
     },
     async stop(graceMs) {
-      const grace = setTimeout(() => app.server.closeAllConnections(), graceMs)
-      await Promise.all([app.close(), worker.stop(graceMs), ...background.map((b) => b.stop())])
+      const grace = setTimeout(() => {
+        for (const a of apps) a.server.closeAllConnections()
+      }, graceMs)
+      await Promise.all([...apps.map((a) => a.close()), worker.stop(graceMs), ...background.map((b) => b.stop())])
       clearTimeout(grace)
       await Promise.allSettled([state.close(), objects.close(), scanner.close()])
     }

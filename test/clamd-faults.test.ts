@@ -14,8 +14,8 @@ const MiB = 1024 * KiB
 const opts = { connectTimeoutMs: 1000, idleTimeoutMs: 2000, totalTimeoutMs: 10_000 }
 const scannerOpts = { ...opts, maxPerEndpoint: 4, healthIntervalMs: 0 }
 
-async function fake(t: Test, behaviour: FakeBehaviour): Promise<FakeClamd> {
-  const server = await startFakeClamd(behaviour)
+async function fake(t: Test, behaviour: FakeBehaviour, checks?: 'like-scans'): Promise<FakeClamd> {
+  const server = await startFakeClamd(behaviour, checks ? { checks } : {})
   t.teardown(() => server.close())
   return server
 }
@@ -275,12 +275,12 @@ t.test('scanner: close() aborts scans in flight and refuses new ones', async (t)
   await server.allClosed()
 })
 
-t.test('scanner: selfTest reports garbage and silence per endpoint', async (t) => {
-  const garbage = await fake(t, { kind: 'reply', reply: 'WHAT\0' })
-  const clean = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
+t.test('scanner: readiness reports garbage and silence per endpoint', async (t) => {
+  const garbage = await fake(t, { kind: 'reply', reply: 'WHAT\0' }, 'like-scans')
+  const clean = await fake(t, { kind: 'reply', reply: 'stream: OK\0' }, 'like-scans')
   const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [garbage.url, clean.url] })
-  const result = await scanner.selfTest()
+  const result = await scanner.readiness()
   t.equal(result.ok, false)
-  t.match(result.detail, `${garbage.url}: failed: unexpected reply from clamd`)
+  t.match(result.detail, `${garbage.url}: unexpected reply from clamd`)
   t.match(result.detail, `${clean.url}: answered OK to the EICAR test file`)
 })

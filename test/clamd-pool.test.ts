@@ -25,8 +25,8 @@ function scanner(t: Test, options: Partial<ClamdScannerOptions> & { endpoints: s
   return s
 }
 
-async function fake(t: Test, behaviour: FakeBehaviour, port?: number): Promise<FakeClamd> {
-  const server = await startFakeClamd(behaviour, { port })
+async function fake(t: Test, behaviour: FakeBehaviour, options: { port?: number; checks?: 'like-scans' } = {}): Promise<FakeClamd> {
+  const server = await startFakeClamd(behaviour, options)
   t.teardown(() => server.close())
   return server
 }
@@ -115,7 +115,7 @@ t.test('20 concurrent scans on 2 endpoints: at most maxPerEndpoint each, waiting
   t.equal(overLimit, 0, 'endpoints() never showed more in flight than the limit')
   t.same(
     s.endpoints().map((e) => ({ ...e, checkedAt: typeof e.checkedAt })),
-    [a.url, b.url].map((endpoint) => ({ endpoint, healthy: true, inFlight: 0, limit: 2, checkedAt: 'number', detail: null })),
+    [a.url, b.url].map((endpoint) => ({ endpoint, healthy: true, inFlight: 0, limit: 2, checkedAt: 'number', detail: null, verified: true })),
     'all slots released; a finished scan counts as evidence of health'
   )
 })
@@ -123,6 +123,7 @@ t.test('20 concurrent scans on 2 endpoints: at most maxPerEndpoint each, waiting
 t.test('the endpoint with the fewest scans in flight is preferred over plain round-robin', async (t) => {
   const slow = await fake(t, { kind: 'reply', reply: 'stream: OK\0', delayMs: 800 })
   const s = scanner(t, { endpoints: [slow.url, clamdA.url] })
+  t.ok((await s.readiness()).ok, 'both passed their first EICAR check')
   const long = s.scan(Readable.from([unique()]))
   t.equal(health(s, slow.url).inFlight, 1, 'the first scan went to the first endpoint')
   for (let i = 0; i < 4; i++) {
@@ -141,7 +142,7 @@ t.test('a refused endpoint is marked down and avoided, and used again once a hea
   t.match(health(s, dead), { healthy: false, inFlight: 0, limit: 2, detail: /ECONNREFUSED/, checkedAt: Number })
   t.match(health(s, clamdA.url), { healthy: true, detail: null })
 
-  const back = await fake(t, { kind: 'proxy', port: clamdB.port }, portOf(dead))
+  const back = await fake(t, { kind: 'proxy', port: clamdB.port }, { port: portOf(dead) })
   const took = await until('healthy again', () => health(s, dead).healthy, 5 * interval)
   t.ok(took <= 2 * interval + 100, `healthy within about two intervals (${took} ms)`)
   t.equal(health(s, dead).detail, null)
@@ -152,14 +153,15 @@ t.test('a refused endpoint is marked down and avoided, and used again once a hea
 })
 
 t.test('a silent endpoint is marked down by the health check, naming the timeout; checks never overlap', async (t) => {
-  const silent = await fake(t, { kind: 'silent' })
+  const silent = await fake(t, { kind: 'silent' }, { checks: 'like-scans' })
   const s = scanner(t, { endpoints: [silent.url, clamdA.url], healthIntervalMs: 50, idleTimeoutMs: 300 })
   let peakOpen = 0
   const sampler = setInterval(() => {
     peakOpen = Math.max(peakOpen, silent.connections.filter((c) => !c.closed).length)
   }, 5)
   t.teardown(() => clearInterval(sampler))
-  const took = await until('marked down', () => !health(s, silent.url).healthy, 2000)
+  const took = await until('marked down', () => /did not answer PING/.test(health(s, silent.url).detail ?? ''), 2000)
+  t.equal(health(s, silent.url).healthy, false)
   t.ok(took >= 250, `only once the PING timed out (${took} ms)`)
   t.match(health(s, silent.url).detail, /did not answer PING within 300 ms/)
   for (let i = 0; i < 3; i++) t.equal((await s.scan(Readable.from([unique()]))).endpoint, clamdA.url, 'scans avoid it')
@@ -196,21 +198,32 @@ t.test('every endpoint down: a prompt "unavailable"; a clamd that is back is use
     ]
   )
 
-  // Both come back; health checks are off, so only scans can notice. The one that failed
-  // longest ago is tried first.
-  const back1 = await fake(t, { kind: 'proxy', port: clamdA.port }, portOf(down1))
-  const back2 = await fake(t, { kind: 'proxy', port: clamdB.port }, portOf(down2))
+  // Both come back; periodic checks are off. Neither ever passed an EICAR check, so the next
+  // scan has them checked once (not before: each failed scan above had its own check) and then runs.
+  const back1 = await fake(t, { kind: 'proxy', port: clamdA.port }, { port: portOf(down1) })
+  const back2 = await fake(t, { kind: 'proxy', port: clamdB.port }, { port: portOf(down2) })
+  t.equal(back1.eicarChecks + back2.eicarChecks, 0)
   const result = await s.scan(Readable.from([unique()]))
-  t.match(result, { outcome: { result: 'clean' }, endpoint: down1 })
-  t.match(health(s, down1), { healthy: true, detail: null })
-  t.match(health(s, down2), { healthy: false }, 'the other one is not known to be back yet')
-  t.equal(instreams(back1), 1)
-  t.equal(instreams(back2), 0)
+  t.match(result, { outcome: { result: 'clean' } })
+  t.same([back1.eicarChecks, back2.eicarChecks], [1, 1], 'one EICAR check each, before the first scan')
+  t.equal(instreams(back1) + instreams(back2), 1, 'then the scan')
+
+  // An endpoint that passed its check and then went down is used again as soon as it is back,
+  // before any health check: its signatures were seen, only the connection failed.
+  await back1.close()
+  await back2.close()
+  await rejectsWith(t, s.scan(Readable.from([unique()])), 'unavailable')
+  t.same(s.endpoints().map((e) => [e.healthy, e.verified]), [[false, true], [false, true]])
+  const again = await fake(t, { kind: 'proxy', port: clamdA.port }, { port: portOf(down1) })
+  t.equal((await s.scan(Readable.from([unique()]))).endpoint, down1, 'the one that failed longest ago is tried first')
+  t.equal(again.eicarChecks, 0, 'no new check')
+  t.equal(instreams(again), 1)
 })
 
 t.test('a waiting scan aborted by its signal gives up its place only; close() rejects the waiting ones', async (t) => {
   const server = await fake(t, { kind: 'reply', reply: 'stream: OK\0', delayMs: 400 })
   const s = scanner(t, { endpoints: [server.url], maxPerEndpoint: 1 })
+  t.ok((await s.readiness()).ok)
   const first = s.scan(Readable.from([unique()]))
   const controller = new AbortController()
   const waiting = watched(unique())
@@ -259,15 +272,17 @@ t.test('options are checked', async (t) => {
 })
 
 t.test('an endpoint that does not detect EICAR (no signatures) gets no scans at all, not even as a last resort', async (t) => {
-  const blind = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
+  const blind = await fake(t, { kind: 'reply', reply: 'stream: OK\0' }, { checks: 'like-scans' })
   const s = scanner(t, { endpoints: [blind.url, clamdA.url], healthIntervalMs: 100 })
-  await until('found blind', () => /did not detect the EICAR test file/.test(health(s, blind.url).detail ?? ''), 2000)
+  const isBlind = (scanner: ClamdScanner) => /answered OK to the EICAR test file/.test(health(scanner, blind.url).detail ?? '')
+  await until('found blind', () => isBlind(s), 2000)
   t.equal(health(s, blind.url).healthy, false)
-  const before = instreams(blind)
   for (let i = 0; i < 4; i++) t.equal((await s.scan(Readable.from([unique()]))).endpoint, clamdA.url)
-  t.equal(instreams(blind), before, 'only the health checks reached it')
+  // Its periodic checks go on meanwhile: every INSTREAM it got is the 68-byte EICAR test file.
+  const files = blind.connections.filter((c) => c.command === 'zINSTREAM' && c.ended && c.bodyBytes !== eicar.length)
+  t.equal(files.length, 0, 'only the health checks reached it')
 
   const alone = scanner(t, { endpoints: [blind.url], healthIntervalMs: 100 })
-  await until('found blind', () => !health(alone, blind.url).healthy, 2000)
+  await until('found blind', () => isBlind(alone), 2000)
   await t.rejects(alone.scan(Readable.from([unique()])), { name: 'ScannerError', code: 'unavailable' }, 'an outage, never a clean verdict')
 })

@@ -73,7 +73,8 @@ t.test('queue depth and the age of the oldest waiting upload, while nothing scan
 t.test('signature version and age come from clamd VERSION; what cannot be read is NaN', async (t) => {
   const fake = await startFakeClamd({ kind: 'reply', reply: 'stream: OK\0' })
   t.teardown(() => fake.close())
-  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_CLAMD: fake.url, GW_CLAMD_HEALTH_INTERVAL_MS: '0' })
+  // Queue read on every scrape, so the second one sees the store closed at once.
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_CLAMD: fake.url, GW_CLAMD_HEALTH_INTERVAL_MS: '0', GW_METRICS_QUEUE_INTERVAL_MS: '0' })
   const text = await (await fetch(`${gw.url}/metrics`)).text()
   t.match(text, /^gateway_clamd_signature_version 27500$/m)
   const age = Number(/^gateway_clamd_signature_age_seconds (\S+)$/m.exec(text)?.[1])

@@ -89,7 +89,7 @@ t.test('a promotion that fails is retried as a promotion, never as a new scan', 
 })
 
 t.test('clamd that goes silent: timeouts, retries, then failed (never clean)', async (t) => {
-  const proxy = await startFaultyProxy(clamd.port, 'hang')
+  const proxy = await startFaultyProxy(clamd.port, 'pass')
   t.teardown(() => proxy.stop())
   const gw = await startGateway(t, {
     GW_CLAMD: `tcp://127.0.0.1:${proxy.port}`,
@@ -98,6 +98,9 @@ t.test('clamd that goes silent: timeouts, retries, then failed (never clean)', a
     GW_CLAMD_TOTAL_TIMEOUT_MS: '800',
     GW_SCAN_MAX_ATTEMPTS: '2'
   })
+  // It passes its first EICAR check (no scan goes to a clamd before that), then goes silent.
+  t.equal((await fetch(`${gw.url}/readyz`)).status, 200)
+  await proxy.setMode('hang')
   const res = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(2000) })
   const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])
   t.match(done, { status: 'failed', verdict: null })

@@ -42,7 +42,7 @@ export const configSchema = Type.Object(
     GW_DATABASE_POOL_SIZE: Int(1, 10, 'With PostgreSQL: connections per process.'),
     GW_CLAMD: List('clamd endpoints, `tcp://host:port` or `unix:///path`, comma-separated; scans are spread over them.', ['tcp://127.0.0.1:3310']),
     GW_CLAMD_MAX_PER_ENDPOINT: Int(1, 8, "Scans sent at once to one clamd endpoint (keep it at or below clamd's MaxThreads)."),
-    GW_CLAMD_HEALTH_INTERVAL_MS: Int(0, 10_000, 'How often each clamd endpoint is pinged; a failing one gets no scans until it answers again (0: no periodic checks).'),
+    GW_CLAMD_HEALTH_INTERVAL_MS: Int(0, 10_000, 'How often each clamd endpoint is checked (PING, then an EICAR scan that must be detected); a failing one gets no scans until it answers again, and none gets scans before it passed a check. /readyz reports these checks. 0: no periodic checks, one check per endpoint before its first use.'),
     GW_CLAMD_CONNECT_TIMEOUT_MS: Int(1, 5_000, 'Give up connecting to clamd after this long.'),
     GW_CLAMD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'Give up when clamd (or the object store feeding it) makes no progress for this long.'),
     GW_CLAMD_TOTAL_TIMEOUT_MS: Int(1, 30 * 60_000, 'Upper bound of one scan, however much progress it makes.'),
@@ -86,7 +86,9 @@ export const configSchema = Type.Object(
       default: '1h',
       description: 'An upload that failed because of the infrastructure (store or scanner errors and timeouts, not bytes that do not match their upload) goes back to pending this long after (`1h`, `30m`, `90s`), for up to GW_FAILED_RETRY_ROUNDS rounds.'
     }),
-    GW_FAILED_RETRY_ROUNDS: Int(0, 3, 'Automatic rounds (each with GW_SCAN_MAX_ATTEMPTS tries) a failed upload gets after infrastructure failures before it waits for an operator; an operator rescan starts the count again. 0: none.')
+    GW_FAILED_RETRY_ROUNDS: Int(0, 3, 'Automatic rounds (each with GW_SCAN_MAX_ATTEMPTS tries) a failed upload gets after infrastructure failures before it waits for an operator; an operator rescan starts the count again. 0: none.'),
+    GW_OPS_PORT: Int(0, 0, 'Port of a second listener (on GW_HOST) for `/metrics` and `/readyz` (and `/healthz`), so scrapers and load balancers reach them on an internal port; the main port then serves `/healthz` only of the three. 0: no second listener, all three on the main port.', 65535),
+    GW_METRICS_QUEUE_INTERVAL_MS: Int(0, 10_000, 'How often `/metrics` reads the queue figures (`gateway_queue_depth`, the oldest upload age, `gateway_state_store_up`) from the state store; scrapes in between get the last reading. 0: every scrape reads (concurrent scrapes still share one query).')
   },
   { additionalProperties: false }
 )

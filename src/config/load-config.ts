@@ -129,6 +129,7 @@ function checkCombinations(config: Config): Config {
     throw new ConfigError(`GW_UPLOAD_KEYS: required when listening on ${config.GW_HOST}; anonymous uploads are allowed only on a loopback address`)
   }
   if (config.GW_RETRY_MAX_MS < config.GW_RETRY_BASE_MS) throw new ConfigError('GW_RETRY_MAX_MS: must be at least GW_RETRY_BASE_MS')
+  if (config.GW_OPS_PORT !== 0 && config.GW_OPS_PORT === config.GW_PORT) throw new ConfigError('GW_OPS_PORT: must differ from GW_PORT')
   return config
 }
 

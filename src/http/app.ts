@@ -15,7 +15,7 @@ import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
-import { healthRoutes } from './routes/health-routes.ts'
+import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
@@ -40,6 +40,8 @@ export interface AppOptions {
   corsOrigins: readonly string[]
   /** false for a worker-only process: health and metrics, no upload routes. */
   uploads: boolean
+  /** false when /readyz and /metrics are on the ops listener (GW_OPS_PORT). */
+  opsRoutes: boolean
   /** Runs before the routes are registered (the OpenAPI generator hooks in here). */
   beforeRoutes?: (app: FastifyInstance) => Promise<void>
 }
@@ -97,8 +99,11 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(uploadRoutes, deps)
     await app.register(adminRoutes, deps)
   }
-  await app.register(healthRoutes, deps)
-  await app.register(metricsRoutes, deps)
+  await app.register(healthRoutes)
+  if (options.opsRoutes) {
+    await app.register(readinessRoutes, deps)
+    await app.register(metricsRoutes, deps)
+  }
   return app
 }
 

@@ -30,7 +30,11 @@ export class Auth {
     return match?.[1] ? `admin-${digest(match[1]).toString('hex').slice(0, 12)}` : 'anonymous'
   }
 
-  /** A preHandler that lets the request through only with a key of the given role. */
+  /**
+   * An onRequest hook that lets the request through only with a key of the given role. It runs
+   * before the body is read and before params, query and body are validated, so a caller without
+   * the right key learns nothing about what the route accepts.
+   */
   require(role: Role) {
     return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
       if (role === 'upload' && this.anonymousUploads) return

@@ -150,7 +150,7 @@ const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.Strin
 export const ReadyBody = Type.Object(
   {
     ok: Type.Boolean(),
-    checks: Type.Object({ state: Check, quarantine: Check, production: Check, scanner: Check })
+    checks: Type.Object({ state: Check, quarantine: Check, production: Check, scanner: Type.Optional(Check) })
   },
   { $id: 'Readiness' }
 )

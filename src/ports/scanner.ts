@@ -27,8 +27,10 @@ export interface ScanResult {
 /** One scanner endpoint as the gateway last saw it; for /metrics and /readyz. */
 export interface EndpointHealth {
   endpoint: string
-  /** Last evidence: a health check, a connect attempt or a finished scan. True until the first evidence. */
+  /** Last evidence: a health check, a connect attempt or a finished scan. False until the first check passes. */
   healthy: boolean
+  /** Its latest EICAR check detected the test file; only such endpoints get scans. */
+  verified: boolean
   /** Scans holding one of its slots now. */
   inFlight: number
   /** Most scans it is given at once. */
@@ -46,8 +48,12 @@ export interface Scanner {
    */
   scan(body: Readable, signal?: AbortSignal): Promise<ScanResult>
   version(): Promise<EngineVersion>
-  /** Scans the EICAR test string on every endpoint: ok when one that will get scans detects it (catches a scanner with no signatures). */
-  selfTest(): Promise<{ ok: boolean; detail: string }>
+  /**
+   * Whether scans can run, from the latest health checks (each scans the EICAR test string, which
+   * catches a scanner with no signatures): ok when an endpoint that gets scans is healthy. Never
+   * probes more often than the health checks do, so callers may ask as often as they like.
+   */
+  readiness(): Promise<{ ok: boolean; detail: string }>
   /** A cheap synchronous snapshot: ready while at least one endpoint is healthy. */
   endpoints(): EndpointHealth[]
   close(): Promise<void>

@@ -9,20 +9,36 @@ export interface Check {
 
 export interface Readiness {
   ok: boolean
-  checks: { state: Check; quarantine: Check; production: Check; scanner: Check }
+  /** scanner is absent where this process does not scan (GW_ROLE=api): clamd is not its business. */
+  checks: { state: Check; quarantine: Check; production: Check; scanner?: Check }
 }
 
 const checkTimeoutMs = 5_000
 
-/** Whether this gateway can do its job now: the state store, both buckets, and a scanner that detects EICAR. */
+/**
+ * Whether this gateway can do its job now: the state store, both buckets, and (where it scans) a
+ * scanner whose latest health check detected EICAR. The scanner answers from its cached checks;
+ * concurrent callers share one round of the other checks, so a burst of /readyz requests costs
+ * one round, not one each.
+ */
 export class ReadinessService {
   readonly #deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }
+  readonly #scannerRequired: boolean
+  #running: Promise<Readiness> | null = null
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }) {
+  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }, options: { scannerRequired: boolean }) {
     this.#deps = deps
+    this.#scannerRequired = options.scannerRequired
   }
 
-  async check(): Promise<Readiness> {
+  check(): Promise<Readiness> {
+    this.#running ??= this.#check().finally(() => {
+      this.#running = null
+    })
+    return this.#running
+  }
+
+  async #check(): Promise<Readiness> {
     const { objects, state, scanner } = this.#deps
     const [stateCheck, areas, scannerCheck] = await Promise.all([
       bounded('state store', async () => {
@@ -30,7 +46,7 @@ export class ReadinessService {
         return { ok: true }
       }),
       bounded('object store', () => objects.check()),
-      bounded('scanner', () => scanner.selfTest())
+      this.#scannerRequired ? bounded('scanner', () => scanner.readiness()) : null
     ])
     const area = (name: Area): Check => {
       if (!Array.isArray(areas)) return areas
@@ -38,7 +54,7 @@ export class ReadinessService {
       if (!health) return { ok: false, detail: 'not checked' }
       return health.ok ? { ok: true } : { ok: false, detail: health.detail ?? 'unavailable' }
     }
-    const checks = { state: stateCheck, quarantine: area('quarantine'), production: area('production'), scanner: scannerCheck }
+    const checks = { state: stateCheck, quarantine: area('quarantine'), production: area('production'), ...(scannerCheck ? { scanner: scannerCheck } : {}) }
     return { ok: Object.values(checks).every((c) => c.ok), checks }
   }
 }

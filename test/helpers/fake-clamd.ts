@@ -2,11 +2,17 @@
  * Loopback TCP servers that speak just enough of clamd's protocol to misbehave on demand.
  * Each connection's INSTREAM framing is parsed, so tests can check chunk sizes and see
  * whether (and when) the client closed its socket.
+ *
+ * Health checks (PING, and an INSTREAM of exactly the EICAR test file) are answered like a clamd
+ * with signatures would, whatever the behaviour, and are counted apart from `connections`: the
+ * scanner sends no scan to an endpoint before it passed one. `checks: 'like-scans'` makes them
+ * meet the behaviour too (a silent clamd that ignores PING, a clamd that calls EICAR clean).
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, createServer, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { eicar } from './multipart.ts'
 
 export type FakeBehaviour =
   /** Reads everything, never answers anything (not even PING or VERSION). */
@@ -38,12 +44,17 @@ export interface FakeConnection {
   closed: boolean
   /** When the client's FIN/RST was seen. */
   closedAt?: number
+  /** A health check answered apart from the behaviour (PING, EICAR probe); not listed in connections. */
+  check?: 'ping' | 'eicar'
 }
 
 export interface FakeClamd {
   url: string
   port: number
-  connections: FakeConnection[]
+  /** Every connection but the health checks answered apart (see checks). */
+  readonly connections: FakeConnection[]
+  /** EICAR probes (INSTREAMs of exactly the EICAR test file) answered as detected, apart from the behaviour. */
+  readonly eicarChecks: number
   /**
    * Most INSTREAM exchanges in progress at once, each from its command to the first byte of the
    * reply: a window inside the client's own, so this never overcounts the client's concurrency.
@@ -69,8 +80,11 @@ class ScanCounter {
   }
 }
 
-/** options.port: listen there (e.g. where a test saw connections refused) instead of a free port. */
-export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?: number } = {}): Promise<FakeClamd> {
+/**
+ * options.port: listen there (e.g. where a test saw connections refused) instead of a free port.
+ * options.checks: 'answer' (default) answers health checks as a working clamd; 'like-scans' gives them the behaviour.
+ */
+export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?: number; checks?: 'answer' | 'like-scans' } = {}): Promise<FakeClamd> {
   const sockets = new Set<Socket>()
   const connections: FakeConnection[] = []
   const scans = new ScanCounter()
@@ -85,8 +99,9 @@ export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?:
       sockets.delete(socket)
       scans.end(conn)
     })
-    if (behaviour.kind === 'proxy') proxy(socket, conn, behaviour, scans)
-    else handle(socket, conn, behaviour, scans)
+    const behave = () => (behaviour.kind === 'proxy' ? proxy(socket, conn, behaviour, scans) : handle(socket, conn, behaviour, scans))
+    if (options.checks === 'like-scans') behave()
+    else answerChecks(socket, conn, behave, behaviour.kind !== 'no-read')
   })
   server.listen(options.port ?? 0, '127.0.0.1')
   await once(server, 'listening')
@@ -97,7 +112,12 @@ export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?:
   return {
     url: `tcp://127.0.0.1:${port}`,
     port,
-    connections,
+    get connections() {
+      return connections.filter((c) => !c.check)
+    },
+    get eicarChecks() {
+      return connections.filter((c) => c.check === 'eicar').length
+    },
     get peakScans() {
       return scans.peak
     },
@@ -115,6 +135,50 @@ export async function startFakeClamd(behaviour: FakeBehaviour, options: { port?:
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   }
+}
+
+const probeReply = 'stream: Eicar-Test-Signature FOUND\0'
+
+/**
+ * Reads the start of a connection: PING and an INSTREAM of exactly the EICAR test file (one chunk,
+ * as the scanner's health check sends it) are answered here; anything else is handed to the
+ * behaviour with the bytes read so far put back.
+ */
+function answerChecks(socket: Socket, conn: FakeConnection, behave: () => void, reads: boolean): void {
+  let head = Buffer.alloc(0)
+  const handOver = () => {
+    socket.off('data', onData)
+    socket.pause()
+    socket.unshift(head)
+    behave()
+    // A paused socket stays paused when a 'data' listener is added.
+    if (reads) socket.resume()
+  }
+  const onData = (data: Buffer) => {
+    head = Buffer.concat([head, data])
+    const nul = head.indexOf(0)
+    if (nul < 0) return
+    const command = head.subarray(0, nul).toString()
+    if (command === 'zPING') {
+      conn.command = command
+      conn.check = 'ping'
+      socket.off('data', onData)
+      return void socket.end('PONG\0')
+    }
+    if (command !== 'zINSTREAM') return handOver()
+    const body = head.subarray(nul + 1)
+    if (body.length < 4) return
+    if (body.readUInt32BE(0) !== eicar.length) return handOver()
+    const first = body.subarray(4, 4 + eicar.length)
+    if (!eicar.subarray(0, first.length).equals(first)) return handOver()
+    if (first.length < eicar.length || body.length < 4 + eicar.length + 4) return
+    if (body.readUInt32BE(4 + eicar.length) !== 0) return handOver()
+    conn.command = command
+    conn.check = 'eicar'
+    socket.off('data', onData)
+    socket.end(probeReply)
+  }
+  socket.on('data', onData)
 }
 
 function handle(socket: Socket, conn: FakeConnection, behaviour: Exclude<FakeBehaviour, { kind: 'proxy' }>, scans: ScanCounter): void {

@@ -23,7 +23,8 @@ export class PrometheusMetrics implements Metrics {
   readonly #promotions: Counter<'outcome'>
   #scrapes = 0
 
-  constructor(sources: MetricSources) {
+  /** queueIntervalMs: the queue figures are read from the state store at most this often, however many scrapes come. */
+  constructor(sources: MetricSources, options: { queueIntervalMs: number }) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry })
     this.#uploads = new Counter({ name: 'gateway_uploads_total', help: 'Upload requests by how they ended.', labelNames: ['outcome'], registers })
@@ -50,9 +51,11 @@ export class PrometheusMetrics implements Metrics {
     )
     // Each gauge reads its source in its own collect(); one read per scrape is shared between them.
     const scrape = () => this.#scrapes
-    const stats = perScrape(scrape, () => state.queueStats())
+    // The queue query counts every unfinished upload: with a backlog of millions, one per scrape
+    // (and per scraper, per replica) would load the database for a figure that moves slowly.
+    const stats = perScrape(scrape, reusedFor(options.queueIntervalMs, () => state.queueStats()))
     const version = perScrape(scrape, () => scanner.version())
-    gauge('gateway_state_store_up', '1 when the state store answered this scrape.', async (g) => {
+    gauge('gateway_state_store_up', '1 when the state store answered the latest queue query (GW_METRICS_QUEUE_INTERVAL_MS).', async (g) => {
       g.set((await stats()) ? 1 : 0)
     })
     gauge('gateway_queue_depth', 'Uploads waiting for a verdict or a promotion, across all replicas.', async (g) => {
@@ -127,12 +130,34 @@ function perScrape<T>(scrape: () => number, read: () => Promise<T>): () => Promi
   let last: { scrape: number; value: Promise<T | null> } | null = null
   return () => {
     if (last?.scrape === scrape()) return last.value
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), sourceTimeoutMs)
-    })
-    const value = Promise.race([read().catch(() => null), timeout]).finally(() => clearTimeout(timer))
+    const value = bounded(read().catch(() => null))
     last = { scrape: scrape(), value }
     return value
   }
+}
+
+/**
+ * One read at a time, its result (a failure included, as null) reused until maxAgeMs after it
+ * ended. A scrape that gives up waiting (perScrape) leaves the read going: the next scrapes get its result.
+ */
+function reusedFor<T>(maxAgeMs: number, read: () => Promise<T>): () => Promise<T | null> {
+  let last: { value: Promise<T | null>; endedAt: number | null } | null = null
+  return () => {
+    if (!last || (last.endedAt !== null && Date.now() - last.endedAt >= maxAgeMs)) {
+      const entry: { value: Promise<T | null>; endedAt: number | null } = { value: read().catch(() => null), endedAt: null }
+      void entry.value.then(() => {
+        entry.endedAt = Date.now()
+      })
+      last = entry
+    }
+    return last.value
+  }
+}
+
+function bounded<T>(value: Promise<T | null>): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), sourceTimeoutMs)
+  })
+  return Promise.race([value, timeout]).finally(() => clearTimeout(timer))
 }

@@ -5,6 +5,9 @@
  * is used before the next health check notices. Connect attempts, finished scans and periodic
  * checks (PING, then a scan of the EICAR test string that must be detected: a clamd without
  * signatures answers PONG and calls everything clean) keep the health current.
+ * An endpoint gets no scans before a check saw it detect EICAR: a scan that finds none checks
+ * those at once and waits for the result. With periodic checks off, that (or the first readiness
+ * question) is the only time an endpoint is checked.
  */
 import { ScannerError, type EndpointHealth } from '../../ports/scanner.ts'
 import { Readable } from 'node:stream'
@@ -13,7 +16,7 @@ import { connectClamd, eicarTestFile, instream, ping, type ClamdConnection, type
 export interface EndpointPoolOptions {
   /** Scans at once per endpoint. */
   maxPerEndpoint: number
-  /** Time between the end of one PING and the next, per endpoint; 0: no health checks. */
+  /** Time between the end of one check and the next, per endpoint; 0: no periodic checks (one before first use). */
   healthIntervalMs: number
   connectTimeoutMs: number
   /** How long a health check waits for PONG once connected. */
@@ -38,8 +41,14 @@ interface EndpointState {
   detail: string | null
   /** Rank of its latest failure among all failures (0: never failed). */
   failedSeq: number
-  /** Its last check scanned EICAR and found nothing: it would call every file clean. Never used until a check detects EICAR again. */
-  blind: boolean
+  /** Its latest EICAR check detected the test file. False before the first one, and after one that found nothing (a clamd without signatures would call every file clean): no scans go there. */
+  verified: boolean
+  /** What the latest EICAR check detected, for readiness. */
+  eicar: string | null
+  /** When the latest check ended, null before the first. */
+  probedAt: number | null
+  /** The check under way, shared by everyone who waits for it. */
+  checking: Promise<void> | null
   timer: NodeJS.Timeout | undefined
 }
 
@@ -71,16 +80,19 @@ export class ClamdEndpointPool {
     this.#states = endpoints.map((endpoint, index) => ({
       endpoint,
       index,
-      healthy: true,
+      healthy: false,
       inFlight: 0,
       checkedAt: null,
-      detail: null,
+      detail: 'not checked yet',
       failedSeq: 0,
-      blind: false,
+      verified: false,
+      eicar: null,
+      probedAt: null,
+      checking: null,
       timer: undefined
     }))
     // The first check runs at once, so /readyz knows within moments of startup.
-    if (options.healthIntervalMs > 0) for (const state of this.#states) this.#scheduleCheck(state, 0)
+    if (options.healthIntervalMs > 0) for (const state of this.#states) this.#startCheck(state)
   }
 
   snapshot(): EndpointHealth[] {
@@ -90,8 +102,27 @@ export class ClamdEndpointPool {
       inFlight: s.inFlight,
       limit: this.#options.maxPerEndpoint,
       checkedAt: s.checkedAt,
-      detail: s.detail
+      detail: s.detail,
+      verified: s.verified
     }))
+  }
+
+  /**
+   * Ready when an endpoint that gets scans is healthy, from the checks' cached results: it never
+   * probes clamd more often than the checks do. Waits for the first check of endpoints that had
+   * none yet (with periodic checks off, that one check starts here), so a caller asking at
+   * startup gets an answer rather than "not checked yet".
+   */
+  async readiness(): Promise<{ ok: boolean; detail: string }> {
+    const first = this.#states.filter((s) => s.probedAt === null)
+    for (const state of first) this.#startCheck(state)
+    await Promise.all(first.map((s) => s.checking))
+    const describe = (s: EndpointState) =>
+      s.verified && s.healthy ? `detected the EICAR test file as ${s.eicar}` : s.verified ? `${s.detail} (passed its last EICAR check)` : (s.detail ?? 'not checked yet')
+    return {
+      ok: this.#states.some((s) => s.verified && s.healthy),
+      detail: this.#states.map((s) => `${s.endpoint.url}: ${describe(s)}`).join('; ')
+    }
   }
 
   /** Healthy endpoints first, for requests that take no slot (VERSION). */
@@ -184,8 +215,8 @@ export class ClamdEndpointPool {
   #pick({ tried, since }: Waiter): EndpointState | null | 'wait' {
     const limit = this.#options.maxPerEndpoint
     // An unhealthy endpoint that failed while this scan waited is as good as tried.
-    const open = this.#states.filter((s) => !s.blind && !tried.has(s) && (s.healthy || s.failedSeq <= since))
-    if (open.length === 0) return null
+    const open = this.#states.filter((s) => s.verified && !tried.has(s) && (s.healthy || s.failedSeq <= since))
+    if (open.length === 0) return this.#awaitFirstCheck(tried, since)
     const healthy = open.filter((s) => s.healthy)
     if (healthy.length > 0) {
       const free = healthy.filter((s) => s.inFlight < limit)
@@ -195,6 +226,18 @@ export class ClamdEndpointPool {
     const free = open.filter((s) => s.inFlight < limit)
     if (free.length === 0) return 'wait'
     return free.reduce((best, s) => (s.failedSeq < best.failedSeq ? s : best))
+  }
+
+  /**
+   * None verified: check the endpoints that have not passed a check (at once, not at the next
+   * periodic check, so a clamd that is back is used without delay) and wait for the result, unless
+   * one already failed while this scan waited. Scans that find no endpoint pause the worker
+   * (an outage), which bounds how often this runs.
+   */
+  #awaitFirstCheck(tried: Set<EndpointState>, since: number): 'wait' | null {
+    const candidates = this.#states.filter((s) => !s.verified && !tried.has(s) && s.failedSeq <= since)
+    for (const s of candidates) this.#startCheck(s)
+    return candidates.some((s) => s.checking) ? 'wait' : null
   }
 
   /** Fewest scans in flight; among ties the first at or after the round-robin cursor. */
@@ -211,7 +254,7 @@ export class ClamdEndpointPool {
     return (scanned) => {
       if (released) return
       released = true
-      if (scanned && !state.blind) this.#setHealth(state, null)
+      if (scanned && state.verified) this.#setHealth(state, null)
       state.inFlight--
       this.#dispatch()
     }
@@ -234,10 +277,11 @@ export class ClamdEndpointPool {
     return new ScannerError(code, `no clamd endpoint reachable: ${reasons.join('; ') || 'none configured'}`, { cause: failures })
   }
 
-  // Chained timeouts, not an interval: checks of one endpoint never overlap.
-  #scheduleCheck(state: EndpointState, delayMs: number): void {
-    state.timer = setTimeout(() => void this.#check(state), delayMs)
-    state.timer.unref()
+  // One check at a time per endpoint, chained by timeouts, not an interval: checks never overlap.
+  #startCheck(state: EndpointState): void {
+    if (state.checking || this.#closed) return
+    clearTimeout(state.timer)
+    state.checking = this.#check(state)
   }
 
   async #check(state: EndpointState): Promise<void> {
@@ -248,14 +292,22 @@ export class ClamdEndpointPool {
       await ping(state.endpoint, { connectTimeoutMs, timeoutMs: pingTimeoutMs, signal })
       const probe = { connectTimeoutMs, idleTimeoutMs: pingTimeoutMs, totalTimeoutMs: pingTimeoutMs, signal }
       const { outcome } = await instream(state.endpoint, Readable.from([eicarTestFile()]), probe)
-      state.blind = outcome.result !== 'infected'
-      if (state.blind) detail = `did not detect the EICAR test file (${outcome.result}): no signatures loaded? No scans go there until it does`
+      // Only an answer changes what we know of its signatures: an outage says nothing about them.
+      state.verified = outcome.result === 'infected'
+      state.eicar = outcome.result === 'infected' ? outcome.signature : null
+      if (outcome.result === 'clean') detail = 'answered OK to the EICAR test file: no signatures loaded? No scans go there until it detects it'
+      if (outcome.result === 'unscannable') detail = `could not scan the EICAR test file (${outcome.reason}): no scans go there until it detects it`
     } catch (err) {
       detail = err instanceof Error ? err.message : String(err)
     }
+    state.checking = null
     if (this.#closed) return
+    state.probedAt = Date.now()
     this.#setHealth(state, detail)
     this.#dispatch()
-    this.#scheduleCheck(state, healthIntervalMs)
+    if (healthIntervalMs > 0) {
+      state.timer = setTimeout(() => this.#startCheck(state), healthIntervalMs)
+      state.timer.unref()
+    }
   }
 }

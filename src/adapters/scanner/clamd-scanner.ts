@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { ScannerError, type EndpointHealth, type EngineVersion, type ScanResult, type Scanner } from '../../ports/scanner.ts'
-import { eicarTestFile, instream, instreamOn, parseClamdEndpoint, version as clamdVersion, type ClamdEndpoint } from './clamd-client.ts'
+import { instreamOn, parseClamdEndpoint, version as clamdVersion, type ClamdEndpoint } from './clamd-client.ts'
 import { ClamdEndpointPool, type Lease } from './clamd-endpoint-pool.ts'
 
 export interface ClamdScannerOptions {
@@ -8,7 +8,7 @@ export interface ClamdScannerOptions {
   endpoints: string[]
   /** Scans at once per endpoint (keep it at or below clamd's MaxThreads); more wait in line. */
   maxPerEndpoint: number
-  /** PING every endpoint this often; 0 disables the checks (connect failures still mark an endpoint down). */
+  /** Check every endpoint (PING and EICAR) this often; 0: one check before first use only (connect failures still mark an endpoint down). */
   healthIntervalMs: number
   connectTimeoutMs: number
   /** No progress in either direction while streaming for this long: give up. */
@@ -22,7 +22,7 @@ export interface ClamdScannerOptions {
 }
 
 const DEFAULT_VERSION_CACHE_MS = 30_000
-/** Bound for cheap requests (VERSION, the EICAR probe), which must never wait as long as a scan may. */
+/** Bound for VERSION, which must never wait as long as a scan may. */
 const COMMAND_TIMEOUT_CAP_MS = 10_000
 /** PONG is clamd's cheapest answer: one slower than this (or than the idle timeout) means trouble. */
 const PING_TIMEOUT_CAP_MS = 2_000
@@ -34,7 +34,6 @@ interface CachedVersion {
 
 export class ClamdScanner implements Scanner {
   readonly #options: ClamdScannerOptions
-  readonly #endpoints: ClamdEndpoint[]
   readonly #pool: ClamdEndpointPool
   readonly #versions = new Map<string, CachedVersion>()
   readonly #inFlight = new Set<AbortController>()
@@ -43,8 +42,7 @@ export class ClamdScanner implements Scanner {
   constructor(options: ClamdScannerOptions) {
     if (options.endpoints.length === 0) throw new Error('ClamdScanner: at least one clamd endpoint is needed')
     this.#options = options
-    this.#endpoints = options.endpoints.map(parseClamdEndpoint)
-    this.#pool = new ClamdEndpointPool(this.#endpoints, {
+    this.#pool = new ClamdEndpointPool(options.endpoints.map(parseClamdEndpoint), {
       maxPerEndpoint: options.maxPerEndpoint,
       healthIntervalMs: options.healthIntervalMs,
       connectTimeoutMs: options.connectTimeoutMs,
@@ -54,7 +52,7 @@ export class ClamdScanner implements Scanner {
 
   /**
    * Waits for a slot (the body is not touched meanwhile), then streams the body. Probes
-   * (VERSION, selfTest, health checks) take no slot: they are tiny and must not queue behind scans.
+   * (VERSION, health checks) take no slot: they are tiny and must not queue behind scans.
    */
   async scan(body: Readable, signal?: AbortSignal): Promise<ScanResult> {
     if (this.#closed) body.destroy()
@@ -104,13 +102,8 @@ export class ClamdScanner implements Scanner {
     })
   }
 
-  /**
-   * Ready when at least one endpoint detects EICAR: scans go only to those (the pool keeps one
-   * that misses EICAR out). The detail names every endpoint, so one that fails is still visible.
-   */
-  async selfTest(): Promise<{ ok: boolean; detail: string }> {
-    const results = await Promise.all(this.#endpoints.map((ep) => this.#selfTestOne(ep)))
-    return { ok: results.some((r) => r.ok), detail: results.map((r) => `${r.endpoint}: ${r.detail}`).join('; ') }
+  readiness(): Promise<{ ok: boolean; detail: string }> {
+    return this.#pool.readiness()
   }
 
   /** Stops health checks, aborts scans running or waiting for a slot, and refuses new ones. */
@@ -118,26 +111,6 @@ export class ClamdScanner implements Scanner {
     this.#closed = true
     this.#pool.close()
     for (const controller of this.#inFlight) controller.abort(new Error('scanner closed'))
-  }
-
-  async #selfTestOne(endpoint: ClamdEndpoint): Promise<{ endpoint: string; ok: boolean; detail: string }> {
-    const verdict = (ok: boolean, detail: string) => ({ endpoint: endpoint.url, ok, detail })
-    try {
-      const { outcome } = await this.#track(undefined, (sig) =>
-        instream(endpoint, Readable.from([eicarTestFile()]), this.#streamOptions(sig, COMMAND_TIMEOUT_CAP_MS))
-      )
-      switch (outcome.result) {
-        case 'infected':
-          return verdict(true, `detected the EICAR test file as ${outcome.signature}`)
-        case 'clean':
-          return verdict(false, 'answered OK to the EICAR test file: no signatures loaded?')
-        case 'unscannable':
-          return verdict(false, `could not scan the EICAR test file (${outcome.reason})`)
-      }
-    } catch (err) {
-      const unreachable = err instanceof ScannerError && (err.code === 'unavailable' || err.code === 'connect_timeout')
-      return verdict(false, `${unreachable ? 'unreachable' : 'failed'}: ${describe(err)}`)
-    }
   }
 
   async #versionOf(endpoint: ClamdEndpoint, signal: AbortSignal): Promise<EngineVersion> {
@@ -159,16 +132,9 @@ export class ClamdScanner implements Scanner {
     }
   }
 
-  /** cap: a probe (selfTest) must not wait as long as a real scan may. */
-  #streamOptions(signal: AbortSignal, cap = Infinity) {
+  #streamOptions(signal: AbortSignal) {
     const { connectTimeoutMs, idleTimeoutMs, totalTimeoutMs, chunkSize } = this.#options
-    return {
-      connectTimeoutMs,
-      idleTimeoutMs: Math.min(idleTimeoutMs, cap),
-      totalTimeoutMs: Math.min(totalTimeoutMs, cap),
-      chunkSize,
-      signal
-    }
+    return { connectTimeoutMs, idleTimeoutMs, totalTimeoutMs, chunkSize, signal }
   }
 
   /** Runs work with a signal that the caller's signal and close() both abort. */

@@ -23,7 +23,7 @@ import {
   ADOPT_PROGRESS_SQL,
   CANCEL_ITEMS_SQL,
   CANCEL_RESCAN_SQL,
-  claimable,
+  QUEUE_STATS_SQL,
   EVENT_DELIVERED_SQL,
   EVENT_FAILED_SQL,
   GET_RESCAN_SQL,
@@ -176,7 +176,7 @@ export class PgStateStore implements StateStore {
   }
 
   async queueStats(): Promise<QueueStats> {
-    const { rows: [row] } = await this.#query(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`)
+    const { rows: [row] } = await this.#query(QUEUE_STATS_SQL)
     return { depth: Number(row?.depth), oldestCreatedAt: row?.oldest == null ? null : Number(row.oldest) }
   }
 

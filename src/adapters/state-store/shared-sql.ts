@@ -45,6 +45,15 @@ export const queueFilter = {
 } as const
 
 export type Queue = keyof typeof queueFilter
+
+/**
+ * Queue depth and the oldest unfinished upload. Each arm repeats one partial index's predicate, so
+ * the cost follows the length of the queue, not of the table (finished uploads are never read).
+ */
+export const QUEUE_STATS_SQL = `SELECT count(*) AS depth, min(created_at) AS oldest FROM (
+  SELECT created_at FROM uploads WHERE ${queueFilter.uploads}
+  UNION ALL
+  SELECT created_at FROM uploads WHERE ${queueFilter.adopted}) AS queued`
 const leased = `status IN (${claimable}, ${rescannable})`
 
 /** $1 the new lease end, $2 id, $3 token. */

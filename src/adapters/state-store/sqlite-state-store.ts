@@ -23,7 +23,7 @@ import {
   ADOPT_PROGRESS_SQL,
   CANCEL_ITEMS_SQL,
   CANCEL_RESCAN_SQL,
-  claimable,
+  QUEUE_STATS_SQL,
   EVENT_DELIVERED_SQL,
   EVENT_FAILED_SQL,
   GET_RESCAN_SQL,
@@ -161,7 +161,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async queueStats(): Promise<QueueStats> {
-    const row = this.#get(`SELECT count(*) AS depth, min(created_at) AS oldest FROM uploads WHERE status IN (${claimable})`) as Row
+    const row = this.#get(QUEUE_STATS_SQL) as Row
     return { depth: Number(row.depth), oldestCreatedAt: row.oldest === null ? null : Number(row.oldest) }
   }
 

@@ -16,7 +16,7 @@ const Accepted = Type.Object({ id: Type.String(), status: Type.String() })
 
 /** The operator's API: admin key only, except scan history, which upload keys may read like the status. */
 export async function adminRoutes(app: FastifyInstance, { auth, operations }: Deps): Promise<void> {
-  const admin = { preHandler: auth.require('admin') }
+  const admin = { onRequest: auth.require('admin') }
 
   app.post(
     '/v1/rescans',
@@ -116,7 +116,7 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
   app.get(
     '/v1/uploads/:id/scans',
     {
-      preHandler: auth.require('upload'),
+      onRequest: auth.require('upload'),
       schema: { summary: 'Every scan of an upload, oldest first', params: UploadParams, response: { 200: Type.Object({ scans: Type.Array(ScanView) }), ...errors } }
     },
     async (request) => {

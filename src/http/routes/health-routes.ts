@@ -2,13 +2,16 @@ import type { FastifyInstance } from 'fastify'
 import type { ReadinessService } from '../../services/readiness-service.ts'
 import { HealthBody, ReadyBody } from '../schemas.ts'
 
-export async function healthRoutes(app: FastifyInstance, { readiness }: { readiness: ReadinessService }): Promise<void> {
+export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/healthz',
     { logLevel: 'warn', schema: { summary: 'The process is up', security: [], response: { 200: HealthBody } } },
     async () => ({ ok: true })
   )
+}
 
+/** On the ops listener when GW_OPS_PORT is set, else on the main one. */
+export async function readinessRoutes(app: FastifyInstance, { readiness }: { readiness: ReadinessService }): Promise<void> {
   app.get(
     '/readyz',
     {
@@ -16,7 +19,8 @@ export async function healthRoutes(app: FastifyInstance, { readiness }: { readin
       schema: {
         summary: 'Whether the gateway can take and scan uploads',
         security: [],
-        description: 'Checks the state store, both buckets and a clamd self-test scan of the EICAR test string. 503 names what is not ready.',
+        description:
+          "Checks the state store and both buckets, and (except on GW_ROLE=api) the clamd pool's latest health checks, each of which scans the EICAR test string: the answer never costs clamd a scan of its own. 503 names what is not ready. Served on GW_OPS_PORT instead when that is set.",
         response: { 200: ReadyBody, 503: ReadyBody }
       }
     },

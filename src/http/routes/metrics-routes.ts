@@ -12,7 +12,7 @@ export async function metricsRoutes(app: FastifyInstance, { exporter }: { export
       logLevel: 'warn',
       schema: {
         summary: 'Metrics in the Prometheus text format',
-        description: 'Uploads and bytes by outcome, scans by verdict with a duration histogram, queue depth, age of the oldest unfinished upload, clamd endpoint health and signature age, and process metrics. Unauthenticated, like /readyz: expose it to your scraper, not to the internet.',
+        description: 'Uploads and bytes by outcome, scans by verdict with a duration histogram, queue depth, age of the oldest unfinished upload, clamd endpoint health and signature age, and process metrics. Unauthenticated, like /readyz: expose it to your scraper, not to the internet (GW_OPS_PORT serves both on a port of their own).',
         security: [],
         produces: ['text/plain'],
         response: { 200: { type: 'string', description: 'Prometheus exposition format 0.0.4' } }

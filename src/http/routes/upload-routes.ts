@@ -25,7 +25,7 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
   app.post(
     '/v1/uploads',
     {
-      preHandler: auth.require('upload'),
+      onRequest: auth.require('upload'),
       schema: {
         summary: 'Upload one file into quarantine',
         description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS.",
@@ -92,7 +92,7 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
   app.get(
     '/v1/uploads/:id',
     {
-      preHandler: auth.require('upload'),
+      onRequest: auth.require('upload'),
       // Pollers call this often: log failures, not every request.
       logLevel: 'warn',
       schema: {
