@@ -118,5 +118,22 @@ export const migrations: readonly { version: number; sql: string }[] = [
       );
       CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
     `
+  },
+  {
+    // One clock for leases (the database's), batched rescan selection and cancellation, retention.
+    version: 5,
+    sql: `
+      -- Every replica compares leases with this clock, not its own: a replica whose clock runs fast
+      -- cannot take a live lease. Milliseconds since the epoch, like every time column.
+      CREATE FUNCTION gw_now() RETURNS BIGINT LANGUAGE sql STABLE AS 'SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint';
+      -- A rescan selecting its uploads (state listing) or being cancelled covers or unwinds them in
+      -- batches by upload id: what it selects, and the last upload id done (NULL: nothing left to do).
+      ALTER TABLE rescans ADD COLUMN selection TEXT;
+      ALTER TABLE rescans ADD COLUMN cursor_id TEXT;
+      -- Retention: what is old enough to go, found without scanning whole tables.
+      CREATE INDEX rescan_items_open_rescan ON rescan_items (rescan_id, upload_id) WHERE outcome IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+      CREATE INDEX scans_started ON scans (started_at);
+    `
   }
 ]

@@ -115,5 +115,17 @@ export const migrations: readonly { version: number; sql: string }[] = [
       );
       CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
     `
+    },
+  {
+    // Batched rescan selection and cancellation, retention (see pg-migrations.ts). SQLite needs no
+    // clock function: it serves one process, whose clock is the only one (the store defines gw_now()).
+    version: 5,
+    sql: `
+      ALTER TABLE rescans ADD COLUMN selection TEXT;
+      ALTER TABLE rescans ADD COLUMN cursor_id TEXT;
+      CREATE INDEX rescan_items_open_rescan ON rescan_items (rescan_id, upload_id) WHERE outcome IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+      CREATE INDEX scans_started ON scans (started_at);
+    `
   }
 ]
