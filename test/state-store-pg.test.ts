@@ -72,9 +72,9 @@ function withTestClock(store: PgStateStore, schema: string, clock: pg.Client): S
 }
 
 // Each case gets its own schema; the schemas are dropped when the file ends.
-stateStoreContract(t, async () => {
+stateStoreContract(t, async (options) => {
   const schema = await freshSchema(t)
-  const real = new PgStateStore({ url: pgUrl, schema, poolSize: 5 })
+  const real = new PgStateStore({ url: pgUrl, schema, poolSize: 5, ...options })
   const clock = new pg.Client({ connectionString: pgUrl })
   await clock.connect()
   return { store: withTestClock(real, schema, clock), cleanup: async () => { await Promise.all([real.close(), clock.end()]) } }

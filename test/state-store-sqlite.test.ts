@@ -9,9 +9,9 @@ import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store
 import { StateUnavailableError } from '../src/ports/state-store.ts'
 import { stateStoreContract } from './state-store-contract.ts'
 
-stateStoreContract(t, async () => {
+stateStoreContract(t, async (options) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
-  const store = new SqliteStateStore(join(dir, 'nested', 'state.db'))
+  const store = new SqliteStateStore(join(dir, 'nested', 'state.db'), options)
   return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) } }
 })
 

@@ -76,7 +76,17 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.'),
+    GW_HISTORY_RETENTION: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '400d',
+      description: 'Delivered webhook events, scan history and finished or cancelled rescans older than this are deleted, in batches, by worker processes. Undelivered events and what a running rescan needs are kept.'
+    }),
+    GW_AUDIT_RETENTION: Type.String({
+      pattern: '^$|^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '',
+      description: 'Audit rows (admin actions) older than this are deleted like history; empty: kept for ever.'
+    })
   },
   { additionalProperties: false }
 )
