@@ -57,9 +57,10 @@ export const migrations: readonly { version: number; sql: string }[] = [
       ALTER TABLE uploads ADD COLUMN released_by TEXT;
       ALTER TABLE uploads ADD COLUMN released_at BIGINT;
       ALTER TABLE uploads ADD COLUMN release_reason TEXT;
-      -- Clean uploads were promoted: their bytes are in production.
-      UPDATE uploads SET location = 'production' WHERE status = 'clean';
-      UPDATE uploads SET signature_version = (verdict::jsonb ->> 'signatureVersion')::integer WHERE verdict IS NOT NULL;
+      -- Clean uploads were promoted: their bytes are in production. One pass over a big table.
+      UPDATE uploads SET location = CASE WHEN status = 'clean' THEN 'production' ELSE location END,
+                         signature_version = (verdict::jsonb ->> 'signatureVersion')::integer
+       WHERE status = 'clean' OR verdict IS NOT NULL;
       -- Adoption registers an object by its key, exactly once.
       CREATE UNIQUE INDEX uploads_object_key ON uploads (object_key);
             DROP INDEX uploads_due;
