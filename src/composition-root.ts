@@ -22,7 +22,9 @@ import { PromoteService } from './services/promote-service.ts'
 import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineService } from './services/requarantine-service.ts'
 import { RescanPolicy } from './services/rescan-policy.ts'
+import { RescanBatches } from './services/rescan-batches.ts'
 import { RescanService } from './services/rescan-service.ts'
+import { RetentionService } from './services/retention-service.ts'
 import { ScanService } from './services/scan-service.ts'
 import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
@@ -120,9 +122,16 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       outagePauseMaxMs: config.GW_RETRY_MAX_MS
     }
   )
-  // Listing and webhook delivery run in worker processes, beside the scans.
+  // Listing, rescan batches, retention and webhook delivery run in worker processes, beside the scans.
+  const historyMs = durationMs(config.GW_HISTORY_RETENTION)
   const background = concurrency === 0 ? [] : [
     new AdoptionService({ state, objects, log: logger }, { pageSize: config.GW_ADOPT_PAGE_SIZE, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    new RescanBatches({ state, log: logger }, { intervalMs: rescans.intervalMs, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    // Looks for old rows every minute, or ten times per retention period when that is shorter.
+    new RetentionService(
+      { state, log: logger },
+      { historyMs, auditMs: config.GW_AUDIT_RETENTION === '' ? null : durationMs(config.GW_AUDIT_RETENTION), pollIntervalMs: Math.min(60_000, Math.max(100, historyMs / 10)) }
+    ),
     ...(events.enabled
       ? [
           new WebhookDispatcher(

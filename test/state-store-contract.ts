@@ -16,13 +16,13 @@ export interface StoreUnderTest {
 }
 
 /** One suite every state store adapter must pass (run by test/state-store-*.test.ts). */
-export function stateStoreContract(t: Test, makeStore: () => Promise<StoreUnderTest>): void {
+export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: number }) => Promise<StoreUnderTest>): void {
   const upload = (over: Partial<NewUpload> = {}): NewUpload => {
     const id = randomBytes(16).toString('hex')
     return { id, objectKey: `k/${id}`, size: 10, sha256: 'a'.repeat(64), filename: 'a.pdf', contentType: 'application/pdf', createdAt: 1_000, ...over }
   }
-  const setupWithOthers = async (t: Test, others: number): Promise<{ store: StateStore; others: StateStore[] }> => {
-    const { store, cleanup, openAnother } = await makeStore()
+  const setupWithOthers = async (t: Test, others: number, options?: { batchSize?: number }): Promise<{ store: StateStore; others: StateStore[] }> => {
+    const { store, cleanup, openAnother } = await makeStore(options)
     const opened: Awaited<ReturnType<typeof openAnother>>[] = []
     // The other connections close first: cleanup may remove the database.
     t.teardown(async () => {
@@ -34,7 +34,7 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<StoreUnderT
     await Promise.all(Array.from({ length: others }, async () => opened.push(await openAnother())))
     return { store, others: opened.map((o) => o.store) }
   }
-  const setup = async (t: Test): Promise<StateStore> => (await setupWithOthers(t, 0)).store
+  const setup = async (t: Test, options?: { batchSize?: number }): Promise<StateStore> => (await setupWithOthers(t, 0, options)).store
 
   t.test('insert and read back an upload as pending', async (t) => {
     const store = await setup(t)
@@ -604,6 +604,82 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<StoreUnderT
     t.equal((await store.getUpload(leased.id))?.nextScanAt, 60_100)
     const claims = await store.claimRescans('w', 10, 60_000, 1_000)
     t.same(claims.map((c) => c.upload.id).sort(), [clean.id, infected.id].sort())
+  })
+
+  t.test('a rescan selects its uploads a batch at a time, and a cancelled one unwinds a batch at a time', async (t) => {
+    const store = await setup(t, { batchSize: 3 })
+    const interval = 86_400_000
+    const uploads: NewUpload[] = []
+    for (let i = 0; i < 8; i++) uploads.push(await stored(store, 'clean', { createdAt: 10 + i, scannedAt: 1_000 }))
+    const r = await store.createRescan(rescanMeta(5_000), { kind: 'all' })
+    t.match(r, { state: 'listing', total: 3, lastDoneAt: null }, 'the first batch is covered at once, the rescan lists on')
+    t.ok(await store.advanceRescans(5_100, interval))
+    t.match(await store.getRescan(r.id), { state: 'listing', total: 6 })
+    t.ok(await store.advanceRescans(5_200, interval))
+    t.match(await store.getRescan(r.id), { state: 'running', total: 8, done: 0 }, 'the last batch ends the listing')
+    t.notOk(await store.advanceRescans(5_300, interval), 'nothing left to do')
+    for (const u of uploads) t.ok((await store.getUpload(u.id))!.nextScanAt! <= 5_200, 'each covered upload is due')
+
+    t.ok(await store.cancelRescan(r.id, 6_000, interval))
+    const scheduled = async (): Promise<number> => (await Promise.all(uploads.map((u) => store.getUpload(u.id)))).filter((u) => u?.nextScanAt === 1_000 + interval).length
+    t.equal(await scheduled(), 3, 'the first batch goes back to its schedule at once')
+    const [meanwhile] = await store.claimRescans('w', 1, 60_000, 6_100)
+    t.ok(meanwhile, 'one not unwound yet is still due')
+    t.ok(await store.update(meanwhile!, { status: 'clean', nextScanAt: 1_000 + interval, rescanOutcome: 'clean' }, 6_200))
+    t.match(await store.getRescan(r.id), { state: 'cancelled', total: 8, done: 0, clean: 0 }, 'a cancelled rescan counts no more, unwound or not')
+    t.ok(await store.advanceRescans(6_300, interval))
+    t.ok(await store.advanceRescans(6_400, interval))
+    t.notOk(await store.advanceRescans(6_500, interval))
+    t.equal(await scheduled(), 8, 'every upload is back on its schedule')
+    t.same(await store.claimRescans('w', 10, 60_000, 7_000), [])
+    t.match(await store.getRescan(r.id), { state: 'cancelled', total: 8, done: 0 })
+  })
+
+  t.test('prune deletes old history a batch at a time, never an undelivered event nor what an unfinished rescan needs', async (t) => {
+    const store = await setup(t, { batchSize: 2 })
+    // Events: three delivered long ago, one delivered lately, one never delivered (created long ago).
+    const owner = upload({ createdAt: 10 })
+    await store.insertUpload(owner)
+    const [c] = await store.claim('w', 1, 60_000, 10)
+    const events = [event({ createdAt: 20 }), event({ createdAt: 20 }), event({ createdAt: 20 }), event({ createdAt: 20 }), event({ createdAt: 20 })]
+    t.ok(await store.update(c!, { status: 'infected', verdict: verdict('infected'), events }, 20))
+    const claimed = await store.claimEvents('d', 10, 60_000, 30)
+    t.equal(claimed.length, 5)
+    for (const e of claimed.slice(0, 3)) await store.eventDelivered(e, 1_000)
+    await store.eventDelivered(claimed[3]!, 9_000)
+    await store.eventFailed(claimed[4]!, 'HTTP 503', 100_000)
+    // Scans: three old, one recent.
+    const scan = { uploadId: owner.id, durationMs: 1, endpoint: null, engine: null, signatureVersion: null, outcome: 'clean', signature: null, detail: null, bytes: 1 } as const
+    for (const startedAt of [500, 600, 700, 9_500]) await store.recordScan({ ...scan, startedAt })
+    // Rescans: finished, unfinished, cancelled (all created long ago), and one recent.
+    const [a, b, d, e] = [await stored(store, 'clean', { createdAt: 40 }), await stored(store, 'clean', { createdAt: 50 }), await stored(store, 'clean', { createdAt: 60 }), await stored(store, 'clean', { createdAt: 70 })]
+    const only = (u: NewUpload, at: number) => store.createRescan(rescanMeta(at, { ids: [u.id] }), { kind: 'ids', ids: [u.id] })
+    const [finished, unfinished, cancelled, recent] = [await only(a, 1_000), await only(b, 1_000), await only(d, 1_000), await only(e, 9_000)]
+    const rescanning = await store.claimRescans('w', 10, 60_000, 9_000)
+    t.equal(rescanning.length, 4)
+    for (const rc of rescanning) {
+      if (rc.upload.id === a.id || rc.upload.id === e.id) t.ok(await store.update(rc, { status: 'clean', nextScanAt: null, rescanOutcome: 'clean' }, 9_100))
+      else t.ok(await store.release(rc, 9_100))
+    }
+    t.ok(await store.cancelRescan(cancelled.id, 1_500, 1_000))
+    // Audit: two old entries, one recent.
+    for (const at of [100, 200, 9_999]) await store.recordAudit({ at, actor: 'k', action: 'x', target: 't', detail: {} })
+
+    const cutoffs = { historyBefore: 5_000, auditBefore: null }
+    const rounds: number[] = []
+    for (let i = 0; i < 10 && rounds.at(-1) !== 0; i++) rounds.push(await store.prune(cutoffs))
+    // Two events and two scans, an item; then the rest of them and that rescan; then the other rescan's item, then itself.
+    t.same(rounds, [5, 3, 1, 1, 0], 'at most a batch of each kind per round')
+    t.same((await store.listScans(owner.id)).map((x) => x.startedAt), [9_500], 'recent scans are kept')
+    t.equal(await store.getRescan(finished.id), null, 'a finished rescan older than the cutoff is gone')
+    t.equal(await store.getRescan(cancelled.id), null, 'so is a cancelled one')
+    t.match(await store.getRescan(unfinished.id), { total: 1, done: 0 }, 'an unfinished one is kept, with its items')
+    t.match(await store.getRescan(recent.id), { total: 1, done: 1 }, 'a recent one is kept')
+    t.same((await store.claimEvents('d', 10, 60_000, 100_000)).map((x) => x.id), [events[4]!.id], 'the undelivered event is kept')
+    t.equal((await store.listAudit(10)).length, 3, 'audit rows are kept unless configured')
+    t.equal(await store.prune({ historyBefore: 5_000, auditBefore: 5_000 }), 2)
+    t.same((await store.listAudit(10)).map((x) => x.at), [9_999])
+    t.equal(await store.prune({ historyBefore: 5_000, auditBefore: 5_000 }), 0)
   })
 
   t.test('the audit trail is listed newest first, and pages back with before', async (t) => {

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
 import { migrations } from '../src/adapters/state-store/pg-migrations.ts'
-import { StateUnavailableError, type NewUpload } from '../src/ports/state-store.ts'
+import { StateUnavailableError, type NewUpload, type StateStore } from '../src/ports/state-store.ts'
 import { freePort } from './helpers/free-port.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -23,15 +23,68 @@ async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Prom
   return store
 }
 
+/**
+ * The contract speaks in logical times (now = 1_000, then 2_500, …). On PostgreSQL leases follow the
+ * database's clock, gw_now(), whatever `now` a caller passes: for the contract, that function is
+ * replaced in the test's own schema by one reading a clock the test sets to the `now` of each call,
+ * so the same SQL runs. The real clock is tested below, with a replica whose clock is an hour fast.
+ */
+const nowOf: Record<string, (args: unknown[]) => unknown> = {
+  insertUpload: (a) => (a[0] as NewUpload).createdAt,
+  claim: (a) => a[3],
+  claimRescans: (a) => a[3],
+  renewLease: (a) => a[2],
+  update: (a) => a[2],
+  release: (a) => a[1],
+  requestRelease: (a) => a[2],
+  scheduleRescan: (a) => a[1],
+  retryFailed: (a) => a[1],
+  requeueFailed: (a) => a[0],
+  createRescan: (a) => (a[0] as { createdAt: number }).createdAt,
+  cancelRescan: (a) => a[1],
+  advanceRescans: (a) => a[0],
+  claimAdoption: (a) => a[2],
+  adoptPage: (a) => a[4],
+  claimEvents: (a) => a[3],
+  eventDelivered: (a) => a[1]
+}
+
+function withTestClock(store: PgStateStore, schema: string, clock: pg.Client): StateStore {
+  return new Proxy(store, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop)
+      if (typeof value !== 'function') return value
+      const method = value as (...args: unknown[]) => Promise<unknown>
+      if (prop === 'migrate') {
+        return async () => {
+          await method.apply(target, [])
+          await clock.query(`CREATE TABLE IF NOT EXISTS "${schema}".test_clock (ms BIGINT NOT NULL);
+            INSERT INTO "${schema}".test_clock SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM "${schema}".test_clock);
+            CREATE OR REPLACE FUNCTION "${schema}".gw_now() RETURNS BIGINT LANGUAGE sql STABLE AS 'SELECT ms FROM "${schema}".test_clock'`)
+        }
+      }
+      const pick = typeof prop === 'string' ? nowOf[prop] : undefined
+      return async (...args: unknown[]) => {
+        const now = pick?.(args)
+        if (typeof now === 'number') await clock.query(`UPDATE "${schema}".test_clock SET ms = $1`, [now])
+        return method.apply(target, args)
+      }
+    }
+  })
+}
+
 // Each case gets its own schema; the schemas are dropped when the file ends.
-stateStoreContract(t, async () => {
+stateStoreContract(t, async (options) => {
   const schema = await freshSchema(t)
-  const store = new PgStateStore({ url: pgUrl, schema, poolSize: 5 })
+  const real = new PgStateStore({ url: pgUrl, schema, poolSize: 5, ...options })
+  const clock = new pg.Client({ connectionString: pgUrl })
+  await clock.connect()
+  // Other replicas' stores read the same test clock (gw_now() is replaced in the schema).
   const openAnother = async () => {
-    const other = new PgStateStore({ url: pgUrl, schema, poolSize: 3 })
-    return { store: other, close: () => other.close() }
+    const other = new PgStateStore({ url: pgUrl, schema, poolSize: 3, ...options })
+    return { store: withTestClock(other, schema, clock), close: () => other.close() }
   }
-  return { store, cleanup: () => store.close(), openAnother }
+  return { store: withTestClock(real, schema, clock), cleanup: async () => { await Promise.all([real.close(), clock.end()]) }, openAnother }
 })
 
 t.test('rejects a schema name that is not a plain identifier', async (t) => {
@@ -56,7 +109,7 @@ t.test('several replicas migrating a fresh schema at once all succeed, and apply
   const stores = await Promise.all(Array.from({ length: 5 }, () => makeStore(t, { schema, poolSize: 1 })))
   await Promise.all(stores.map((s) => s.migrate()))
   const { rows } = await pgQuery(`SELECT version FROM "${schema}".schema_migrations`)
-  t.same(rows, [{ version: 1 }, { version: 2 }, { version: 3 }])
+  t.same(rows, migrations.map((m) => ({ version: m.version })))
 })
 
 t.test('refuses a schema newer than it knows', async (t) => {
@@ -64,7 +117,7 @@ t.test('refuses a schema newer than it knows', async (t) => {
   const store = await makeStore(t, { schema })
   await store.migrate()
   await pgQuery(`INSERT INTO "${schema}".schema_migrations (version, applied_at) VALUES (999, 0)`)
-  await t.rejects(store.migrate(), /^the database schema is at version 999, newer than this gateway knows \(3\): upgrade the gateway$/)
+  await t.rejects(store.migrate(), new RegExp(`^the database schema is at version 999, newer than this gateway knows \\(${migrations.at(-1)!.version}\\): upgrade the gateway$`))
   await store.ping() // the refusal left no broken connection behind
 })
 
@@ -181,7 +234,7 @@ t.test('two replicas claiming rescans at once never hand one out twice, and each
     const due = batch.map((c) => Number(c.upload.id.slice(1)))
     t.same(due, [...due].sort((x, y) => x - y), 'each batch comes back oldest due first')
   }
-  const { rows } = await pgQuery(`SELECT count(*)::int AS n FROM "${schema}".uploads WHERE next_scan_at = 61000 AND attempts = 1 AND lease_token IS NOT NULL`)
+  const { rows } = await pgQuery(`SELECT count(*)::int AS n FROM "${schema}".uploads WHERE next_scan_at > $1 AND attempts = 1 AND lease_token IS NOT NULL`, [Date.now()])
   t.equal(rows[0]?.n, 500, 'each row was leased exactly once')
 })
 
@@ -224,7 +277,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   t.equal((await store.createRescan({ id: 'r2', scope: {}, createdBy: 'k', createdAt: 1_000 }, { kind: 'signatureVersionBelow', version: 5 })).total, 1)
   t.equal((await store.claim('w', 10, 1_000, 1_000))[0]?.upload.id, 'pending1')
   const { rows } = await pgQuery(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`)
-  t.same(rows, [{ version: 1 }, { version: 2 }, { version: 3 }])
+  t.same(rows, migrations.map((m) => ({ version: m.version })))
 })
 
 t.test('a closed store answers with StateUnavailableError, and closing twice is fine', async (t) => {
@@ -234,4 +287,51 @@ t.test('a closed store answers with StateUnavailableError, and closing twice is 
   await store.close()
   await t.rejects(store.ping(), StateUnavailableError)
   await t.rejects(store.getUpload('x'), StateUnavailableError)
+})
+
+t.test('a replica whose clock runs an hour fast (or slow) cannot take a live lease: leases are on the database clock', async (t) => {
+  const schema = await freshSchema(t)
+  const [a, b] = [await makeStore(t, { schema }), await makeStore(t, { schema })]
+  await a.migrate()
+  const hour = 3_600_000
+  const fast = (): number => Date.now() + hour
+  const slow = (): number => Date.now() - hour
+  const dbNow = async (): Promise<number> => Number((await pgQuery('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now')).rows[0]?.now)
+
+  // The upload flow: a claim, a renewal and a lease end written by a status change.
+  const u = upload({ createdAt: Date.now() })
+  await a.insertUpload(u)
+  const [held] = await a.claim('a', 1, 60_000, Date.now())
+  t.equal(held?.upload.id, u.id)
+  t.same(await b.claim('b', 10, 60_000, fast()), [], 'a fast replica does not see the lease as expired')
+  t.ok(await a.renewLease(held!, 60_000, fast()))
+  t.ok((await a.getUpload(u.id))!.runAt <= (await dbNow()) + 60_000, 'a renewal by a fast replica ends its lease a lease from the database clock, not an hour later')
+  t.ok(await a.update(held!, { status: 'promoting', runAt: slow() + 60_000 }, slow()), 'a slow replica records its promotion step')
+  const promoting = { ...held!, upload: { ...held!.upload, status: 'promoting' as const } }
+  t.same(await b.claim('b', 10, 60_000, Date.now()), [], 'the lease a slow replica wrote is a lease on the database clock: not expired')
+  t.ok((await a.getUpload(u.id))!.runAt > (await dbNow()) + 50_000)
+  t.ok(await a.release(promoting, fast()), 'a fast replica gives its lease back...')
+  t.equal((await b.claim('b', 10, 60_000, Date.now()))[0]?.upload.id, u.id, '...and it is due at once on the database clock')
+
+  // Rescans: a stored upload under a rescan lease.
+  const r = upload({ createdAt: Date.now() })
+  await a.insertUpload(r)
+  const [scan] = await a.claim('a', 1, 60_000, Date.now())
+  t.ok(await a.update(scan!, { status: 'clean', location: 'production', nextScanAt: Date.now() - 1, resetAttempts: true }, Date.now()))
+  t.equal((await a.claimRescans('a', 1, 60_000, Date.now()))[0]?.upload.id, r.id)
+  t.same(await b.claimRescans('b', 10, 60_000, fast()), [], 'a rescan lease holds')
+
+  // Adoption listings.
+  await a.createRescan({ id: 'adopt-1', scope: { adopt: {} }, createdBy: 'k', createdAt: Date.now() }, { kind: 'adopt', bucket: 'prod', prefix: '' })
+  t.equal((await a.claimAdoption('a', 60_000, Date.now()))?.rescanId, 'adopt-1')
+  t.equal(await b.claimAdoption('b', 60_000, fast()), null, 'a listing lease holds')
+
+  // Outbox deliveries.
+  const e = upload({ createdAt: Date.now() })
+  await a.insertUpload(e)
+  const [c] = await a.claim('a', 1, 60_000, Date.now())
+  const event = { id: 'event-1', type: 'upload.infected', data: {}, createdAt: Date.now() } as const
+  t.ok(await a.update(c!, { status: 'infected', events: [event] }, Date.now()))
+  t.equal((await a.claimEvents('a', 10, 60_000, Date.now()))[0]?.id, 'event-1')
+  t.same(await b.claimEvents('b', 10, 60_000, fast()), [], 'a delivery lease holds')
 })

@@ -10,10 +10,10 @@ import { StateUnavailableError } from '../src/ports/state-store.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
 import { stateStoreContract } from './state-store-contract.ts'
 
-stateStoreContract(t, async () => {
+stateStoreContract(t, async (options) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
   const path = join(dir, 'nested', 'state.db')
-  const store = new SqliteStateStore(path)
+  const store = new SqliteStateStore(path, options)
   return {
     store,
     cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) },
@@ -76,7 +76,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   await store.migrate()
   const check = new DatabaseSync(path)
   t.teardown(() => check.close())
-  t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), [1, 2, 3])
+  t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), migrations.map((m) => m.version))
   t.same(
     check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'uploads_%' ORDER BY name`).all().map((r) => r.name),
     ['uploads_adopted_due', 'uploads_due', 'uploads_failed_retry', 'uploads_object_key', 'uploads_rescan_due']

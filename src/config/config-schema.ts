@@ -88,7 +88,17 @@ export const configSchema = Type.Object(
     }),
     GW_FAILED_RETRY_ROUNDS: Int(0, 3, 'Automatic rounds (each with GW_SCAN_MAX_ATTEMPTS tries) a failed upload gets after infrastructure failures before it waits for an operator; an operator rescan starts the count again. 0: none.'),
     GW_OPS_PORT: Int(0, 0, 'Port of a second listener (on GW_HOST) for `/metrics` and `/readyz` (and `/healthz`), so scrapers and load balancers reach them on an internal port; the main port then serves `/healthz` only of the three. 0: no second listener, all three on the main port.', 65535),
-    GW_METRICS_QUEUE_INTERVAL_MS: Int(0, 10_000, 'How often `/metrics` reads the queue figures (`gateway_queue_depth`, the oldest upload age, `gateway_state_store_up`) from the state store; scrapes in between get the last reading. 0: every scrape reads (concurrent scrapes still share one query).')
+    GW_METRICS_QUEUE_INTERVAL_MS: Int(0, 10_000, 'How often `/metrics` reads the queue figures (`gateway_queue_depth`, the oldest upload age, `gateway_state_store_up`) from the state store; scrapes in between get the last reading. 0: every scrape reads (concurrent scrapes still share one query).'),
+    GW_HISTORY_RETENTION: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '400d',
+      description: 'Delivered webhook events, scan history and finished or cancelled rescans older than this are deleted, in batches, by worker processes. Undelivered events and what a running rescan needs are kept.'
+    }),
+    GW_AUDIT_RETENTION: Type.String({
+      pattern: '^$|^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '',
+      description: 'Audit rows (admin actions) older than this are deleted like history; empty: kept for ever.'
+    })
   },
   { additionalProperties: false }
 )

@@ -184,6 +184,14 @@ export interface QueueStats {
   oldestCreatedAt: number | null
 }
 
+/** What retention removes: rows older than these times. */
+export interface PruneCutoffs {
+  /** Delivered outbox events, scan history, and finished or cancelled rescans with their items. */
+  historyBefore: number
+  /** Audit rows; null: kept for ever. */
+  auditBefore: number | null
+}
+
 export interface StateStore {
   /** Creates or upgrades the schema; safe to run at every start. */
   migrate(): Promise<void>
@@ -224,16 +232,28 @@ export interface StateStore {
   retryFailed(id: string, now: number): Promise<boolean>
   /** Failed uploads whose automatic retry is due go back to pending (at most `limit`); how many did. */
   requeueFailed(now: number, limit: number): Promise<number>
-  /** Creates a rescan and, unless it is an adoption, covers the selected stored uploads and makes them due now. */
+  /**
+   * Creates a rescan and, unless it is an adoption, covers the selected stored uploads and makes
+   * them due now: an id list at once; other selections a batch of uploads at a time (the first one
+   * here, the others by advanceRescans), the rescan listing until the last batch.
+   */
   createRescan(rescan: { id: string; scope: Record<string, unknown>; createdBy: string; createdAt: number }, selection: RescanSelection): Promise<RescanRecord>
   getRescan(id: string): Promise<RescanRecord | null>
   /** Newest first. */
   listRescans(limit: number): Promise<RescanRecord[]>
   /**
    * Stops a rescan: its unfinished uploads are no longer due for it (clean ones go back to their
-   * regular schedule, scannedAt + intervalMs). False when it is not running or listing.
+   * regular schedule, scannedAt + intervalMs), a batch at a time (the first one here, the others
+   * by advanceRescans). It counts no outcome from then on. False when it is not running or listing.
    */
   cancelRescan(id: string, now: number, intervalMs: number): Promise<boolean>
+  /**
+   * One batch of the oldest rescan work left, in one short transaction: covering a listing
+   * rescan's next uploads, or unwinding a cancelled one's. False when none is left.
+   */
+  advanceRescans(now: number, intervalMs: number): Promise<boolean>
+  /** Retention: deletes at most one batch of each kind of old row; how many rows went (0: nothing left to prune). */
+  prune(cutoffs: PruneCutoffs): Promise<number>
   /** Claims an adoption whose listing is not finished (one worker at a time, leased). */
   claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null>
   /**

@@ -57,9 +57,10 @@ export const migrations: readonly { version: number; sql: string }[] = [
       ALTER TABLE uploads ADD COLUMN released_by TEXT;
       ALTER TABLE uploads ADD COLUMN released_at BIGINT;
       ALTER TABLE uploads ADD COLUMN release_reason TEXT;
-      -- Clean uploads were promoted: their bytes are in production.
-      UPDATE uploads SET location = 'production' WHERE status = 'clean';
-      UPDATE uploads SET signature_version = (verdict::jsonb ->> 'signatureVersion')::integer WHERE verdict IS NOT NULL;
+      -- Clean uploads were promoted: their bytes are in production. One pass over a big table.
+      UPDATE uploads SET location = CASE WHEN status = 'clean' THEN 'production' ELSE location END,
+                         signature_version = (verdict::jsonb ->> 'signatureVersion')::integer
+       WHERE status = 'clean' OR verdict IS NOT NULL;
       -- Adoption registers an object by its key, exactly once.
       CREATE UNIQUE INDEX uploads_object_key ON uploads (object_key);
             DROP INDEX uploads_due;
@@ -135,6 +136,23 @@ export const migrations: readonly { version: number; sql: string }[] = [
        WHERE released_at IS NOT NULL AND verdict IS NOT NULL;
       UPDATE uploads SET released_status = 'failed' WHERE released_at IS NOT NULL AND verdict IS NULL;
       CREATE INDEX uploads_failed_retry ON uploads (failed_retry_at) WHERE status = 'failed' AND failed_retry_at IS NOT NULL;
+    `
+  },
+  {
+    // One clock for leases (the database's), batched rescan selection and cancellation, retention.
+    version: 4,
+    sql: `
+      -- Every replica compares leases with this clock, not its own: a replica whose clock runs fast
+      -- cannot take a live lease. Milliseconds since the epoch, like every time column.
+      CREATE FUNCTION gw_now() RETURNS BIGINT LANGUAGE sql STABLE AS 'SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint';
+      -- A rescan selecting its uploads (state listing) or being cancelled covers or unwinds them in
+      -- batches by upload id: what it selects, and the last upload id done (NULL: nothing left to do).
+      ALTER TABLE rescans ADD COLUMN selection TEXT;
+      ALTER TABLE rescans ADD COLUMN cursor_id TEXT;
+      -- Retention: what is old enough to go, found without scanning whole tables.
+      CREATE INDEX rescan_items_open_rescan ON rescan_items (rescan_id, upload_id) WHERE outcome IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+      CREATE INDEX scans_started ON scans (started_at);
     `
   }
 ]

@@ -6,6 +6,7 @@ import {
   type Claim,
   type NewUpload,
   type OutboxEvent,
+  type PruneCutoffs,
   type ReleaseRequest,
   type QueueStats,
   type RescanRecord,
@@ -17,7 +18,7 @@ import {
 } from '../../ports/state-store.ts'
 import { migrations } from './pg-migrations.ts'
 import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, claimSql } from './pg-statements.ts'
-import { coverSql } from './rescan-selection-sql.ts'
+import { coverSql, type StoredSelection } from './rescan-selection-sql.ts'
 import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
 import {
   ADOPT_PROGRESS_SQL,
@@ -29,12 +30,24 @@ import {
   GET_RESCAN_SQL,
   INSERT_AUDIT_SQL,
   INSERT_RESCAN_SQL,
+  ITEMS_PAGE_END_SQL,
   LIST_AUDIT_BEFORE_SQL,
   LIST_AUDIT_SQL,
   LIST_RESCANS_SQL,
   MAKE_DUE_SQL,
+  NEXT_BATCH_SQL,
+  newRescanRow,
+  notCancelled,
+  OLD_RESCAN_SQL,
+  PAGE_END_SQL,
+  PRUNE_AUDIT_SQL,
+  PRUNE_OUTBOX_SQL,
+  PRUNE_RESCAN_ITEMS_SQL,
+  PRUNE_RESCAN_SQL,
+  PRUNE_SCANS_SQL,
   RELEASE_SQL,
   RENEW_LEASE_SQL,
+  RESCAN_CURSOR_SQL,
   REQUEST_RELEASE_SQL,
   REQUEUE_FAILED_SQL,
   RETRY_FAILED_SQL,
@@ -47,6 +60,11 @@ import {
 
 type Query = (sql: string, values?: unknown[]) => Promise<pg.QueryResult<Row>>
 
+/** Uploads per batch of a rescan's selection or cancellation, and rows per retention statement. */
+const DEFAULT_BATCH_SIZE = 5_000
+/** setTimeout's largest delay (about 24 days): "no client-side timeout" for pg, which takes 0 as "the pool's". */
+const UNTIMED_MS = 2 ** 31 - 1
+
 export interface PgStateStoreOptions {
   url: string
   /** Every table lives in this schema (created by migrate()). */
@@ -56,6 +74,8 @@ export interface PgStateStoreOptions {
   statementTimeoutMs?: number
   /** Shown in pg_stat_activity. */
   applicationName?: string
+  /** Uploads a rescan covers or unwinds per transaction (see advanceRescans), rows pruned per statement. */
+  batchSize?: number
 }
 
 /**
@@ -65,12 +85,14 @@ export interface PgStateStoreOptions {
 export class PgStateStore implements StateStore {
   readonly #pool: pg.Pool
   readonly #schema: string
+  readonly #batchSize: number
   #closing: Promise<void> | undefined
 
   constructor(options: PgStateStoreOptions) {
     // Validated, not just quoted: it goes into the startup options and into CREATE SCHEMA.
     if (!/^[a-z_][a-z0-9_]*$/.test(options.schema)) throw new Error(`invalid PostgreSQL schema name: ${JSON.stringify(options.schema)}`)
     this.#schema = options.schema
+    this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
     const statementTimeoutMs = options.statementTimeoutMs ?? 10_000
     const { connectionString, urlOptions } = splitOptions(options.url)
     this.#pool = new pg.Pool({
@@ -92,6 +114,9 @@ export class PgStateStore implements StateStore {
 
   async migrate(): Promise<void> {
     await this.#transaction(async (q) => {
+      // A migration may rewrite or index every row of a big table: it runs without the statement
+      // timeout (and without the client-side one, see #transaction), once, at start-up.
+      await q('SET LOCAL statement_timeout = 0')
       // Replicas starting together queue here, so only one creates the schema (a concurrent
       // CREATE SCHEMA IF NOT EXISTS can still fail on the unique name) and applies each migration.
       await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`quarantine-gateway:migrate:${this.#schema}`])
@@ -108,13 +133,13 @@ export class PgStateStore implements StateStore {
         await q(m.sql)
         await q('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, Date.now()])
       }
-    })
+    }, { untimed: true })
   }
 
   async insertUpload(u: NewUpload): Promise<void> {
     await this.#query(
       `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, $7)`,
+       VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`,
       [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
     )
   }
@@ -126,18 +151,18 @@ export class PgStateStore implements StateStore {
 
   async claim(owner: string, limit: number, leaseMs: number, now: number, queue: Queue = 'uploads'): Promise<Claim[]> {
     if (limit <= 0) return []
-    const { rows } = await this.#query(claimSql(queue), [now, limit, owner, now + leaseMs])
+    const { rows } = await this.#query(claimSql(queue), [now, limit, owner, leaseMs])
     return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'scan' }))
   }
 
   async claimRescans(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
     if (limit <= 0) return []
-    const { rows } = await this.#query(CLAIM_RESCANS_SQL, [now, limit, owner, now + leaseMs])
+    const { rows } = await this.#query(CLAIM_RESCANS_SQL, [now, limit, owner, leaseMs])
     return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'rescan' }))
   }
 
-  async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
-    const { rowCount } = await this.#query(RENEW_LEASE_SQL, [now + leaseMs, claim.upload.id, claim.token])
+  async renewLease(claim: Claim, leaseMs: number, _now: number): Promise<boolean> {
+    const { rowCount } = await this.#query(RENEW_LEASE_SQL, [leaseMs, claim.upload.id, claim.token])
     return rowCount === 1
   }
 
@@ -164,7 +189,7 @@ export class PgStateStore implements StateStore {
     if (change.rescanOutcome !== undefined) {
       parts.push(`outcome AS (
         UPDATE rescan_items SET outcome = ${v.add(change.rescanOutcome)}, done_at = ${v.add(now)}
-         WHERE upload_id = ${v.add(claim.upload.id)} AND outcome IS NULL AND EXISTS (SELECT 1 FROM changed))`)
+         WHERE upload_id = ${v.add(claim.upload.id)} AND outcome IS NULL AND ${notCancelled} AND EXISTS (SELECT 1 FROM changed))`)
     }
     const { rows } = await this.#query(`WITH ${parts.join(', ')} SELECT count(*) AS n FROM changed`, v.values)
     return Number(rows[0]?.n) === 1
@@ -215,16 +240,19 @@ export class PgStateStore implements StateStore {
     selection: RescanSelection
   ): Promise<RescanRecord> {
     const v = new SqlValues('pg')
-    // Built first: an invalid selection (RangeError) writes nothing.
-    const cover = selection.kind === 'adopt' ? null : coverSql(rescan.id, selection, v)
-    const adopt = selection.kind === 'adopt' ? selection : null
+    // Built first: an invalid selection (RangeError) writes nothing. Ids are covered at once (at
+    // most MAX_RESCAN_IDS); other selections batch by batch, the first one here.
+    const ids = selection.kind === 'ids' ? coverSql(rescan.id, selection, v) : null
+    const row = newRescanRow(rescan, selection)
     await this.#transaction(async (q) => {
       await this.#lockRescans(q)
-      const state = adopt ? 'listing' : 'running'
-      await q(INSERT_RESCAN_SQL, [rescan.id, JSON.stringify(rescan.scope), rescan.createdBy, rescan.createdAt, state, adopt?.bucket ?? null, adopt?.prefix ?? null])
-      if (cover === null) return
-      await q(cover, v.values)
-      await q(MAKE_DUE_SQL, [rescan.createdAt, rescan.id])
+      await q(INSERT_RESCAN_SQL, row)
+      if (ids !== null) {
+        await q(ids, v.values)
+        await q(MAKE_DUE_SQL, [rescan.createdAt, rescan.id, '', null])
+      } else if (selection.kind !== 'adopt') {
+        await this.#coverBatch(q, rescan.id, selection, '', rescan.createdAt)
+      }
     })
     return (await this.getRescan(rescan.id)) as RescanRecord
   }
@@ -243,14 +271,56 @@ export class PgStateStore implements StateStore {
     return this.#transaction(async (q) => {
       await this.#lockRescans(q)
       if ((await q(CANCEL_RESCAN_SQL, [now, id])).rowCount !== 1) return false
-      await q(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id])
-      await q(CANCEL_ITEMS_SQL, [id])
+      await this.#unwindBatch(q, id, '', intervalMs)
       return true
     })
   }
 
-  async claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null> {
-    const { rows } = await this.#query(CLAIM_ADOPTION_SQL, [owner, now + leaseMs, now])
+  async advanceRescans(now: number, intervalMs: number): Promise<boolean> {
+    return this.#transaction(async (q) => {
+      await this.#lockRescans(q)
+      const row = (await q(NEXT_BATCH_SQL)).rows[0]
+      if (!row) return false
+      const id = String(row.id)
+      const cursor = String(row.cursor_id)
+      if (row.state === 'cancelled') await this.#unwindBatch(q, id, cursor, intervalMs)
+      else await this.#coverBatch(q, id, JSON.parse(String(row.selection)) as StoredSelection, cursor, now)
+      return true
+    })
+  }
+
+  /** Covers the next batch of uploads after `after` and makes them due; the rescan runs once none are left. */
+  async #coverBatch(q: Query, id: string, selection: StoredSelection, after: string, now: number): Promise<void> {
+    const upTo = (await q(PAGE_END_SQL, [after, this.#batchSize - 1])).rows[0]?.id ?? null
+    const v = new SqlValues('pg')
+    await q(coverSql(id, selection, v, { after, upTo: upTo === null ? null : String(upTo) }), v.values)
+    await q(MAKE_DUE_SQL, [now, id, after, upTo])
+    await q(RESCAN_CURSOR_SQL, [id, upTo, upTo === null ? 'running' : 'listing'])
+  }
+
+  /** Unwinds the next batch of a cancelled rescan's uploads (see CANCEL_RESCAN_SQL). */
+  async #unwindBatch(q: Query, id: string, after: string, intervalMs: number): Promise<void> {
+    const upTo = (await q(ITEMS_PAGE_END_SQL, [id, after, this.#batchSize - 1])).rows[0]?.id ?? null
+    await q(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id, after, upTo])
+    await q(CANCEL_ITEMS_SQL, [id, after, upTo])
+    await q(RESCAN_CURSOR_SQL, [id, upTo, 'cancelled'])
+  }
+
+  async prune(cutoffs: PruneCutoffs): Promise<number> {
+    const n = this.#batchSize
+    const count = async (sql: string, values: unknown[]): Promise<number> => (await this.#query(sql, values)).rowCount ?? 0
+    let deleted = (await count(PRUNE_OUTBOX_SQL, [cutoffs.historyBefore, n])) + (await count(PRUNE_SCANS_SQL, [cutoffs.historyBefore, n]))
+    if (cutoffs.auditBefore !== null) deleted += await count(PRUNE_AUDIT_SQL, [cutoffs.auditBefore, n])
+    const old = (await this.#query(OLD_RESCAN_SQL, [cutoffs.historyBefore])).rows[0]
+    if (old) {
+      const items = await count(PRUNE_RESCAN_ITEMS_SQL, [old.id, n])
+      deleted += items > 0 ? items : await count(PRUNE_RESCAN_SQL, [old.id])
+    }
+    return deleted
+  }
+
+  async claimAdoption(owner: string, leaseMs: number, _now: number): Promise<AdoptionClaim | null> {
+    const { rows } = await this.#query(CLAIM_ADOPTION_SQL, [owner, leaseMs])
     return rows[0] ? toAdoptionClaim(rows[0]) : null
   }
 
@@ -263,7 +333,7 @@ export class PgStateStore implements StateStore {
   ): Promise<number | null> {
     return this.#transaction(async (q) => {
       // The fence comes first and locks the listing: a claimAdoption meanwhile skips it.
-      const progress = [nextToken, nextToken === null ? 'running' : 'listing', now + leaseMs, claim.rescanId, claim.token]
+      const progress = [nextToken, nextToken === null ? 'running' : 'listing', leaseMs, claim.rescanId, claim.token]
       if ((await q(ADOPT_PROGRESS_SQL, progress)).rowCount !== 1) return null
       if (objects.length === 0) return 0
       const { rowCount } = await q(ADOPT_OBJECTS_SQL, [
@@ -288,9 +358,9 @@ export class PgStateStore implements StateStore {
     return rows.map(toAudit)
   }
 
-  async claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]> {
+  async claimEvents(owner: string, limit: number, leaseMs: number, _now: number): Promise<OutboxEvent[]> {
     if (limit <= 0) return []
-    const { rows } = await this.#query(CLAIM_EVENTS_SQL, [now, limit, owner, now + leaseMs])
+    const { rows } = await this.#query(CLAIM_EVENTS_SQL, [limit, owner, leaseMs])
     return rows.map(toEvent)
   }
 
@@ -332,7 +402,7 @@ export class PgStateStore implements StateStore {
    * Runs fn in one transaction on a client of its own: committed if fn resolves, rolled back if it
    * throws (its error is passed on as it is).
    */
-  async #transaction<T>(fn: (q: Query) => Promise<T>): Promise<T> {
+  async #transaction<T>(fn: (q: Query) => Promise<T>, { untimed = false } = {}): Promise<T> {
     const client = await this.#guard(() => this.#pool.connect())
     // A checked-out client has no pool error listener: a connection lost between statements must not crash us.
     const onError = (): void => {}
@@ -340,7 +410,11 @@ export class PgStateStore implements StateStore {
     let failed = false
     try {
       await this.#guard(() => client.query('BEGIN'))
-      const result = await fn((sql, values) => this.#guard(() => client.query<Row>(sql, values)))
+      const result = await fn((sql, values) => {
+        // query_timeout per query is read by pg but missing from its types.
+        const query: pg.QueryConfig & { query_timeout?: number } = { text: sql, values, ...(untimed ? { query_timeout: UNTIMED_MS } : {}) }
+        return this.#guard(() => client.query<Row>(query))
+      })
       await this.#guard(() => client.query('COMMIT'))
       return result
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { RescanSelection } from '../../ports/state-store.ts'
-import { rescannable, type SqlValues } from './shared-sql.ts'
+import { inRange, rescannable, type SqlValues } from './shared-sql.ts'
 
 /** The most ids one rescan may name: the list goes to the database as one parameter. */
 export const MAX_RESCAN_IDS = 10_000
@@ -7,14 +7,17 @@ export const MAX_RESCAN_IDS = 10_000
 export type StoredSelection = Exclude<RescanSelection, { kind: 'adopt' }>
 
 /**
- * The INSERT that covers the selected stored uploads for rescan `rescanId`. Throws RangeError,
- * before anything is written, for an id list longer than MAX_RESCAN_IDS.
+ * The INSERT that covers the selected stored uploads for rescan `rescanId`, those whose id is after
+ * `range.after` up to `range.upTo` (null: no bound), a batch. Throws RangeError, before anything
+ * is written, for an id list longer than MAX_RESCAN_IDS.
  */
-export function coverSql(rescanId: string, selection: StoredSelection, v: SqlValues): string {
+export function coverSql(rescanId: string, selection: StoredSelection, v: SqlValues, range: { after: string; upTo: string | null } = { after: '', upTo: null }): string {
   // CAST: PostgreSQL cannot infer the type of a bare parameter in a select list.
   const id = `CAST(${v.add(rescanId)} AS TEXT)`
+  const upTo = v.add(range.upTo)
   return `INSERT INTO rescan_items (rescan_id, upload_id)
-          SELECT ${id}, id FROM uploads WHERE status IN (${rescannable}) AND ${selectionWhere(selection, v)}`
+          SELECT ${id}, id FROM uploads
+           WHERE ${inRange('id', v.add(range.after), upTo)} AND status IN (${rescannable}) AND ${selectionWhere(selection, v)}`
 }
 
 function selectionWhere(selection: StoredSelection, v: SqlValues): string {

@@ -133,5 +133,17 @@ export const migrations: readonly { version: number; sql: string }[] = [
       UPDATE uploads SET released_status = 'failed' WHERE released_at IS NOT NULL AND verdict IS NULL;
       CREATE INDEX uploads_failed_retry ON uploads (failed_retry_at) WHERE status = 'failed' AND failed_retry_at IS NOT NULL;
     `
+  },
+  {
+    // Batched rescan selection and cancellation, retention (see pg-migrations.ts). SQLite needs no
+    // clock function: it serves one process, whose clock is the only one (the store defines gw_now()).
+    version: 4,
+    sql: `
+      ALTER TABLE rescans ADD COLUMN selection TEXT;
+      ALTER TABLE rescans ADD COLUMN cursor_id TEXT;
+      CREATE INDEX rescan_items_open_rescan ON rescan_items (rescan_id, upload_id) WHERE outcome IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+      CREATE INDEX scans_started ON scans (started_at);
+    `
   }
 ]

@@ -8,6 +8,7 @@ import {
   type Claim,
   type NewUpload,
   type OutboxEvent,
+  type PruneCutoffs,
   type ReleaseRequest,
   type QueueStats,
   type RescanRecord,
@@ -17,8 +18,8 @@ import {
   type StatusChange,
   type UploadRecord
 } from '../../ports/state-store.ts'
-import { coverSql } from './rescan-selection-sql.ts'
-import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
+import { coverSql, type StoredSelection } from './rescan-selection-sql.ts'
+import { filenameOfKey, nullableString, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
 import {
   ADOPT_PROGRESS_SQL,
   CANCEL_ITEMS_SQL,
@@ -29,13 +30,24 @@ import {
   GET_RESCAN_SQL,
   INSERT_AUDIT_SQL,
   INSERT_RESCAN_SQL,
+  ITEMS_PAGE_END_SQL,
   LEAVE_RESCANS_SQL,
   LIST_AUDIT_BEFORE_SQL,
   LIST_AUDIT_SQL,
   LIST_RESCANS_SQL,
   MAKE_DUE_SQL,
+  NEXT_BATCH_SQL,
+  newRescanRow,
+  OLD_RESCAN_SQL,
+  PAGE_END_SQL,
+  PRUNE_AUDIT_SQL,
+  PRUNE_OUTBOX_SQL,
+  PRUNE_RESCAN_ITEMS_SQL,
+  PRUNE_RESCAN_SQL,
+  PRUNE_SCANS_SQL,
   RELEASE_SQL,
   RENEW_LEASE_SQL,
+  RESCAN_CURSOR_SQL,
   REQUEST_RELEASE_SQL,
   REQUEUE_FAILED_SQL,
   rescannable,
@@ -51,22 +63,36 @@ import {
 import { migrations } from './sqlite-migrations.ts'
 
 const NEW_TOKEN = 'lower(hex(randomblob(16)))'
+/** Uploads per batch of a rescan's selection or cancellation, and rows per retention statement. */
+const DEFAULT_BATCH_SIZE = 5_000
 
 /**
  * The embedded state store: one SQLite file through node:sqlite (built into Node 24, no
  * native build). WAL with synchronous=FULL, so a committed upload survives a crash.
  * SQLite serialises writers: a single UPDATE ... RETURNING claims without handing a row out
  * twice, and BEGIN IMMEDIATE makes a multi-statement change atomic.
+ * It serves one process, so its clock is the only one: the lease clock gw_now() of the shared SQL
+ * is the `now` the caller passed (see #at).
  */
 export class SqliteStateStore implements StateStore {
   readonly #db: DatabaseSync
   /** Prepared once and reused: status polls and claims run these statements all the time. */
   readonly #statements = new Map<string, StatementSync>()
+  readonly #batchSize: number
+  /** The time of the call in progress, for gw_now(); statements run synchronously within the call. */
+  #clock: number | null = null
 
-  constructor(path: string) {
+  constructor(path: string, options: { batchSize?: number } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
     this.#db = new DatabaseSync(path, { timeout: 5000 })
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
+    this.#db.function('gw_now', { deterministic: false }, () => {
+      if (this.#clock === null) throw new Error('gw_now() used by a statement run without the time of its call')
+      return this.#clock
+    })
+    // PostgreSQL's LEAST, used by the shared SQL (SQLite's own is the two-argument min()).
+    this.#db.function('least', { deterministic: true }, (a, b) => (Number(a) <= Number(b) ? a : b))
   }
 
   async migrate(): Promise<void> {
@@ -108,14 +134,14 @@ export class SqliteStateStore implements StateStore {
   async claim(owner: string, limit: number, leaseMs: number, now: number, queue: Queue = 'uploads'): Promise<Claim[]> {
     if (limit <= 0) return []
     // One statement: pick what is due and lease it. SQLite serialises writers, so no row is claimed twice.
-    const rows = this.#all(
+    const rows = this.#at(now, () => this.#all(
       `UPDATE uploads
           SET status = CASE status WHEN 'pending' THEN 'scanning' ELSE status END,
-              lease_owner = $1, lease_token = ${NEW_TOKEN}, run_at = $2, attempts = attempts + 1, updated_at = $3
-        WHERE id IN (SELECT id FROM uploads WHERE ${queueFilter[queue]} AND run_at <= $3 ORDER BY run_at LIMIT $4)
+              lease_owner = $1, lease_token = ${NEW_TOKEN}, run_at = gw_now() + $2, attempts = attempts + 1, updated_at = $3
+        WHERE id IN (SELECT id FROM uploads WHERE ${queueFilter[queue]} AND run_at <= gw_now() ORDER BY run_at LIMIT $4)
        RETURNING *`,
-      [owner, now + leaseMs, now, limit]
-    )
+      [owner, leaseMs, now, limit]
+    ))
     return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'scan' }))
   }
 
@@ -123,27 +149,27 @@ export class SqliteStateStore implements StateStore {
     if (limit <= 0) return []
     // Like claim(): the status stays, the lease end is kept in next_scan_at (an expired one is due again).
     // RETURNING has no defined order in SQLite: the oldest due are chosen, not returned in order.
-    const rows = this.#all(
+    const rows = this.#at(now, () => this.#all(
       `UPDATE uploads
-          SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_scan_at = $2, attempts = attempts + 1, updated_at = $3
-        WHERE id IN (SELECT id FROM uploads WHERE status IN (${rescannable}) AND next_scan_at <= $3 ORDER BY next_scan_at LIMIT $4)
+          SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_scan_at = gw_now() + $2, attempts = attempts + 1, updated_at = $3
+        WHERE id IN (SELECT id FROM uploads WHERE status IN (${rescannable}) AND next_scan_at <= gw_now() ORDER BY next_scan_at LIMIT $4)
        RETURNING *`,
-      [owner, now + leaseMs, now, limit]
-    )
+      [owner, leaseMs, now, limit]
+    ))
     return rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind: 'rescan' }))
   }
 
   async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
-    return this.#write(RENEW_LEASE_SQL, [now + leaseMs, claim.upload.id, claim.token]) === 1
+    return this.#at(now, () => this.#write(RENEW_LEASE_SQL, [leaseMs, claim.upload.id, claim.token])) === 1
   }
 
   async update(claim: Claim, change: StatusChange, now: number): Promise<boolean> {
     const v = new SqlValues('sqlite')
     const sql = statusChangeSql(claim, change, now, v)
     const events = change.events ?? []
-    if (events.length === 0 && change.rescanOutcome === undefined) return this.#write(sql, v.values) === 1
+    if (events.length === 0 && change.rescanOutcome === undefined) return this.#at(now, () => this.#write(sql, v.values)) === 1
     // The events and the rescan outcome are written with the change, or not at all.
-    return this.#transaction(() => {
+    return this.#at(now, () => this.#transaction(() => {
       if (this.#write(sql, v.values) !== 1) return false
       for (const e of events) {
         this.#write(
@@ -153,11 +179,11 @@ export class SqliteStateStore implements StateStore {
       }
       if (change.rescanOutcome !== undefined) this.#write(RESCAN_OUTCOME_SQL, [change.rescanOutcome, now, claim.upload.id])
       return true
-    })
+    }))
   }
 
   async release(claim: Claim, now: number): Promise<boolean> {
-    return this.#write(RELEASE_SQL, [now, claim.upload.id, claim.token]) === 1
+    return this.#at(now, () => this.#write(RELEASE_SQL, [now, claim.upload.id, claim.token])) === 1
   }
 
   async queueStats(): Promise<QueueStats> {
@@ -165,29 +191,25 @@ export class SqliteStateStore implements StateStore {
     return { depth: Number(row.depth), oldestCreatedAt: row.oldest === null ? null : Number(row.oldest) }
   }
 
-  async requestRelease(
-    id: string,
-    release: ReleaseRequest,
-    now: number
-  ): Promise<UploadRecord | null> {
-    return this.#transaction(() => {
+  async requestRelease(id: string, release: ReleaseRequest, now: number): Promise<UploadRecord | null> {
+    return this.#at(now, () => this.#transaction(() => {
       const row = this.#get(REQUEST_RELEASE_SQL, [now, release.by, release.reason, id, release.from ?? null, release.signature ?? null, release.version ?? null])
       if (!row) return null
       this.#write(LEAVE_RESCANS_SQL, [id])
       return toRecord(row)
-    })
+    }))
   }
 
   async scheduleRescan(id: string, now: number): Promise<boolean> {
-    return this.#write(SCHEDULE_RESCAN_SQL, [now, id]) === 1
+    return this.#at(now, () => this.#write(SCHEDULE_RESCAN_SQL, [now, id])) === 1
   }
 
   async retryFailed(id: string, now: number): Promise<boolean> {
-    return this.#write(RETRY_FAILED_SQL, [now, id]) === 1
+    return this.#at(now, () => this.#write(RETRY_FAILED_SQL, [now, id])) === 1
   }
 
   async requeueFailed(now: number, limit: number): Promise<number> {
-    return this.#write(REQUEUE_FAILED_SQL, [now, limit])
+    return this.#at(now, () => this.#write(REQUEUE_FAILED_SQL, [now, limit]))
   }
 
   async createRescan(
@@ -195,16 +217,19 @@ export class SqliteStateStore implements StateStore {
     selection: RescanSelection
   ): Promise<RescanRecord> {
     const v = new SqlValues('sqlite')
-    // Built first: an invalid selection (RangeError) writes nothing.
-    const cover = selection.kind === 'adopt' ? null : coverSql(rescan.id, selection, v)
-    const adopt = selection.kind === 'adopt' ? selection : null
-    this.#transaction(() => {
-      const state = adopt ? 'listing' : 'running'
-      this.#write(INSERT_RESCAN_SQL, [rescan.id, JSON.stringify(rescan.scope), rescan.createdBy, rescan.createdAt, state, adopt?.bucket ?? null, adopt?.prefix ?? null])
-      if (cover === null) return
-      this.#write(cover, v.values)
-      this.#write(MAKE_DUE_SQL, [rescan.createdAt, rescan.id])
-    })
+    // Built first: an invalid selection (RangeError) writes nothing. Ids are covered at once (at
+    // most MAX_RESCAN_IDS); other selections batch by batch, the first one here.
+    const ids = selection.kind === 'ids' ? coverSql(rescan.id, selection, v) : null
+    const row = newRescanRow(rescan, selection)
+    this.#at(rescan.createdAt, () => this.#transaction(() => {
+      this.#write(INSERT_RESCAN_SQL, row)
+      if (ids !== null) {
+        this.#write(ids, v.values)
+        this.#write(MAKE_DUE_SQL, [rescan.createdAt, rescan.id, '', null])
+      } else if (selection.kind !== 'adopt') {
+        this.#coverBatch(rescan.id, selection, '', rescan.createdAt)
+      }
+    }))
     return (await this.getRescan(rescan.id)) as RescanRecord
   }
 
@@ -220,19 +245,60 @@ export class SqliteStateStore implements StateStore {
   async cancelRescan(id: string, now: number, intervalMs: number): Promise<boolean> {
     return this.#transaction(() => {
       if (this.#write(CANCEL_RESCAN_SQL, [now, id]) !== 1) return false
-      this.#write(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id])
-      this.#write(CANCEL_ITEMS_SQL, [id])
+      this.#unwindBatch(id, '', intervalMs)
       return true
     })
   }
 
+  async advanceRescans(now: number, intervalMs: number): Promise<boolean> {
+    return this.#at(now, () => this.#transaction(() => {
+      const row = this.#get(NEXT_BATCH_SQL)
+      if (!row) return false
+      const id = String(row.id)
+      const cursor = String(row.cursor_id)
+      if (row.state === 'cancelled') this.#unwindBatch(id, cursor, intervalMs)
+      else this.#coverBatch(id, JSON.parse(String(row.selection)) as StoredSelection, cursor, now)
+      return true
+    }))
+  }
+
+  /** Covers the next batch of uploads after `after` and makes them due; the rescan runs once none are left. */
+  #coverBatch(id: string, selection: StoredSelection, after: string, now: number): void {
+    const upTo = nullableString(this.#get(PAGE_END_SQL, [after, this.#batchSize - 1])?.id)
+    const v = new SqlValues('sqlite')
+    this.#write(coverSql(id, selection, v, { after, upTo }), v.values)
+    this.#write(MAKE_DUE_SQL, [now, id, after, upTo])
+    this.#write(RESCAN_CURSOR_SQL, [id, upTo, upTo === null ? 'running' : 'listing'])
+  }
+
+  /** Unwinds the next batch of a cancelled rescan's uploads (see CANCEL_RESCAN_SQL). */
+  #unwindBatch(id: string, after: string, intervalMs: number): void {
+    const upTo = nullableString(this.#get(ITEMS_PAGE_END_SQL, [id, after, this.#batchSize - 1])?.id)
+    this.#write(UNSCHEDULE_CANCELLED_SQL, [intervalMs, id, after, upTo])
+    this.#write(CANCEL_ITEMS_SQL, [id, after, upTo])
+    this.#write(RESCAN_CURSOR_SQL, [id, upTo, 'cancelled'])
+  }
+
+  async prune(cutoffs: PruneCutoffs): Promise<number> {
+    const n = this.#batchSize
+    // Each statement is its own short write: the single writer is never held for long.
+    let deleted = this.#write(PRUNE_OUTBOX_SQL, [cutoffs.historyBefore, n]) + this.#write(PRUNE_SCANS_SQL, [cutoffs.historyBefore, n])
+    if (cutoffs.auditBefore !== null) deleted += this.#write(PRUNE_AUDIT_SQL, [cutoffs.auditBefore, n])
+    const old = this.#get(OLD_RESCAN_SQL, [cutoffs.historyBefore])
+    if (old) {
+      const items = this.#write(PRUNE_RESCAN_ITEMS_SQL, [old.id, n])
+      deleted += items > 0 ? items : this.#write(PRUNE_RESCAN_SQL, [old.id])
+    }
+    return deleted
+  }
+
   async claimAdoption(owner: string, leaseMs: number, now: number): Promise<AdoptionClaim | null> {
-    const row = this.#get(
-      `UPDATE rescans SET lease_owner = $1, lease_token = ${NEW_TOKEN}, lease_until = $2
-        WHERE id = (SELECT id FROM rescans WHERE state = 'listing' AND (lease_token IS NULL OR lease_until <= $3) ORDER BY created_at, id LIMIT 1)
+    const row = this.#at(now, () => this.#get(
+      `UPDATE rescans SET lease_owner = $1, lease_token = ${NEW_TOKEN}, lease_until = gw_now() + $2
+        WHERE id = (SELECT id FROM rescans WHERE state = 'listing' AND bucket IS NOT NULL AND (lease_token IS NULL OR lease_until <= gw_now()) ORDER BY created_at, id LIMIT 1)
        RETURNING *`,
-      [owner, now + leaseMs, now]
-    )
+      [owner, leaseMs]
+    ))
     return row ? toAdoptionClaim(row) : null
   }
 
@@ -243,8 +309,8 @@ export class SqliteStateStore implements StateStore {
     leaseMs: number,
     now: number
   ): Promise<number | null> {
-    return this.#transaction(() => {
-      const progress = [nextToken, nextToken === null ? 'running' : 'listing', now + leaseMs, claim.rescanId, claim.token]
+    return this.#at(now, () => this.#transaction(() => {
+      const progress = [nextToken, nextToken === null ? 'running' : 'listing', leaseMs, claim.rescanId, claim.token]
       if (this.#write(ADOPT_PROGRESS_SQL, progress) !== 1) return null
       let added = 0
       for (const o of objects) {
@@ -259,7 +325,7 @@ export class SqliteStateStore implements StateStore {
         added++
       }
       return added
-    })
+    }))
   }
 
   async recordAudit(e: AuditEntry): Promise<void> {
@@ -273,12 +339,12 @@ export class SqliteStateStore implements StateStore {
 
   async claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]> {
     if (limit <= 0) return []
-    const rows = this.#all(
-      `UPDATE outbox SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_attempt_at = $2, attempts = attempts + 1
-        WHERE seq IN (SELECT seq FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $3 ORDER BY seq LIMIT $4)
+    const rows = this.#at(now, () => this.#all(
+      `UPDATE outbox SET lease_owner = $1, lease_token = ${NEW_TOKEN}, next_attempt_at = gw_now() + $2, attempts = attempts + 1
+        WHERE seq IN (SELECT seq FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= gw_now() ORDER BY seq LIMIT $3)
        RETURNING *`,
-      [owner, now + leaseMs, now, limit]
-    )
+      [owner, leaseMs, limit]
+    ))
     return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(toEvent)
   }
 
@@ -308,6 +374,16 @@ export class SqliteStateStore implements StateStore {
 
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close()
+  }
+
+  /** Runs fn with gw_now() answering `now`: statements run synchronously, so no other call interleaves. */
+  #at<T>(now: number, fn: () => T): T {
+    this.#clock = now
+    try {
+      return fn()
+    } finally {
+      this.#clock = null
+    }
   }
 
   /** Runs a write; how many rows it changed. */

@@ -1,0 +1,36 @@
+import type { Log } from '../ports/log.ts'
+import type { StateStore } from '../ports/state-store.ts'
+import { BackgroundLoop } from './background-loop.ts'
+
+export interface RetentionOptions {
+  /** Delivered events, scans and finished or cancelled rescans older than this go. */
+  historyMs: number
+  /** Audit rows older than this go; null: kept for ever. */
+  auditMs: number | null
+  pollIntervalMs: number
+}
+
+/**
+ * Deletes old history in batches so tables stop growing for ever: delivered webhook events, scans,
+ * finished or cancelled rescans and their items, and audit rows when configured. Never an event
+ * not delivered yet, nor anything a rescan that is still going needs (the store decides which).
+ */
+export class RetentionService extends BackgroundLoop {
+  readonly #state: StateStore
+  readonly #options: RetentionOptions
+
+  constructor(deps: { state: StateStore; log: Log }, options: RetentionOptions) {
+    super(deps.log, options.pollIntervalMs, 'pruning old history failed; retried later')
+    this.#state = deps.state
+    this.#options = options
+  }
+
+  /** One batch of each kind of old row; true while there may be more. */
+  async runOnce(): Promise<boolean> {
+    const now = Date.now()
+    const { historyMs, auditMs } = this.#options
+    const deleted = await this.#state.prune({ historyBefore: now - historyMs, auditBefore: auditMs === null ? null : now - auditMs })
+    if (deleted > 0) this.log.info({ deleted }, 'pruned old history')
+    return deleted > 0
+  }
+}
