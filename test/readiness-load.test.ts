@@ -50,7 +50,9 @@ t.test('with health checks off, a worker whose only clamd never passed an EICAR 
   // The worker polls every 50 ms and retries an outage after 100-500 ms: give it many chances.
   await sleep(2000)
   const view = await waitForStatus(gw.url, res.json.id, ['pending', 'scanning', 'clean', 'failed'])
-  t.equal(view.status, 'pending', 'not scanned, never clean')
+  // Between two of its checks the worker may hold the claim (shown as scanning); it never gets a verdict.
+  t.ok(view.status === 'pending' || view.status === 'scanning', `not scanned, never clean (status ${view.status})`)
+  t.equal(view.verdict ?? null, null, 'no verdict was drawn')
   const instreams = blind.connections.filter((c) => c.command === 'zINSTREAM')
   t.ok(instreams.length >= 1, `the endpoint was checked (${instreams.length} INSTREAMs)`)
   t.same(instreams.map((c) => c.bodyBytes).filter((n) => n !== 68), [], 'every INSTREAM was a 68-byte EICAR check: no file was sent')
