@@ -70,7 +70,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   await store.migrate()
   const check = new DatabaseSync(path)
   t.teardown(() => check.close())
-  t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), [1, 2])
+  t.same(check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version), [1, 2, 4])
   t.same(
     check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'uploads_%' ORDER BY name`).all().map((r) => r.name),
     ['uploads_adopted_due', 'uploads_due', 'uploads_object_key', 'uploads_rescan_due']
