@@ -16,7 +16,8 @@ import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
 import { EventOutbox } from './services/events.ts'
-import { IngestService } from './services/ingest-service.ts'
+import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
+import { OrphanSweeper } from './services/orphan-sweeper.ts'
 import { PromoteService } from './services/promote-service.ts'
 import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineService } from './services/requarantine-service.ts'
@@ -117,6 +118,17 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   // Listing and webhook delivery run in worker processes, beside the scans.
   const background = concurrency === 0 ? [] : [
     new AdoptionService({ state, objects, log: logger }, { pageSize: config.GW_ADOPT_PAGE_SIZE, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    new OrphanSweeper(
+      { state, objects, log: logger },
+      {
+        orphanAfterMs: durationMs(config.GW_ORPHAN_AFTER),
+        idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
+        keyPrefix: config.GW_KEY_PREFIX,
+        pageSize: 500,
+        pollIntervalMs: config.GW_ORPHAN_SWEEP_INTERVAL_MS,
+        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 10_000)
+      }
+    ),
     ...(events.enabled
       ? [
           new WebhookDispatcher(
@@ -128,7 +140,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   ]
   const ingest = new IngestService(
     { objects, state, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX }
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
   )
   const app = await buildApp(
     {

@@ -130,7 +130,7 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       const keys = Array.from({ length: 7 }, (_, i) => `${p}/dir${i % 2}/k${i}`).sort()
       for (const key of keys) await put(key, Readable.from([Buffer.from(key)]))
       await put(`${p}x/outside`, Readable.from([Buffer.from('no')]))
-      const seen: { key: string; size: number }[] = []
+      const seen: { key: string; size: number; modifiedAt: number }[] = []
       let token: string | null = null
       let pages = 0
       do {
@@ -142,6 +142,7 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       } while (token !== null && pages < 10)
       t.same(seen.map((o) => o.key), keys, 'every key once, in order, none outside the prefix')
       t.same(seen.map((o) => o.size), keys.map((k) => Buffer.byteLength(k)))
+      for (const o of seen) t.ok(Math.abs(o.modifiedAt - Date.now()) < 10 * 60_000, `${o.key} was written just now`)
       t.same(await store.list('production', `${p}/`, null, 10), { objects: [], nextToken: null })
     })
 

@@ -76,7 +76,14 @@ export const configSchema = Type.Object(
     GW_UPLOAD_KEYS: List('Bearer tokens allowed to upload and read statuses (16 characters or more each). Empty: anonymous, allowed only on a loopback address.'),
     GW_ADMIN_KEYS: List('Bearer tokens for operators: everything upload keys may do, and the admin API (rescans, releases, audit). Audit records name a key by `admin-` and the first 12 hex digits of its SHA-256.'),
     GW_CORS_ORIGINS: List('Origins allowed by CORS, comma-separated; empty disables CORS.'),
-    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.')
+    GW_SHUTDOWN_GRACE_MS: Int(0, 30_000, 'On SIGTERM/SIGINT, how long in-flight uploads and scans may take to finish; scans still running then are stopped and their leases given back, so another worker takes them at once.'),
+    GW_ORPHAN_AFTER: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '1h',
+      description: 'Objects and open multipart uploads in quarantine that no committed record names are removed by worker processes once this old (`1h`, `90s`, …). Keep it above the longest upload: an upload still being received after this long is refused.'
+    }),
+    GW_ORPHAN_SWEEP_INTERVAL_MS: Int(100, 60_000, 'How often a worker process looks for orphans to remove, and for uploads whose cleanup failed to retry.'),
+    GW_STORE_TIMEOUT_MS: Int(100, 30_000, 'An upload whose quarantine store makes no progress for this long (S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After.')
   },
   { additionalProperties: false }
 )

@@ -26,7 +26,8 @@ export interface ObjectLocation {
 }
 
 export interface ObjectPage {
-  objects: { key: string; size: number }[]
+  /** modifiedAt: when the object was last written, epoch ms. */
+  objects: { key: string; size: number; modifiedAt: number }[]
   nextToken: string | null
 }
 

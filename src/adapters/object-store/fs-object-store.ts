@@ -173,11 +173,11 @@ export class FsObjectStore implements ObjectStore {
     const keys = names
       .filter((k) => k.startsWith(prefix) && (continuationToken === null || k > continuationToken) && !k.split('/').some((seg) => seg.startsWith('.')))
       .sort()
-    const objects: { key: string; size: number }[] = []
+    const objects: ObjectPage['objects'] = []
     for (const key of keys) {
       if (objects.length === limit) break
       const st = await stat(join(dir, key)).catch(() => null)
-      if (st?.isFile()) objects.push({ key, size: st.size })
+      if (st?.isFile()) objects.push({ key, size: st.size, modifiedAt: st.mtimeMs })
     }
     const last = objects.at(-1)
     return { objects, nextToken: last && keys.indexOf(last.key) < keys.length - 1 ? last.key : null }

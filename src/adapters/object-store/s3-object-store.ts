@@ -246,7 +246,7 @@ export class S3ObjectStore implements ObjectStore {
       const out = await this.client.send(
         new ListObjectsV2Command({ Bucket, Prefix: prefix || undefined, MaxKeys: limit, ...(continuationToken ? { ContinuationToken: continuationToken } : {}) })
       )
-      const objects = (out.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key as string, size: o.Size ?? 0 }))
+      const objects = (out.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key as string, size: o.Size ?? 0, modifiedAt: o.LastModified?.getTime() ?? 0 }))
       return { objects, nextToken: out.IsTruncated && out.NextContinuationToken ? out.NextContinuationToken : null }
     } catch (err) {
       throw toStoreError(err, `list ${Bucket}/${prefix}`)
