@@ -93,6 +93,8 @@ export class FsObjectStore implements ObjectStore {
       if (tmp !== undefined) await unlink(tmp).catch(() => undefined)
       if (signal?.aborted) throw abortError(signal)
       if (bodyFailure !== undefined) throw bodyFailure
+      // The temp file was removed under the put (the orphan sweeper took it): a new try may work.
+      if (tmp !== undefined && isMissing(err)) throw new StoreUnavailableError(`put ${area}/${key}: the write was aborted`, { cause: err })
       throw storeError(err, `put ${area}/${key}`)
     }
   }
