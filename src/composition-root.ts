@@ -126,7 +126,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
         keyPrefix: config.GW_KEY_PREFIX,
         pageSize: 500,
         pollIntervalMs: config.GW_ORPHAN_SWEEP_INTERVAL_MS,
-        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 10_000)
+        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 1_000)
       }
     ),
     ...(events.enabled

@@ -91,8 +91,11 @@ export class IngestService {
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])
     } catch (err) {
       this.#metrics.uploadBytes('discarded', meter.bytes)
-      await this.discard({ id, objectKey, size: 0 }, log)
-      throw this.#storeFailure(err, meter, file.signal, stalled.signal)
+      const failure = this.#storeFailure(err, meter, file.signal, stalled.signal)
+      // A store that is failing is not waited for again: the sweeper finishes the cleanup.
+      const storeFailing = failure instanceof GatewayError && failure.code === 'GW_STORE_UNAVAILABLE'
+      await this.discard({ id, objectKey, size: 0 }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
+      throw failure
     } finally {
       watchdog.stop()
     }
@@ -160,7 +163,7 @@ export class IngestService {
    * is left at its next round, and the object is deleted now if the store answers in time. Best
    * effort: a failure is logged, not thrown.
    */
-  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log): Promise<void> {
+  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log, waitMs = this.#options.storeTimeoutMs): Promise<void> {
     this.#metrics.uploadBytes('discarded', stored.size)
     await this.#state.abandonUpload(stored.id, Date.now()).catch((err: unknown) => {
       log.error({ err, uploadId: stored.id }, 'could not mark a discarded upload abandoned: the sweeper removes it after GW_ORPHAN_AFTER')
@@ -173,7 +176,7 @@ export class IngestService {
       }
     )
     const timeout = new AbortController()
-    await Promise.race([deleting, sleep(this.#options.storeTimeoutMs, false, { signal: timeout.signal }).catch(() => false)])
+    await Promise.race([deleting, sleep(waitMs, false, { signal: timeout.signal }).catch(() => false)])
     timeout.abort()
   }
 
