@@ -268,7 +268,10 @@ t.test('PostgreSQL connections dropped during a batch: 503 or 202, nothing orpha
   viaProxy.port = String(proxy.port)
   const gw = await startGateway(t, {
     ...s3PgEnv({ s3Endpoint: moto.endpoint, schema, clamd: clamd.url, databaseUrl: viaProxy.toString() }),
-    GW_SCAN_LEASE_MS: '2000'
+    GW_SCAN_LEASE_MS: '2000',
+    // An upload whose commit could not be confirmed nor abandoned is settled by the sweeper this soon.
+    GW_ORPHAN_AFTER: '10s',
+    GW_ORPHAN_SWEEP_INTERVAL_MS: '200'
   })
   const start = Date.now()
   const faults = (async () => {
@@ -289,7 +292,13 @@ t.test('PostgreSQL connections dropped during a batch: 503 or 202, nothing orpha
   // its client got 503 (the INSERT's answer and the lookup after it both lost) is answered with its id.
   let recovered = 0
   for (const r of refused) {
-    const again = await sendUpload(gw.url, r.data as Buffer, { idempotencyKey: r.key })
+    // As a client does: while the first request's fate is unknown (409 in progress, until the sweeper
+    // settles it) or the store still fails (503), wait Retry-After and try again (bounded).
+    let again = await sendUpload(gw.url, r.data as Buffer, { idempotencyKey: r.key })
+    for (let i = 0; i < 30 && (again.status === 503 || again.json?.error?.code === 'GW_IDEMPOTENCY_IN_PROGRESS'); i++) {
+      await sleep(1_000)
+      again = await sendUpload(gw.url, r.data as Buffer, { idempotencyKey: r.key })
+    }
     if (again.status !== 202) {
       other.push({ ...r, data: undefined, status: again.status, code: again.json?.error?.code })
       continue
