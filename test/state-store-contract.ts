@@ -593,8 +593,16 @@ export function stateStoreContract(t: Test, makeStore: () => Promise<{ store: St
     t.same(await store.beginUpload(intent(again), other, 1_200), { kind: 'started' }, 'the abandoned upload gives its key to the retry')
     await store.commitUpload(again)
     t.match(await store.beginUpload(intent(upload()), other, 1_300), { kind: 'committed', upload: { id: again.id } })
+    // Retries racing for the same key: exactly one is started, the others see it in flight.
+    const racing = Array.from({ length: 8 }, () => upload({ createdAt: 1_400 }))
+    const raced = await Promise.all(racing.map((u) => store.beginUpload(intent(u), { ...key, key: 'race' }, 1_400)))
+    const started = raced.filter((r) => r.kind === 'started')
+    t.equal(started.length, 1, 'one retry of a race starts')
+    const winner = racing[raced.findIndex((r) => r.kind === 'started')] as NewUpload
+    t.same(raced.filter((r) => r.kind !== 'started'), Array(7).fill({ kind: 'inFlight', uploadId: winner.id }), 'the others see it in flight')
+    t.same(await store.knownKeys(racing.map((u) => u.objectKey)), new Set([winner.objectKey]), 'only the winner has an intent')
     t.equal(await store.expireIdempotencyKeys(11_002, 1), 1, 'expired keys go in batches')
-    t.equal(await store.expireIdempotencyKeys(11_002, 10), 2)
+    t.equal(await store.expireIdempotencyKeys(11_002, 10), 3)
     t.equal(await store.expireIdempotencyKeys(11_002, 10), 0)
   })
 }
