@@ -17,7 +17,8 @@ import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
 import { EventOutbox } from './services/events.ts'
-import { IngestService } from './services/ingest-service.ts'
+import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
+import { OrphanSweeper } from './services/orphan-sweeper.ts'
 import { PromoteService } from './services/promote-service.ts'
 import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineService } from './services/requarantine-service.ts'
@@ -132,6 +133,17 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       { state, log: logger },
       { historyMs, auditMs: config.GW_AUDIT_RETENTION === '' ? null : durationMs(config.GW_AUDIT_RETENTION), pollIntervalMs: Math.min(60_000, Math.max(100, historyMs / 10)) }
     ),
+    new OrphanSweeper(
+      { state, objects, log: logger },
+      {
+        orphanAfterMs: durationMs(config.GW_ORPHAN_AFTER),
+        idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
+        keyPrefix: config.GW_KEY_PREFIX,
+        pageSize: 500,
+        pollIntervalMs: config.GW_ORPHAN_SWEEP_INTERVAL_MS,
+        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 1_000)
+      }
+    ),
     ...(events.enabled
       ? [
           new WebhookDispatcher(
@@ -143,7 +155,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   ]
   const ingest = new IngestService(
     { objects, state, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX }
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
   )
   const readiness = new ReadinessService({ objects, state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })

@@ -130,7 +130,7 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       const keys = Array.from({ length: 7 }, (_, i) => `${p}/dir${i % 2}/k${i}`).sort()
       for (const key of keys) await put(key, Readable.from([Buffer.from(key)]))
       await put(`${p}x/outside`, Readable.from([Buffer.from('no')]))
-      const seen: { key: string; size: number }[] = []
+      const seen: { key: string; size: number; modifiedAt: number }[] = []
       let token: string | null = null
       let pages = 0
       do {
@@ -142,6 +142,7 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       } while (token !== null && pages < 10)
       t.same(seen.map((o) => o.key), keys, 'every key once, in order, none outside the prefix')
       t.same(seen.map((o) => o.size), keys.map((k) => Buffer.byteLength(k)))
+      for (const o of seen) t.ok(Math.abs(o.modifiedAt - Date.now()) < 10 * 60_000, `${o.key} was written just now`)
       t.same(await store.list('production', `${p}/`, null, 10), { objects: [], nextToken: null })
     })
 
@@ -202,6 +203,40 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       t.ok(body.stream.destroyed, 'the stalled body is released')
       t.equal(await store.head('quarantine', `${p}/x`), null)
       t.same(await leftovers(p), [])
+    })
+
+    t.test('open uploads: a stalled put is listed by key, paged, and aborting it removes what it wrote', async (t) => {
+      const p = prefix()
+      const keys = [`${p}/a`, `${p}/b`]
+      const bodies = keys.map(() => generatedBody(20 * MB, { stallAt: 12 * MB }))
+      const ac = new AbortController()
+      const putting = keys.map((key, i) => put(key, (bodies[i] as GeneratedBody).stream, ac.signal).catch((err: unknown) => err))
+      const listAll = async (): Promise<{ key: string; uploadId: string; startedAt: number }[]> => {
+        const all = []
+        let token: string | null = null
+        for (let page = 0; page < 10; page++) {
+          const got = await store.listOpenUploads('quarantine', p, token, 1)
+          all.push(...got.uploads)
+          token = got.nextToken
+          if (token === null) break
+        }
+        return all
+      }
+      await waitFor(async () => (await listAll()).length === 2, 'both stalled puts listed as open uploads')
+      const open = await listAll()
+      // Paged by limit (moto ignores MaxUploads and answers one page): each listed once either way.
+      t.same(open.map((u) => u.key).sort(), keys, 'listed under their keys, each once across the pages')
+      // moto answers a fixed Initiated date in 2010: only "not in the future" holds everywhere.
+      for (const u of open) t.ok(Number.isFinite(u.startedAt) && u.startedAt <= Date.now() + 60_000, `${u.key} has a start time`)
+      t.same((await store.listOpenUploads('quarantine', `${p}/a`, null, 10)).uploads.map((u) => u.key), [`${p}/a`], 'a prefix selects')
+      const first = open[0] as { key: string; uploadId: string }
+      await store.abortOpenUpload('quarantine', first)
+      await store.abortOpenUpload('quarantine', first) // idempotent
+      t.same((await listAll()).map((u) => u.key), keys.filter((k) => k !== first.key), 'the aborted one is gone, the other is still open')
+      ac.abort(new Error('test done'))
+      await Promise.all(putting)
+      t.same(await listAll(), [], 'nothing open once the puts ended')
+      for (const key of keys) t.equal(await store.head('quarantine', key), null)
     })
 
     t.test('a signal aborted before the put starts rejects and writes nothing', async (t) => {

@@ -98,7 +98,14 @@ export const configSchema = Type.Object(
       pattern: '^$|^[1-9][0-9]*(ms|s|m|h|d)$',
       default: '',
       description: 'Audit rows (admin actions) older than this are deleted like history; empty: kept for ever.'
-    })
+    }),
+    GW_ORPHAN_AFTER: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '1h',
+      description: 'Objects and open multipart uploads in quarantine that no committed record names are removed by worker processes once this old (`1h`, `90s`, …). Keep it above the longest upload: an upload still being received after this long is refused.'
+    }),
+    GW_ORPHAN_SWEEP_INTERVAL_MS: Int(100, 60_000, 'How often a worker process looks for orphans to remove, and for uploads whose cleanup failed to retry.'),
+    GW_STORE_TIMEOUT_MS: Int(100, 30_000, 'An upload whose quarantine store makes no progress for this long (S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After.')
   },
   { additionalProperties: false }
 )

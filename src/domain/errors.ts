@@ -20,12 +20,14 @@ export const errorCodes = {
   GW_SHUTTING_DOWN: { status: 503, message: 'this gateway instance is shutting down, try again (another instance will answer)' },
   GW_STORE_UNAVAILABLE: { status: 503, message: 'the quarantine store is unavailable, try again later' },
   GW_STATE_UNAVAILABLE: { status: 503, message: 'the state store is unavailable, try again later' },
-  GW_TOO_SLOW: { status: 408, message: 'the client sent its request too slowly; try again on a faster connection' }
+  GW_TOO_SLOW: { status: 408, message: 'the client sent its request too slowly; try again on a faster connection' },
+  GW_IDEMPOTENCY_CONFLICT: { status: 409, message: 'this Idempotency-Key was used for another file' },
+  GW_IDEMPOTENCY_IN_PROGRESS: { status: 409, message: 'an upload with this Idempotency-Key is still in progress, try again later' }
 } as const satisfies Record<string, { status: number; message: string }>
 
 export type ErrorCode = keyof typeof errorCodes
 
-/** Seconds a client should wait before retrying a 503. */
+/** Seconds a client should wait before retrying a 503 (or an upload still in progress). */
 export const retryAfterSeconds = 5
 
 export class GatewayError extends Error {

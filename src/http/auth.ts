@@ -30,6 +30,12 @@ export class Auth {
     return match?.[1] ? `admin-${digest(match[1]).toString('hex').slice(0, 12)}` : 'anonymous'
   }
 
+  /** Whose keys these are (Idempotency-Key): the bearer key's digest prefix, or anonymous. */
+  callerOf(request: FastifyRequest): string {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+    return match?.[1] ? `key-${digest(match[1]).toString('hex').slice(0, 16)}` : 'anonymous'
+  }
+
   /**
    * An onRequest hook that lets the request through only with a key of the given role. It runs
    * before the body is read and before params, query and body are validated, so a caller without

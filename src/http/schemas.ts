@@ -141,6 +141,16 @@ export const AuditView = Type.Object(
   { $id: 'AuditEntry' }
 )
 
+export const UploadHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      pattern: '^[\\x21-\\x7e]{1,255}$',
+      description:
+        'Makes a retry safe: a second POST with the same key (from the same caller, within 24 h) and the same file gets the first answer (same upload id) instead of a new upload; with a different file, 409 GW_IDEMPOTENCY_CONFLICT; while the first is still being received, 409 GW_IDEMPOTENCY_IN_PROGRESS with Retry-After. 1 to 255 visible ASCII characters (a UUID, say).'
+    })
+  )
+})
+
 export const UploadParams = Type.Object({
   id: Type.String({ pattern: '^[0-9a-f]{32}$', description: 'Upload id.' })
 })

@@ -26,7 +26,22 @@ export interface ObjectLocation {
 }
 
 export interface ObjectPage {
-  objects: { key: string; size: number }[]
+  /** modifiedAt: when the object was last written, epoch ms. */
+  objects: { key: string; size: number; modifiedAt: number }[]
+  nextToken: string | null
+}
+
+/** A write that was started and neither finished nor aborted (S3: an incomplete multipart upload; fs: a temp file). */
+export interface OpenUpload {
+  key: string
+  /** Names this write among others to the same key (S3 UploadId, fs temp file name). */
+  uploadId: string
+  /** When it started (S3 Initiated) or last wrote (fs mtime), epoch ms. */
+  startedAt: number
+}
+
+export interface OpenUploadPage {
+  uploads: OpenUpload[]
   nextToken: string | null
 }
 
@@ -69,6 +84,13 @@ export interface ObjectStore {
   list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage>
   /** Deleting an object that does not exist is not an error. */
   delete(area: Area, key: string, options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * One page of the writes still open under prefix (left by a process killed mid-upload, or whose
+   * abort failed), after `continuationToken` (null: from the start). Memory is one page.
+   */
+  listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage>
+  /** Removes what an open write left (parts, temp file). Aborting one that is gone is not an error. */
+  abortOpenUpload(area: Area, upload: Pick<OpenUpload, 'key' | 'uploadId'>): Promise<void>
   check(): Promise<AreaHealth[]>
   close(): Promise<void>
 }

@@ -1,16 +1,24 @@
 import { randomBytes } from 'node:crypto'
-import { pipeline, type Readable } from 'node:stream'
+import { pipeline, Writable, type Readable } from 'node:stream'
+import { pipeline as pipelineAsync } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
-import type { NewUpload, StateStore, UploadRecord } from '../ports/state-store.ts'
+import { UploadIntentLostError, type NewUpload, type StateStore, type UploadRecord } from '../ports/state-store.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
 import { StreamLimitError, StreamMeter } from './stream-meter.ts'
+import { watchStore } from './store-watchdog.ts'
+
+/** How long a client's Idempotency-Key holds. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000
 
 export interface IngestOptions {
   maxBytes: number
   keyPrefix: string
+  /** A put whose store makes no progress for this long fails with GW_STORE_UNAVAILABLE. */
+  storeTimeoutMs: number
 }
 
 export interface FileInput {
@@ -19,15 +27,23 @@ export interface FileInput {
   contentType: string | undefined
   /** Aborted when the client goes away or is too slow (the reason says which): the write to the store is abandoned and cleaned up. */
   signal: AbortSignal
+  /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
+  idempotency?: { scope: string; key: string }
 }
 
 /** An object written to quarantine whose record is not committed yet. */
 export type StoredUpload = Omit<NewUpload, 'createdAt'>
 
+/** A retry of an upload that was already accepted under the same Idempotency-Key, with the same bytes. */
+export interface Replayed {
+  replayOf: UploadRecord
+}
+
 /**
- * Streams an upload into quarantine, then commits its record. The two steps are separate so
- * the HTTP layer can still refuse the request (a second file, say) after the bytes are stored;
- * `discard` then removes the object. A 202 is only ever sent after `commit`.
+ * Records the intent of an upload, streams it into quarantine, then commits its record. The steps
+ * are separate so the HTTP layer can still refuse the request (a second file, say) after the bytes
+ * are stored; `discard` then removes the object. A 202 is only ever sent after `commit`. An intent
+ * never committed is removed by the orphan sweeper, whatever happened to this process.
  */
 export class IngestService {
   readonly #objects: ObjectStore
@@ -44,26 +60,44 @@ export class IngestService {
     this.#onCommitted = deps.onCommitted ?? (() => {})
   }
 
-  async store(file: FileInput, log: Log): Promise<StoredUpload> {
+  async store(file: FileInput, log: Log): Promise<StoredUpload | Replayed> {
     // 128 random bits, hex so keys and paths are the same on case-insensitive file systems.
     const id = randomBytes(16).toString('hex')
     const objectKey = `${this.#options.keyPrefix}${id}`
     const filename = sanitizeFilename(file.filename)
     const contentType = sanitizeContentType(file.contentType)
+    const now = Date.now()
+    // Before the first byte is stored: from here on the object cannot be lost track of.
+    const idempotency = file.idempotency ? { ...file.idempotency, ttlMs: IDEMPOTENCY_TTL_MS } : null
+    const begun = await this.#state.beginUpload({ id, objectKey, createdAt: now }, idempotency, now)
+    if (begun.kind === 'inFlight') {
+      throw new GatewayError('GW_IDEMPOTENCY_IN_PROGRESS', `an upload with this Idempotency-Key (${begun.uploadId}) is still being received`)
+    }
+    if (begun.kind === 'committed') return { replayOf: await this.#compare(file, begun.upload) }
     const meter = new StreamMeter(this.#options.maxBytes)
     pipeline(file.body, meter, () => {})
     log.info({ uploadId: id }, 'upload started')
+    const stalled = new AbortController()
+    const watchdog = watchStore(meter, this.#options.storeTimeoutMs, () =>
+      stalled.abort(new StoreUnavailableError(`the quarantine store made no progress for ${this.#options.storeTimeoutMs} ms`))
+    )
     try {
-      await this.#objects.put('quarantine', objectKey, meter, {
+      const putting = this.#objects.put('quarantine', objectKey, meter, {
         contentType,
         metadata: { 'upload-id': id, ...(filename ? { filename: encodeURIComponent(filename) } : {}) },
-        signal: file.signal
+        signal: AbortSignal.any([file.signal, stalled.signal])
       })
+      // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
+      await Promise.race([putting, stalledPromise(stalled.signal, putting)])
     } catch (err) {
       this.#metrics.uploadBytes('discarded', meter.bytes)
-      // A put whose answer was lost may have stored the object all the same: remove it (best effort).
-      if (err instanceof StoreUnavailableError) await this.discard({ id, objectKey, size: 0 }, log)
-      throw this.#storeFailure(err, meter, file.signal)
+      const failure = this.#storeFailure(err, meter, file.signal, stalled.signal)
+      // A store that is failing is not waited for again: the sweeper finishes the cleanup.
+      const storeFailing = failure instanceof GatewayError && failure.code === 'GW_STORE_UNAVAILABLE'
+      await this.discard({ id, objectKey, size: 0 }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
+      throw failure
+    } finally {
+      watchdog.stop()
     }
     const stored = { id, objectKey, size: meter.bytes, sha256: meter.sha256 ?? '', filename, contentType }
     if (stored.size === 0) {
@@ -73,11 +107,31 @@ export class IngestService {
     return stored
   }
 
+  /** A retry under a key already used: its bytes are hashed, not stored, and must be the same. */
+  async #compare(file: FileInput, original: UploadRecord): Promise<UploadRecord> {
+    const meter = new StreamMeter(this.#options.maxBytes)
+    const sink = new Writable({ write: (_chunk, _encoding, done) => done() })
+    try {
+      await pipelineAsync(file.body, meter, sink, { signal: file.signal })
+    } catch (err) {
+      throw this.#storeFailure(err, meter, file.signal, new AbortController().signal)
+    }
+    if (meter.bytes !== original.size || meter.sha256 !== original.sha256) {
+      throw new GatewayError('GW_IDEMPOTENCY_CONFLICT', `this Idempotency-Key was used for upload ${original.id} with a different file (size or SHA-256)`)
+    }
+    return original
+  }
+
   async commit(stored: StoredUpload, log: Log): Promise<UploadRecord> {
     const createdAt = Date.now()
     try {
-      await this.#state.insertUpload({ ...stored, createdAt })
+      await this.#state.commitUpload({ ...stored, createdAt })
     } catch (err) {
+      if (err instanceof UploadIntentLostError) {
+        // Swept (older than GW_ORPHAN_AFTER) or abandoned while it was received: not accepted.
+        await this.discard(stored, log)
+        throw new GatewayError('GW_STORE_UNAVAILABLE', 'the upload took longer than the gateway keeps an unfinished upload', { cause: err })
+      }
       // The insert may have committed with only its answer lost (a dropped connection): then the
       // upload is accepted. Only a record known to be absent lets the object go; when the store
       // cannot tell, the object stays (an orphan is better than a record pointing at nothing).
@@ -88,7 +142,11 @@ export class IngestService {
       if (committed === true) log.warn({ err, uploadId: stored.id }, 'the insert committed although its answer was lost')
       else {
         if (committed === false) await this.discard(stored, log)
-        else log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: object left in quarantine without a record')
+        else {
+          // Abandoning is a no-op on a committed upload (its intent is gone): the sweeper then leaves it alone.
+          await this.#state.abandonUpload(stored.id, Date.now()).catch(() => undefined)
+          log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: the object stays until the sweeper finds its intent uncommitted')
+        }
         // The HTTP error handler turns StateUnavailableError into 503 GW_STATE_UNAVAILABLE.
         throw err
       }
@@ -100,23 +158,51 @@ export class IngestService {
     return { ...stored, createdAt, status: 'pending', updatedAt: createdAt, scannedAt: null, verdict: null, scannedVersion: null, attempts: 0, lastError: null, runAt: createdAt, location: 'quarantine', nextScanAt: null, released: null, failedRounds: 0, failedRetryAt: null }
   }
 
-  /** Removes an object that will not be committed. Best effort: a failure is logged, not thrown. */
-  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log): Promise<void> {
+  /**
+   * An upload that will not be committed: its intent is abandoned, so the sweeper removes whatever
+   * is left at its next round, and the object is deleted now if the store answers in time. Best
+   * effort: a failure is logged, not thrown.
+   */
+  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log, waitMs = this.#options.storeTimeoutMs): Promise<void> {
     this.#metrics.uploadBytes('discarded', stored.size)
-    try {
-      await this.#objects.delete('quarantine', stored.objectKey)
-    } catch (err) {
-      log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'could not delete a discarded upload from quarantine')
-    }
+    await this.#state.abandonUpload(stored.id, Date.now()).catch((err: unknown) => {
+      log.error({ err, uploadId: stored.id }, 'could not mark a discarded upload abandoned: the sweeper removes it after GW_ORPHAN_AFTER')
+    })
+    const deleting = this.#objects.delete('quarantine', stored.objectKey).then(
+      () => true,
+      (err: unknown) => {
+        log.warn({ err, uploadId: stored.id, key: stored.objectKey }, 'could not delete a discarded upload from quarantine: the sweeper will')
+        return true
+      }
+    )
+    const timeout = new AbortController()
+    await Promise.race([deleting, sleep(waitMs, false, { signal: timeout.signal }).catch(() => false)])
+    timeout.abort()
   }
 
-  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal): unknown {
+  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal, stalled: AbortSignal): unknown {
     const cause = meter.errored ?? err
     if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${this.#options.maxBytes} bytes`)
     if (cause instanceof GatewayError) return cause
     // The reason the caller stopped the upload (the client left, or sent too slowly).
     if (signal.aborted) return signal.reason instanceof GatewayError ? signal.reason : new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
+    if (stalled.aborted) return new GatewayError('GW_STORE_UNAVAILABLE', (stalled.reason as Error).message, { cause: err })
     if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
     return cause
   }
+}
+
+/** Rejects with the signal's reason once it aborts; `putting` is then left to settle on its own. */
+function stalledPromise(signal: AbortSignal, putting: Promise<void>): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const onAbort = (): void => {
+      putting.catch(() => undefined)
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    putting.then(
+      () => signal.removeEventListener('abort', onAbort),
+      () => signal.removeEventListener('abort', onAbort)
+    )
+  })
 }

@@ -108,10 +108,10 @@ export interface HeldUpload {
  * Starts an upload and holds it open after the first bytes, as a slow client does. Without
  * `contentLength` the body is sent chunked (the gateway cannot know its size).
  */
-export function holdUpload(baseUrl: string, content: Buffer, { contentLength = false } = {}): HeldUpload {
+export function holdUpload(baseUrl: string, content: Buffer, { contentLength = false, headers: extra = {} as Record<string, string> } = {}): HeldUpload {
   const { body, contentType } = multipart([{ name: 'file', filename: 'held.bin', data: content }])
   const url = new URL(`${baseUrl}/v1/uploads`)
-  const headers: Record<string, string> = { 'content-type': contentType }
+  const headers: Record<string, string> = { 'content-type': contentType, ...extra }
   if (contentLength) headers['content-length'] = String(body.length)
   const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers })
   const early = new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }>((resolve, reject) => { // eslint-disable-line @typescript-eslint/no-explicit-any

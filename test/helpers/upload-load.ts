@@ -21,19 +21,20 @@ export interface Answer {
   /** The parsed JSON body, or null. */
   json: any // eslint-disable-line @typescript-eslint/no-explicit-any
   ms: number
+  headers: Record<string, string>
 }
 
 /**
  * POSTs one file. Throws when no HTTP answer came (connection refused or reset, or no answer
  * within timeoutMs): the caller decides whether that was expected (a killed process).
  */
-export async function sendUpload(baseUrl: string, data: Buffer, { timeoutMs = 30_000, filename = 'f.bin' } = {}): Promise<Answer> {
+export async function sendUpload(baseUrl: string, data: Buffer, { timeoutMs = 30_000, filename = 'f.bin', idempotencyKey = '' } = {}): Promise<Answer> {
   const started = Date.now()
   const { body, contentType } = multipart([{ name: 'file', filename, contentType: 'application/octet-stream', data }])
   const res = await fetch(`${baseUrl}/v1/uploads`, {
     method: 'POST',
     body: new Uint8Array(body),
-    headers: { 'content-type': contentType },
+    headers: { 'content-type': contentType, ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
     signal: AbortSignal.timeout(timeoutMs)
   })
   const text = await res.text()
@@ -43,7 +44,7 @@ export async function sendUpload(baseUrl: string, data: Buffer, { timeoutMs = 30
   } catch {
     json = { unparsed: text }
   }
-  return { status: res.status, json, ms: Date.now() - started }
+  return { status: res.status, json, ms: Date.now() - started, headers: Object.fromEntries(res.headers) }
 }
 
 /** Runs fn over items with at most `limit` at once. */

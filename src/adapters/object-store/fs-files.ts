@@ -27,6 +27,15 @@ export function tempPath(target: string): string {
   return join(dirname(target), `.${basename(target)}.${randomUUID()}.tmp`)
 }
 
+const TEMP_NAME = /^\.(.+)\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/
+
+/** The key a temp file (a relative path from tempPath) was written for; null for any other file. */
+export function keyOfTemp(path: string): string | null {
+  const slash = path.lastIndexOf('/')
+  const match = TEMP_NAME.exec(path.slice(slash + 1))
+  return match ? `${path.slice(0, slash + 1)}${match[1]}` : null
+}
+
 export async function makeParents(key: string, ...paths: string[]): Promise<void> {
   try {
     for (const p of paths) await mkdir(dirname(p), { recursive: true })

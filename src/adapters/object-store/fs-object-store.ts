@@ -1,6 +1,6 @@
 import { constants, createWriteStream } from 'node:fs'
 import { copyFile, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
-import { join, resolve, sep } from 'node:path'
+import { basename, dirname, join, resolve, sep } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
@@ -9,6 +9,8 @@ import {
   StoreUnavailableError,
   type Area,
   type ObjectPage,
+  type OpenUpload,
+  type OpenUploadPage,
   type AreaHealth,
   type ObjectInfo,
   type ObjectLocation,
@@ -17,7 +19,7 @@ import {
 } from '../../ports/object-store.ts'
 import { abortError } from './abort-error.ts'
 import { guardBody } from './body-guard.ts'
-import { checkDirs, commit, errorText, fsyncPath, makeParents, tempPath, validateKey, writeAtomic } from './fs-files.ts'
+import { checkDirs, commit, errorText, fsyncPath, keyOfTemp, makeParents, tempPath, validateKey, writeAtomic } from './fs-files.ts'
 import { sanitizeTags } from './tags.ts'
 
 export { InvalidKeyError } from './fs-files.ts'
@@ -91,6 +93,8 @@ export class FsObjectStore implements ObjectStore {
       if (tmp !== undefined) await unlink(tmp).catch(() => undefined)
       if (signal?.aborted) throw abortError(signal)
       if (bodyFailure !== undefined) throw bodyFailure
+      // The temp file was removed under the put (the orphan sweeper took it): a new try may work.
+      if (tmp !== undefined && isMissing(err)) throw new StoreUnavailableError(`put ${area}/${key}: the write was aborted`, { cause: err })
       throw storeError(err, `put ${area}/${key}`)
     }
   }
@@ -173,11 +177,11 @@ export class FsObjectStore implements ObjectStore {
     const keys = names
       .filter((k) => k.startsWith(prefix) && (continuationToken === null || k > continuationToken) && !k.split('/').some((seg) => seg.startsWith('.')))
       .sort()
-    const objects: { key: string; size: number }[] = []
+    const objects: ObjectPage['objects'] = []
     for (const key of keys) {
       if (objects.length === limit) break
       const st = await stat(join(dir, key)).catch(() => null)
-      if (st?.isFile()) objects.push({ key, size: st.size })
+      if (st?.isFile()) objects.push({ key, size: st.size, modifiedAt: st.mtimeMs })
     }
     const last = objects.at(-1)
     return { objects, nextToken: last && keys.indexOf(last.key) < keys.length - 1 ? last.key : null }
@@ -192,6 +196,42 @@ export class FsObjectStore implements ObjectStore {
         if (!isMissing(err)) throw storeError(err, `delete ${area}/${key}`)
       })
     }
+  }
+
+  /**
+   * Temp files a killed process left (a finished or failed put removes its own). uploadId is the
+   * temp file's path in the area; startedAt its mtime, so a write in progress always looks recent.
+   */
+  async listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage> {
+    await this.init()
+    const dir = this.#dir(area)
+    let names: string[]
+    try {
+      names = (await readdir(dir, { recursive: true })).map((n) => String(n).split(sep).join('/'))
+    } catch (err) {
+      throw storeError(err, `list open uploads ${area}/${prefix}`)
+    }
+    const temps = names
+      .map((path) => ({ path, key: keyOfTemp(path) }))
+      .filter((t): t is { path: string; key: string } => t.key !== null && t.key.startsWith(prefix) && (continuationToken === null || t.path > continuationToken))
+      .sort((a, b) => (a.path < b.path ? -1 : 1))
+    const uploads: OpenUpload[] = []
+    for (const t of temps) {
+      if (uploads.length === limit) break
+      const st = await stat(join(dir, t.path)).catch(() => null)
+      if (st?.isFile()) uploads.push({ key: t.key, uploadId: t.path, startedAt: st.mtimeMs })
+    }
+    const last = uploads.at(-1)
+    return { uploads, nextToken: last && temps.findIndex((t) => t.path === last.uploadId) < temps.length - 1 ? last.uploadId : null }
+  }
+
+  async abortOpenUpload(area: Area, upload: Pick<OpenUpload, 'key' | 'uploadId'>): Promise<void> {
+    // Only a temp file of this key may be removed: the id comes from a listing, but is checked all the same.
+    if (keyOfTemp(upload.uploadId) !== upload.key) throw new RangeError(`${upload.uploadId} is not an open upload of ${upload.key}`)
+    const { data } = this.#paths(area, upload.key)
+    await unlink(join(dirname(data), basename(upload.uploadId))).catch((err: unknown) => {
+      if (!isMissing(err)) throw storeError(err, `abort open upload ${area}/${upload.key}`)
+    })
   }
 
   async check(): Promise<AreaHealth[]> {

@@ -40,7 +40,8 @@ export function isUnavailable(err: unknown): boolean {
   const e = shape(err)
   const status = e.$metadata?.httpStatusCode
   if ((status !== undefined && status >= 500) || e.$retryable) return true
-  if (e.name !== undefined && (TRANSIENT_NAMES.has(e.name) || e.name === 'NoSuchBucket')) return true
+  // NoSuchUpload: the multipart upload was aborted under a put (the orphan sweeper took it); a new try may work.
+  if (e.name !== undefined && (TRANSIENT_NAMES.has(e.name) || e.name === 'NoSuchBucket' || e.name === 'NoSuchUpload')) return true
   if (e.code !== undefined && NETWORK_CODES.has(e.code)) return true
   // Node reports a refused dual-stack connect as an AggregateError of per-address errors.
   return Array.isArray(e.errors) && e.errors.some(isUnavailable)

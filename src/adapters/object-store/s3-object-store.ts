@@ -8,6 +8,7 @@ import {
   GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   PutObjectTaggingCommand,
   S3Client,
   type HeadObjectCommandOutput
@@ -18,6 +19,8 @@ import {
   ObjectNotFoundError,
   type Area,
   type ObjectPage,
+  type OpenUploadPage,
+  type OpenUpload,
   type AreaHealth,
   type ObjectInfo,
   type ObjectLocation,
@@ -148,7 +151,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async #abortUpload(Bucket: string, Key: string, UploadId: string | undefined): Promise<void> {
     if (UploadId === undefined) return
-    // Usually already aborted (NoSuchUpload); if S3 is unreachable the lifecycle rule cleans up.
+    // Usually already aborted (NoSuchUpload); if S3 is unreachable the orphan sweeper aborts it later.
     await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined)
   }
 
@@ -246,7 +249,7 @@ export class S3ObjectStore implements ObjectStore {
       const out = await this.client.send(
         new ListObjectsV2Command({ Bucket, Prefix: prefix || undefined, MaxKeys: limit, ...(continuationToken ? { ContinuationToken: continuationToken } : {}) })
       )
-      const objects = (out.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key as string, size: o.Size ?? 0 }))
+      const objects = (out.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key as string, size: o.Size ?? 0, modifiedAt: o.LastModified?.getTime() ?? 0 }))
       return { objects, nextToken: out.IsTruncated && out.NextContinuationToken ? out.NextContinuationToken : null }
     } catch (err) {
       throw toStoreError(err, `list ${Bucket}/${prefix}`)
@@ -260,6 +263,38 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       // S3 answers 204 for a missing key; some compatible servers answer 404.
       if (!isMissingObject(err)) throw toStoreError(err, `delete ${this.#buckets[area]}/${key}`)
+    }
+  }
+
+  async listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage> {
+    const Bucket = this.#buckets[area]
+    // ListMultipartUploads pages by (key, upload id) markers: both go into one opaque token.
+    const marker = continuationToken ? (JSON.parse(continuationToken) as { k: string; u: string }) : null
+    try {
+      const out = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket,
+          Prefix: prefix || undefined,
+          MaxUploads: limit,
+          ...(marker ? { KeyMarker: marker.k, UploadIdMarker: marker.u } : {})
+        })
+      )
+      const uploads = (out.Uploads ?? [])
+        .filter((u) => u.Key && u.UploadId)
+        .map((u) => ({ key: u.Key as string, uploadId: u.UploadId as string, startedAt: u.Initiated?.getTime() ?? 0 }))
+      const next = out.IsTruncated && out.NextKeyMarker ? JSON.stringify({ k: out.NextKeyMarker, u: out.NextUploadIdMarker ?? '' }) : null
+      return { uploads, nextToken: next }
+    } catch (err) {
+      throw toStoreError(err, `list multipart uploads ${Bucket}/${prefix}`)
+    }
+  }
+
+  async abortOpenUpload(area: Area, upload: Pick<OpenUpload, 'key' | 'uploadId'>): Promise<void> {
+    const Bucket = this.#buckets[area]
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key: upload.key, UploadId: upload.uploadId }))
+    } catch (err) {
+      if (statusOf(err) !== 404 && (err as { name?: string }).name !== 'NoSuchUpload') throw toStoreError(err, `abort multipart upload ${Bucket}/${upload.key}`)
     }
   }
 

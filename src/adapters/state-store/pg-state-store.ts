@@ -1,7 +1,11 @@
 import pg from 'pg'
 import {
   StateUnavailableError,
+  UploadIntentLostError,
   type AdoptionClaim,
+  type BeginResult,
+  type IdempotencyKey,
+  type UploadIntent,
   type AuditEntry,
   type Claim,
   type NewUpload,
@@ -18,6 +22,20 @@ import {
 } from '../../ports/state-store.ts'
 import { migrations } from './pg-migrations.ts'
 import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, claimSql } from './pg-statements.ts'
+import {
+  ABANDON_SQL,
+  COMMIT_INTENT_SQL,
+  DELETE_INTENT_SQL,
+  EXPIRE_KEYS_SQL,
+  INSERT_INTENT_SQL,
+  INTENT_SQL,
+  reservationState,
+  RESERVE_KEY_SQL,
+  SWEEPABLE_SQL,
+  TAKE_OVER_KEY_SQL,
+  toIntent,
+  UPLOAD_SQL
+} from './intent-sql.ts'
 import { coverSql, type StoredSelection } from './rescan-selection-sql.ts'
 import { filenameOfKey, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
 import {
@@ -57,6 +75,10 @@ import {
   UNSCHEDULE_CANCELLED_SQL,
   type Queue
 } from './shared-sql.ts'
+
+const INSERT_UPLOAD_SQL = `
+  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
+  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`
 
 type Query = (sql: string, values?: unknown[]) => Promise<pg.QueryResult<Row>>
 
@@ -137,11 +159,65 @@ export class PgStateStore implements StateStore {
   }
 
   async insertUpload(u: NewUpload): Promise<void> {
-    await this.#query(
-      `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`,
-      [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
+    await this.#query(INSERT_UPLOAD_SQL, [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt])
+  }
+
+  async beginUpload(intent: UploadIntent, idempotency: IdempotencyKey | null, now: number): Promise<BeginResult> {
+    return this.#transaction(async (q) => {
+      if (idempotency && (await q(RESERVE_KEY_SQL, [idempotency.scope, idempotency.key, intent.id, now])).rowCount === 0) {
+        // Locked: of two retries that find the same abandoned reservation, one takes it over, the other sees it in flight.
+        const { rows: [reservation] } = await q('SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE', [idempotency.scope, idempotency.key])
+        if (reservation) {
+          const uploadId = reservation.upload_id
+          const { rows: [upload] } = await q(UPLOAD_SQL, [uploadId])
+          const { rows: [known] } = await q(INTENT_SQL, [uploadId])
+          const existing = reservationState(reservation, upload, known, idempotency, now)
+          if (existing) return existing
+          await q(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
+        } else await q(RESERVE_KEY_SQL, [idempotency.scope, idempotency.key, intent.id, now]) // expired and deleted meanwhile
+      }
+      await q(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+      return { kind: 'started' } as const
+    })
+  }
+
+  async commitUpload(u: NewUpload): Promise<void> {
+    await this.#transaction(async (q) => {
+      if ((await q(COMMIT_INTENT_SQL, [u.id])).rowCount !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
+      await q(INSERT_UPLOAD_SQL, [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt])
+    })
+  }
+
+  async abandonUpload(id: string, now: number): Promise<void> {
+    await this.#query(ABANDON_SQL, [id, now])
+  }
+
+  async claimIntents(now: number, cutoff: number, retryAt: number, limit: number): Promise<UploadIntent[]> {
+    if (limit <= 0) return []
+    const { rows } = await this.#query(
+      `UPDATE upload_intents SET abandoned_at = COALESCE(abandoned_at, $1), sweep_after = $3
+        WHERE id IN (SELECT id FROM upload_intents WHERE ${SWEEPABLE_SQL} ORDER BY sweep_after LIMIT $4 FOR UPDATE SKIP LOCKED)
+       RETURNING *`,
+      [now, cutoff, retryAt, limit]
     )
+    return rows.map(toIntent)
+  }
+
+  async deleteIntent(id: string): Promise<void> {
+    await this.#query(DELETE_INTENT_SQL, [id])
+  }
+
+  async knownKeys(keys: string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set()
+    const { rows } = await this.#query(
+      'SELECT object_key FROM uploads WHERE object_key = ANY($1) UNION SELECT object_key FROM upload_intents WHERE object_key = ANY($1)',
+      [keys]
+    )
+    return new Set(rows.map((r) => String(r.object_key)))
+  }
+
+  async expireIdempotencyKeys(before: number, limit: number): Promise<number> {
+    return (await this.#query(EXPIRE_KEYS_SQL, [before, limit])).rowCount ?? 0
   }
 
   async getUpload(id: string): Promise<UploadRecord | null> {

@@ -145,5 +145,31 @@ export const migrations: readonly { version: number; sql: string }[] = [
       CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
       CREATE INDEX scans_started ON scans (started_at);
     `
+  },
+  {
+    // Upload intents (written before an upload's first byte is stored, so the sweeper can remove
+    // what was never committed) and the idempotency keys of POST /v1/uploads.
+    version: 5,
+    sql: `
+      CREATE TABLE upload_intents (
+        id TEXT PRIMARY KEY,
+        object_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        -- Set when the upload will not be committed (refused, or claimed by the sweeper): a commit then fails.
+        abandoned_at INTEGER,
+        -- When the sweeper may look at it (again).
+        sweep_after INTEGER NOT NULL
+      );
+      CREATE INDEX upload_intents_sweep ON upload_intents (sweep_after);
+      CREATE INDEX upload_intents_key ON upload_intents (object_key);
+      CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+      );
+      CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    `
   }
 ]

@@ -3,7 +3,11 @@ import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import {
   StateUnavailableError,
+  UploadIntentLostError,
   type AdoptionClaim,
+  type BeginResult,
+  type IdempotencyKey,
+  type UploadIntent,
   type AuditEntry,
   type Claim,
   type NewUpload,
@@ -18,6 +22,20 @@ import {
   type StatusChange,
   type UploadRecord
 } from '../../ports/state-store.ts'
+import {
+  ABANDON_SQL,
+  COMMIT_INTENT_SQL,
+  DELETE_INTENT_SQL,
+  EXPIRE_KEYS_SQL,
+  INSERT_INTENT_SQL,
+  INTENT_SQL,
+  reservationState,
+  RESERVE_KEY_SQL,
+  SWEEPABLE_SQL,
+  TAKE_OVER_KEY_SQL,
+  toIntent,
+  UPLOAD_SQL
+} from './intent-sql.ts'
 import { coverSql, type StoredSelection } from './rescan-selection-sql.ts'
 import { filenameOfKey, nullableString, toAdoptionClaim, toAudit, toEvent, toRecord, toRescan, toScan, type Row } from './row-mapping.ts'
 import {
@@ -119,11 +137,70 @@ export class SqliteStateStore implements StateStore {
   }
 
   async insertUpload(u: NewUpload): Promise<void> {
+    this.#insertUpload(u)
+  }
+
+  #insertUpload(u: NewUpload): void {
     this.#write(
       `INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
        VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, $7)`,
       [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
     )
+  }
+
+  async beginUpload(intent: UploadIntent, idempotency: IdempotencyKey | null, now: number): Promise<BeginResult> {
+    return this.#transaction(() => {
+      if (idempotency && this.#write(RESERVE_KEY_SQL, [idempotency.scope, idempotency.key, intent.id, now]) === 0) {
+        const reservation = this.#get('SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2', [idempotency.scope, idempotency.key]) as Row
+        const uploadId = reservation.upload_id
+        const existing = reservationState(reservation, this.#get(UPLOAD_SQL, [uploadId]), this.#get(INTENT_SQL, [uploadId]), idempotency, now)
+        if (existing) return existing
+        this.#write(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
+      }
+      this.#write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+      return { kind: 'started' } as const
+    })
+  }
+
+  async commitUpload(u: NewUpload): Promise<void> {
+    this.#transaction(() => {
+      if (this.#write(COMMIT_INTENT_SQL, [u.id]) !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
+      this.#insertUpload(u)
+    })
+  }
+
+  async abandonUpload(id: string, now: number): Promise<void> {
+    this.#write(ABANDON_SQL, [id, now])
+  }
+
+  async claimIntents(now: number, cutoff: number, retryAt: number, limit: number): Promise<UploadIntent[]> {
+    if (limit <= 0) return []
+    const rows = this.#all(
+      `UPDATE upload_intents SET abandoned_at = COALESCE(abandoned_at, $1), sweep_after = $3
+        WHERE id IN (SELECT id FROM upload_intents WHERE ${SWEEPABLE_SQL} ORDER BY sweep_after LIMIT $4)
+       RETURNING *`,
+      [now, cutoff, retryAt, limit]
+    )
+    return rows.map(toIntent)
+  }
+
+  async deleteIntent(id: string): Promise<void> {
+    this.#write(DELETE_INTENT_SQL, [id])
+  }
+
+  async knownKeys(keys: string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set()
+    const list = keys.map((_, i) => `$${i + 1}`).join(', ')
+    const rows = this.#run(() =>
+      this.#db
+        .prepare(`SELECT object_key FROM uploads WHERE object_key IN (${list}) UNION SELECT object_key FROM upload_intents WHERE object_key IN (${list})`.replace(/\$(\d+)/g, '?$1'))
+        .all(...keys)
+    )
+    return new Set(rows.map((r) => String(r.object_key)))
+  }
+
+  async expireIdempotencyKeys(before: number, limit: number): Promise<number> {
+    return this.#write(EXPIRE_KEYS_SQL, [before, limit])
   }
 
   async getUpload(id: string): Promise<UploadRecord | null> {

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
-import type { IngestService, StoredUpload } from '../../services/ingest-service.ts'
+import type { IngestService, Replayed, StoredUpload } from '../../services/ingest-service.ts'
 import type { StatusService } from '../../services/status-service.ts'
 import type { TransferGuard } from '../../services/transfer-guard.ts'
 import type { UploadAdmission } from '../../services/upload-admission.ts'
 import type { Auth } from '../auth.ts'
 import { toGatewayError } from '../error-handler.ts'
-import { ErrorBody, UploadAccepted, UploadParams, UploadView } from '../schemas.ts'
+import { ErrorBody, UploadAccepted, UploadHeaders, UploadParams, UploadView } from '../schemas.ts'
 
 interface Deps {
   auth: Auth
@@ -28,9 +28,10 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
       onRequest: auth.require('upload'),
       schema: {
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
-        response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 413: ErrorBody, 415: ErrorBody }
+        headers: UploadHeaders,
+        response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody }
       }
     },
     async (request, reply) => {
@@ -57,16 +58,22 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
         { stream: request.raw, bytesReceived: () => socket.bytesRead - bytesBefore, complete: () => request.raw.complete },
         (tooSlow) => cancel.abort(tooSlow)
       )
+      const key = request.headers['idempotency-key']
+      const idempotency = typeof key === 'string' ? { scope: auth.callerOf(request), key } : undefined
       let stored: StoredUpload | null = null
+      let replayed: Replayed | null = null
       try {
         for await (const part of untilAborted(request.parts(), cancel.signal)) {
           if (part.type !== 'file') continue
           if (part.fieldname !== 'file') throw new GatewayError('GW_MISSING_FILE', `unexpected file in field '${part.fieldname}': send the file in field 'file'`)
-          if (stored) throw new GatewayError('GW_TOO_MANY_FILES')
-          stored = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: cancel.signal }, request.log)
+          if (stored || replayed) throw new GatewayError('GW_TOO_MANY_FILES')
+          const result = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: cancel.signal, idempotency }, request.log)
+          if ('replayOf' in result) replayed = result
+          else stored = result
         }
-        if (!stored) throw new GatewayError('GW_MISSING_FILE')
-        const record = await ingest.commit(stored, request.log)
+        if (!stored && !replayed) throw new GatewayError('GW_MISSING_FILE')
+        // A retry of an accepted upload gets the same answer; nothing new was stored.
+        const record = replayed ? replayed.replayOf : await ingest.commit(stored as StoredUpload, request.log)
         stored = null
         outcome = 'accepted'
         const statusUrl = `/v1/uploads/${record.id}`
