@@ -176,6 +176,13 @@ t.test('S3 resetting, then hanging, during a batch: 503 or 202, and every 202 en
     await proxy.setMode('reset')
     await startGateway(t, { ...env, GW_ROLE: 'worker', GW_SCAN_CONCURRENCY: '4' })
     await sleep(Math.max(0, start + 3_000 - Date.now()))
+    // On a busy machine the worker's first scans may come late: the resets last (bounded) until one
+    // of them has failed on the fault, so the retries below are really exercised.
+    for (let i = 0; i < 150; i++) {
+      const { rows } = await pgQuery(`SELECT count(*) AS n FROM "${schema}".scans WHERE outcome = 'error'`)
+      if (Number(rows[0]?.n) > 0) break
+      await sleep(100)
+    }
     await proxy.setMode('hang')
     await sleep(2_000)
     await proxy.setMode('pass')
