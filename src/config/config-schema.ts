@@ -105,7 +105,7 @@ export const configSchema = Type.Object(
       description: 'Objects and open multipart uploads in quarantine that no committed record names are removed by worker processes once this old (`1h`, `90s`, …). Keep it above the longest upload: an upload still being received after this long is refused.'
     }),
     GW_ORPHAN_SWEEP_INTERVAL_MS: Int(100, 60_000, 'How often a worker process looks for orphans to remove, and for uploads whose cleanup failed to retry.'),
-    GW_STORE_TIMEOUT_MS: Int(100, 30_000, 'An upload whose quarantine store makes no progress for this long (S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After.')
+    GW_STORE_TIMEOUT_MS: Int(100, 120_000, 'An upload whose quarantine store makes no progress for this long (takes no bytes and stores no part: S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After. Under many concurrent large uploads a slow S3 can take tens of seconds per part: keep it well above that.')
   },
   { additionalProperties: false }
 )

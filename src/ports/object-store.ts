@@ -9,6 +9,8 @@ export interface PutOptions {
   metadata: Record<string, string>
   /** Aborting the signal aborts the write and removes what was written (no orphan multipart parts). */
   signal?: AbortSignal
+  /** Called whenever the store has taken more of the body for good (S3: a part stored), so a slow store is told from a hung one. */
+  onProgress?: () => void
 }
 
 export interface ObjectInfo {

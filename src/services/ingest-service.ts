@@ -85,7 +85,8 @@ export class IngestService {
       const putting = this.#objects.put('quarantine', objectKey, meter, {
         contentType,
         metadata: { 'upload-id': id, ...(filename ? { filename: encodeURIComponent(filename) } : {}) },
-        signal: AbortSignal.any([file.signal, stalled.signal])
+        signal: AbortSignal.any([file.signal, stalled.signal]),
+        onProgress: () => watchdog.progress()
       })
       // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])

@@ -4,9 +4,11 @@ import type { StreamMeter } from './stream-meter.ts'
  * Aborts a put whose store makes no progress for timeoutMs: bytes wait in the meter that the
  * store does not take, or the body has ended and the store has not finished. Time the gateway
  * spends waiting for the client (nothing buffered, body not ended) is not counted: that is the
- * client's idle timeout.
+ * client's idle timeout. The store reports progress of its own (a part stored) through progress():
+ * under many concurrent uploads a slow S3 may hold a full part buffer for a long time, yet it is
+ * not hung while parts keep completing.
  */
-export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () => void): { stop(): void } {
+export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () => void): { stop(): void; progress(): void } {
   let taken = -1
   let lastProgress = Date.now()
   const timer = setInterval(
@@ -25,5 +27,10 @@ export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () 
     Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)))
   )
   timer.unref()
-  return { stop: () => clearInterval(timer) }
+  return {
+    stop: () => clearInterval(timer),
+    progress: () => {
+      lastProgress = Date.now()
+    }
+  }
 }

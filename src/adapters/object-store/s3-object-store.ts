@@ -129,6 +129,7 @@ export class S3ObjectStore implements ObjectStore {
       queueSize: this.#queueSize,
       leavePartsOnError: false
     })
+    if (options.onProgress) upload.on('httpUploadProgress', options.onProgress)
     try {
       await upload.done()
     } catch (err) {
