@@ -166,14 +166,7 @@ export class FsObjectStore implements ObjectStore {
 
   /** Walks the whole area and sorts it for each page: fine for the first-run store this is, not for millions of files. */
   async list(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<ObjectPage> {
-    await this.init()
-    const dir = this.#dir(area)
-    let names: string[]
-    try {
-      names = (await readdir(dir, { recursive: true })).map((n) => String(n).split(sep).join('/'))
-    } catch (err) {
-      throw storeError(err, `list ${area}/${prefix}`)
-    }
+    const { dir, names } = await this.#walk(area, `list ${area}/${prefix}`)
     const keys = names
       .filter((k) => k.startsWith(prefix) && (continuationToken === null || k > continuationToken) && !k.split('/').some((seg) => seg.startsWith('.')))
       .sort()
@@ -185,6 +178,17 @@ export class FsObjectStore implements ObjectStore {
     }
     const last = objects.at(-1)
     return { objects, nextToken: last && keys.indexOf(last.key) < keys.length - 1 ? last.key : null }
+  }
+
+  /** Every path in the area, '/'-separated, read in one walk. */
+  async #walk(area: Area, what: string): Promise<{ dir: string; names: string[] }> {
+    await this.init()
+    const dir = this.#dir(area)
+    try {
+      return { dir, names: (await readdir(dir, { recursive: true })).map((n) => String(n).split(sep).join('/')) }
+    } catch (err) {
+      throw storeError(err, what)
+    }
   }
 
   async delete(area: Area, key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -203,14 +207,7 @@ export class FsObjectStore implements ObjectStore {
    * temp file's path in the area; startedAt its mtime, so a write in progress always looks recent.
    */
   async listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage> {
-    await this.init()
-    const dir = this.#dir(area)
-    let names: string[]
-    try {
-      names = (await readdir(dir, { recursive: true })).map((n) => String(n).split(sep).join('/'))
-    } catch (err) {
-      throw storeError(err, `list open uploads ${area}/${prefix}`)
-    }
+    const { dir, names } = await this.#walk(area, `list open uploads ${area}/${prefix}`)
     const temps = names
       .map((path) => ({ path, key: keyOfTemp(path) }))
       .filter((t): t is { path: string; key: string } => t.key !== null && t.key.startsWith(prefix) && (continuationToken === null || t.path > continuationToken))
