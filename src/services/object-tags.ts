@@ -11,3 +11,11 @@ export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'fail
   }
   return tags
 }
+
+/**
+ * Tags of a detection, or of an object that could not be verified: one left in production (tag
+ * mode) carries av-status=infected whatever its status, which the bucket policy denies.
+ */
+export function detectionTags(status: 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | null, at: number, inProduction: boolean): Record<string, string> {
+  return { ...verdictTags(status, uploadId, verdict, at), ...(inProduction ? { 'av-status': 'infected' } : {}) }
+}

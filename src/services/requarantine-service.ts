@@ -3,7 +3,7 @@ import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, StateStore } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
 import { fence } from './lease-fence.ts'
-import { verdictTags } from './object-tags.ts'
+import { detectionTags } from './object-tags.ts'
 import { transition } from './transition.ts'
 
 /** move: copy back to quarantine and delete from production. tag: leave it, tagged, for a bucket policy that denies reads. */
@@ -39,7 +39,7 @@ export class RequarantineService {
     const now = Date.now()
     // In tag mode a bucket policy denies reads of av-status=infected: anything detected or not
     // fully scanned carries that status there; av-reason says why an unscannable one is blocked.
-    const tags = { ...verdictTags(verdict.result, upload.id, verdict, now), ...(this.#mode === 'tag' ? { 'av-status': 'infected' } : {}) }
+    const tags = detectionTags(verdict.result, upload.id, verdict, now, this.#mode === 'tag')
     let scannedVersion = upload.scannedVersion
     if (this.#mode === 'move') {
       try {

@@ -7,7 +7,7 @@ import { ScannerError, type ScanResult, type Scanner } from '../ports/scanner.ts
 import type { Claim, ScanRecord, StateStore, StatusChange, Verdict } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
 import { fence, LeaseLostError } from './lease-fence.ts'
-import { verdictTags } from './object-tags.ts'
+import { detectionTags, verdictTags } from './object-tags.ts'
 import type { PromoteService } from './promote-service.ts'
 import type { RequarantineService } from './requarantine-service.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
@@ -53,11 +53,6 @@ class IntegrityError extends Error {
 /** Failures that say something about the bytes themselves: another automatic round would not help. */
 function aboutTheBytes(err: unknown): boolean {
   return err instanceof IntegrityError || err instanceof ObjectChangedError
-}
-
-/** The tags of a stored detection: in production (tag mode) av-status=infected, which the bucket policy denies. */
-function detectionTags(status: 'infected' | 'unscannable' | 'failed', upload: { id: string; location: string }, verdict: Verdict | null, at: number): Record<string, string> {
-  return { ...verdictTags(status, upload.id, verdict, at), ...(upload.location === 'production' ? { 'av-status': 'infected' } : {}) }
 }
 
 /**
@@ -131,7 +126,7 @@ export class ScanService {
         const keep = verdict.result === 'clean' ? {} : { verdict, scannedAt: now, scannedVersion: version }
         const tagged = verdict.result === 'clean' ? upload.verdict : verdict
         await fence(this.#state, current, this.#options.leaseMs, signal)
-        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags(upload.status as 'infected' | 'unscannable', upload, tagged, now), { signal })
+        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags(upload.status as 'infected' | 'unscannable', upload.id, tagged, now, upload.location === 'production'), { signal })
         return this.#end(current, { status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result }, log)
       }
       if (upload.location === 'quarantine') {
@@ -283,7 +278,7 @@ export class ScanService {
       log.error({ err, attempts: upload.attempts, failedRetryAt }, `${upload.status === 'promoting' ? 'promotion' : 'scan'} failed${again ? ', to be tried again later' : ' for good'}`)
       try {
         await fence(this.#state, claim, this.#options.leaseMs, signal)
-        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags('failed', upload, upload.verdict, now), { signal })
+        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags('failed', upload.id, upload.verdict, now, upload.location === 'production'), { signal })
       } catch (tagErr) {
         if (tagErr instanceof LeaseLostError) return this.#lost(log)
         log.error({ err: tagErr }, 'could not tag a failed upload')
