@@ -8,6 +8,10 @@ import { startFaultyProxy } from './helpers/faulty-proxy.ts'
 import { startChildGateway } from './helpers/child-gateway.ts'
 import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { upload, uniqueContent } from './helpers/multipart.ts'
+import { exitWhenDone } from './helpers/exit-guard.ts'
+
+// Kills and silent fakes: this file once finished every test and then hung in Node's exit (see exit-guard.ts).
+exitWhenDone()
 
 // What happens when clamd is down, silent or lying, when the quarantined bytes change, and when the gateway dies mid-scan.
 const clamd = await startClamd()
