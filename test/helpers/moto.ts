@@ -10,7 +10,7 @@ export interface Moto {
   stop(): Promise<void>
 }
 
-const START_TIMEOUT_MS = 10_000
+const START_TIMEOUT_MS = 30_000
 const INSTALL_HINT = "moto_server was not found on PATH; install it with: pip install 'moto[server]'"
 // moto_server runs under a small shell that kills it when our end of its stdin closes, so a test
 // process that crashes or is killed by tap's timeout does not leave a server behind.
@@ -20,6 +20,19 @@ const WRAPPER = 'exec 3<&0; moto_server -H 127.0.0.1 -p "$1" & pid=$!; (cat <&3 
 /** Starts an in-memory S3 (moto) on a free loopback port and waits until it answers. */
 export async function startMoto(): Promise<Moto> {
   if (spawnSync('sh', ['-c', 'command -v moto_server'], { stdio: 'ignore' }).status !== 0) throw new Error(INSTALL_HINT)
+  // A free port can be taken by a parallel test file between freePort() and moto's bind: retry.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce()
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof BindError)) throw err
+    }
+  }
+}
+
+class BindError extends Error {}
+
+async function startOnce(): Promise<Moto> {
   const port = await freePort()
   const endpoint = `http://127.0.0.1:${port}`
   // detached: its own process group, so stop() ends the shell, moto and the watcher together.
@@ -40,7 +53,7 @@ export async function startMoto(): Promise<Moto> {
 
   const deadline = Date.now() + START_TIMEOUT_MS
   for (;;) {
-    if (exited) throw exited
+    if (exited) throw /address already in use|bind/i.test(stderr) ? new BindError(exited.message) : exited
     if (await answers(endpoint)) break
     if (Date.now() > deadline) {
       await stopChild(child)
