@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { StoredStatus } from '../src/domain/upload-state.ts'
 import type { Area } from '../src/ports/object-store.ts'
-import type { NewEvent, NewUpload, RescanSelection, StateStore, Verdict } from '../src/ports/state-store.ts'
+import type { NewEvent } from '../src/ports/event-outbox.ts'
+import type { RescanSelection } from '../src/ports/rescan-store.ts'
+import type { StateStore } from '../src/ports/state-store.ts'
+import type { NewUpload, Verdict } from '../src/ports/upload-record.ts'
 
 /** A store on a fresh database, as each adapter's test file opens it. */
 export interface StoreUnderTest {
@@ -111,15 +114,15 @@ export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: 
     const u = upload()
     await store.insertUpload(u)
     const [c] = await store.claim('w1', 1, 60_000, 2_000)
-    t.ok(await store.release(c!, 2_500))
+    t.ok(await store.giveBack(c!, 2_500))
     t.match(await store.getUpload(u.id), { status: 'scanning', attempts: 0, runAt: 2_500 })
-    t.notOk(await store.release(c!, 2_600), 'released once')
+    t.notOk(await store.giveBack(c!, 2_600), 'released once')
     t.notOk(await store.update(c!, { status: 'infected' }, 2_600), 'the old holder cannot write')
     const [again] = await store.claim('w2', 1, 60_000, 2_500)
     t.equal(again?.upload.id, u.id, 'another worker takes it without waiting for the lease')
     t.equal(again?.upload.attempts, 1)
     t.ok(await store.update(again!, { status: 'infected' }, 2_700))
-    t.notOk(await store.release(again!, 2_800), 'a finished job has no lease to give back')
+    t.notOk(await store.giveBack(again!, 2_800), 'a finished job has no lease to give back')
   })
 
   t.test('queue stats count unfinished uploads and the oldest of them', async (t) => {
@@ -243,7 +246,7 @@ export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: 
     t.equal(again.find((x) => x.upload.id === b.id)?.upload.attempts, 2)
     t.notOk(await store.update(first!, { status: 'clean', nextScanAt: 1 }, 6_100), 'the old holder cannot write')
     t.notOk(await store.renewLease(first!, 5_000, 6_100), 'nor renew')
-    t.notOk(await store.release(first!, 6_100), 'nor give it back')
+    t.notOk(await store.giveBack(first!, 6_100), 'nor give it back')
     t.equal((await store.claim('w4', 10, 5_000, 6_100)).map((x) => x.upload.id).join(), pending.id, 'claim() takes only the upload flow')
   })
 
@@ -267,9 +270,9 @@ export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: 
     const store = await setup(t)
     const u = await stored(store, 'unscannable', { createdAt: 10, nextScanAt: 500 })
     const [c] = await store.claimRescans('w1', 1, 60_000, 1_000)
-    t.ok(await store.release(c!, 1_500))
+    t.ok(await store.giveBack(c!, 1_500))
     t.match(await store.getUpload(u.id), { status: 'unscannable', nextScanAt: 1_500, attempts: 0, runAt: 1_010 })
-    t.notOk(await store.release(c!, 1_600), 'released once')
+    t.notOk(await store.giveBack(c!, 1_600), 'released once')
     t.notOk(await store.update(c!, { status: 'unscannable', nextScanAt: null }, 1_600), 'the old holder cannot write')
     const [again] = await store.claimRescans('w2', 1, 60_000, 1_500)
     t.equal(again?.upload.id, u.id)
@@ -294,7 +297,7 @@ export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: 
     const moved = { status: 'infected', location: 'quarantine', nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: 'infected' } as const
     t.ok(await store.update(taken!, moved, 7_200))
     t.match(await store.getUpload(u.id), { status: 'infected', location: 'quarantine', nextScanAt: null, verdict: { result: 'infected' } })
-    t.notOk(await store.release(taken!, 7_300), 'a finished job has no lease to give back')
+    t.notOk(await store.giveBack(taken!, 7_300), 'a finished job has no lease to give back')
     t.same(await store.queueStats(), { depth: 0, oldestCreatedAt: null })
   })
 
@@ -659,7 +662,7 @@ export function stateStoreContract(t: Test, makeStore: (options?: { batchSize?: 
     t.equal(rescanning.length, 4)
     for (const rc of rescanning) {
       if (rc.upload.id === a.id || rc.upload.id === e.id) t.ok(await store.update(rc, { status: 'clean', nextScanAt: null, rescanOutcome: 'clean' }, 9_100))
-      else t.ok(await store.release(rc, 9_100))
+      else t.ok(await store.giveBack(rc, 9_100))
     }
     t.ok(await store.cancelRescan(cancelled.id, 1_500, 1_000))
     // Audit: two old entries, one recent.

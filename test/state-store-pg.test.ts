@@ -6,7 +6,9 @@ import t, { type Test } from 'tap'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
 import { migrations } from '../src/adapters/state-store/pg-migrations.ts'
-import { StateUnavailableError, type NewUpload, type StateStore } from '../src/ports/state-store.ts'
+import { StateUnavailableError } from '../src/ports/state-database.ts'
+import type { StateStore } from '../src/ports/state-store.ts'
+import type { NewUpload } from '../src/ports/upload-record.ts'
 import { freePort } from './helpers/free-port.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -311,7 +313,7 @@ t.test('a replica whose clock runs an hour fast (or slow) cannot take a live lea
   const promoting = { ...held!, upload: { ...held!.upload, status: 'promoting' as const } }
   t.same(await b.claim('b', 10, 60_000, Date.now()), [], 'the lease a slow replica wrote is a lease on the database clock: not expired')
   t.ok((await a.getUpload(u.id))!.runAt > (await dbNow()) + 50_000)
-  t.ok(await a.release(promoting, fast()), 'a fast replica gives its lease back...')
+  t.ok(await a.giveBack(promoting, fast()), 'a fast replica gives its lease back...')
   t.equal((await b.claim('b', 10, 60_000, Date.now()))[0]?.upload.id, u.id, '...and it is due at once on the database clock')
 
   // Rescans: a stored upload under a rescan lease.

@@ -6,7 +6,7 @@ import t from 'tap'
 import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
-import { StateUnavailableError } from '../src/ports/state-store.ts'
+import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
 import { stateStoreContract } from './state-store-contract.ts'
 

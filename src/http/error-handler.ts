@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, retryAfterSeconds, type ErrorCode } from '../domain/errors.ts'
 import { StoreUnavailableError } from '../ports/object-store.ts'
-import { StateUnavailableError } from '../ports/state-store.ts'
+import { StateUnavailableError } from '../ports/state-database.ts'
 import { lingerAfterAnswer } from './lingering-close.ts'
 
 /** Errors raised by Fastify and its plugins, by their code, as the gateway's own. */

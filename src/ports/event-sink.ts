@@ -1,4 +1,4 @@
-import type { NewEvent } from './state-store.ts'
+import type { NewEvent } from './event-outbox.ts'
 
 /** Where outbox events go. deliver() resolves once the receiver acknowledged the event, and throws otherwise. */
 export interface EventSink {

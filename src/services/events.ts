@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { NewEvent, UploadRecord, Verdict } from '../ports/state-store.ts'
+import type { NewEvent } from '../ports/event-outbox.ts'
+import type { UploadRecord, Verdict } from '../ports/upload-record.ts'
 
 /**
  * Builds the webhook events a change writes to the outbox with itself. With no webhook

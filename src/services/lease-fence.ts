@@ -1,4 +1,5 @@
-import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { Claim } from '../ports/job-queue.ts'
+import type { StateStore } from '../ports/state-store.ts'
 
 /** The claim's lease is gone: another worker owns the upload now, and this run must write nothing more. */
 export class LeaseLostError extends Error {

@@ -1,4 +1,4 @@
-import type { Verdict } from '../ports/state-store.ts'
+import type { Verdict } from '../ports/upload-record.ts'
 
 /** Tags put on objects so bucket policies and people can see a verdict without the gateway. */
 export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | null, at: number): Record<string, string> {

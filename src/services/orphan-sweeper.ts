@@ -1,6 +1,7 @@
 import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
-import type { StateStore, UploadIntent } from '../ports/state-store.ts'
+import type { StateStore } from '../ports/state-store.ts'
+import type { UploadIntent } from '../ports/upload-intake.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
 export interface OrphanSweeperOptions {

@@ -1,6 +1,7 @@
 import type { Log } from '../ports/log.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
-import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { Claim } from '../ports/job-queue.ts'
+import type { StateStore } from '../ports/state-store.ts'
 import type { EventOutbox } from './events.ts'
 import { fence } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'

@@ -3,7 +3,10 @@ import { pipeline } from 'node:stream/promises'
 import { GatewayError } from '../domain/errors.ts'
 import { releasableStatuses } from '../domain/upload-state.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
-import type { AuditEntry, ReleasableStatus, RescanRecord, RescanSelection, ScanRecord, StateStore, UploadRecord } from '../ports/state-store.ts'
+import type { AuditEntry, ScanRecord } from '../ports/history-store.ts'
+import type { RescanRecord, RescanSelection } from '../ports/rescan-store.ts'
+import type { StateStore } from '../ports/state-store.ts'
+import type { ReleasableStatus, UploadRecord } from '../ports/upload-record.ts'
 import { StreamMeter } from './stream-meter.ts'
 
 /** A rescan scope as operators send it (checked by the HTTP schema before it gets here). */

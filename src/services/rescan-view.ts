@@ -1,4 +1,5 @@
-import type { AuditEntry, RescanRecord, ScanRecord } from '../ports/state-store.ts'
+import type { AuditEntry, ScanRecord } from '../ports/history-store.ts'
+import type { RescanRecord } from '../ports/rescan-store.ts'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Log } from '../ports/log.ts'
-import type { Claim, StateStore } from '../ports/state-store.ts'
+import type { Claim } from '../ports/job-queue.ts'
+import type { StateStore } from '../ports/state-store.ts'
 import type { RunOutcome, ScanService } from './scan-service.ts'
 
 export interface WorkerOptions {
@@ -78,7 +79,7 @@ export class ScanWorker {
   async #giveBack(claim: Claim): Promise<void> {
     const log = this.#log.child({ uploadId: claim.upload.id })
     try {
-      if (await this.#state.release(claim, Date.now())) log.info({}, 'scan stopped by shutdown; lease given back')
+      if (await this.#state.giveBack(claim, Date.now())) log.info({}, 'scan stopped by shutdown; lease given back')
     } catch (err) {
       log.warn({ err }, 'could not give the lease back; it will be claimed again when it expires')
     }

@@ -1,6 +1,7 @@
 import { publicStatus, type PublicStatus } from '../domain/upload-state.ts'
 import type { ObjectLocation, ObjectStore } from '../ports/object-store.ts'
-import type { StateStore, UploadRecord, Verdict } from '../ports/state-store.ts'
+import type { StateStore } from '../ports/state-store.ts'
+import type { UploadRecord, Verdict } from '../ports/upload-record.ts'
 
 export interface UploadView {
   id: string

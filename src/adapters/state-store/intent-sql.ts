@@ -1,4 +1,4 @@
-import type { BeginResult, IdempotencyKey, UploadIntent } from '../../ports/state-store.ts'
+import type { BeginResult, IdempotencyKey, UploadIntent } from '../../ports/upload-intake.ts'
 import { toRecord, type Row } from './row-mapping.ts'
 
 // Upload intents and idempotency keys (migration 4), shared by both adapters. Placeholders as in shared-sql.ts.

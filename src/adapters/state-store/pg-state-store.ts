@@ -1,25 +1,13 @@
 import pg from 'pg'
-import {
-  StateUnavailableError,
-  UploadIntentLostError,
-  type AdoptionClaim,
-  type BeginResult,
-  type IdempotencyKey,
-  type UploadIntent,
-  type AuditEntry,
-  type Claim,
-  type NewUpload,
-  type OutboxEvent,
-  type PruneCutoffs,
-  type ReleaseRequest,
-  type QueueStats,
-  type RescanRecord,
-  type RescanSelection,
-  type ScanRecord,
-  type StateStore,
-  type StatusChange,
-  type UploadRecord
-} from '../../ports/state-store.ts'
+import type { OutboxEvent } from '../../ports/event-outbox.ts'
+import type { AuditEntry, PruneCutoffs, ScanRecord } from '../../ports/history-store.ts'
+import type { Claim, QueueStats, StatusChange } from '../../ports/job-queue.ts'
+import type { AdoptionClaim, RescanRecord, RescanSelection } from '../../ports/rescan-store.ts'
+import { StateUnavailableError } from '../../ports/state-database.ts'
+import type { StateStore } from '../../ports/state-store.ts'
+import type { ReleaseRequest } from '../../ports/upload-actions.ts'
+import { type BeginResult, type IdempotencyKey, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
+import type { NewUpload, UploadRecord } from '../../ports/upload-record.ts'
 import { migrations } from './pg-migrations.ts'
 import { ADOPT_OBJECTS_SQL, CLAIM_ADOPTION_SQL, CLAIM_EVENTS_SQL, CLAIM_RESCANS_SQL, claimSql } from './pg-statements.ts'
 import {
@@ -271,7 +259,7 @@ export class PgStateStore implements StateStore {
     return Number(rows[0]?.n) === 1
   }
 
-  async release(claim: Claim, now: number): Promise<boolean> {
+  async giveBack(claim: Claim, now: number): Promise<boolean> {
     const { rowCount } = await this.#query(RELEASE_SQL, [now, claim.upload.id, claim.token])
     return rowCount === 1
   }

@@ -1,4 +1,4 @@
-import type { RescanSelection } from '../../ports/state-store.ts'
+import type { RescanSelection } from '../../ports/rescan-store.ts'
 import { inRange, rescannable, type SqlValues } from './shared-sql.ts'
 
 /** The most ids one rescan may name: the list goes to the database as one parameter. */

@@ -1,6 +1,9 @@
 import type { StoredStatus } from '../../domain/upload-state.ts'
 import type { Area } from '../../ports/object-store.ts'
-import type { AdoptionClaim, AuditEntry, NewEvent, OutboxEvent, ReleasableStatus, RescanRecord, ScanRecord, UploadRecord, Verdict } from '../../ports/state-store.ts'
+import type { NewEvent, OutboxEvent } from '../../ports/event-outbox.ts'
+import type { AuditEntry, ScanRecord } from '../../ports/history-store.ts'
+import type { AdoptionClaim, RescanRecord } from '../../ports/rescan-store.ts'
+import type { ReleasableStatus, UploadRecord, Verdict } from '../../ports/upload-record.ts'
 
 /**
  * Rows to records, shared by both adapters. Every number goes through Number(): pg returns

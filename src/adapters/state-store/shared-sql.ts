@@ -1,5 +1,6 @@
 import { claimableStatuses, releasableStatuses, rescannableStatuses, type StoredStatus } from '../../domain/upload-state.ts'
-import type { Claim, RescanSelection, StatusChange } from '../../ports/state-store.ts'
+import type { Claim, StatusChange } from '../../ports/job-queue.ts'
+import type { RescanSelection } from '../../ports/rescan-store.ts'
 
 /**
  * SQL both adapters run as is. It is written with numbered placeholders ($1 for PostgreSQL);

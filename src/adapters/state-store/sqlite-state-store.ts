@@ -1,27 +1,15 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import {
-  StateUnavailableError,
-  UploadIntentLostError,
-  type AdoptionClaim,
-  type BeginResult,
-  type IdempotencyKey,
-  type UploadIntent,
-  type AuditEntry,
-  type Claim,
-  type NewUpload,
-  type OutboxEvent,
-  type PruneCutoffs,
-  type ReleaseRequest,
-  type QueueStats,
-  type RescanRecord,
-  type RescanSelection,
-  type ScanRecord,
-  type StateStore,
-  type StatusChange,
-  type UploadRecord
-} from '../../ports/state-store.ts'
+import type { OutboxEvent } from '../../ports/event-outbox.ts'
+import type { AuditEntry, PruneCutoffs, ScanRecord } from '../../ports/history-store.ts'
+import type { Claim, QueueStats, StatusChange } from '../../ports/job-queue.ts'
+import type { AdoptionClaim, RescanRecord, RescanSelection } from '../../ports/rescan-store.ts'
+import { StateUnavailableError } from '../../ports/state-database.ts'
+import type { StateStore } from '../../ports/state-store.ts'
+import type { ReleaseRequest } from '../../ports/upload-actions.ts'
+import { type BeginResult, type IdempotencyKey, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
+import type { NewUpload, UploadRecord } from '../../ports/upload-record.ts'
 import {
   ABANDON_SQL,
   COMMIT_INTENT_SQL,
@@ -259,7 +247,7 @@ export class SqliteStateStore implements StateStore {
     }))
   }
 
-  async release(claim: Claim, now: number): Promise<boolean> {
+  async giveBack(claim: Claim, now: number): Promise<boolean> {
     return this.#at(now, () => this.#write(RELEASE_SQL, [now, claim.upload.id, claim.token])) === 1
   }
 

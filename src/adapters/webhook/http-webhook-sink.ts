@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto'
 import type { EventSink } from '../../ports/event-sink.ts'
-import type { NewEvent } from '../../ports/state-store.ts'
+import type { NewEvent } from '../../ports/event-outbox.ts'
 
 /**
  * POSTs each event as JSON, signed: `webhook-signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`
