@@ -1,6 +1,5 @@
 import { addAbortSignal, Readable } from 'node:stream'
 import {
-  AbortMultipartUploadCommand,
   CopyObjectCommand,
   DeleteObjectCommand,
   ListObjectsV2Command,
@@ -8,12 +7,10 @@ import {
   GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
   PutObjectTaggingCommand,
   S3Client,
   type HeadObjectCommandOutput
 } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
 import {
   ObjectChangedError,
   ObjectNotFoundError,
@@ -28,9 +25,10 @@ import {
   type PutOptions
 } from '../../ports/object-store.ts'
 import { abortError } from './abort-error.ts'
-import { guardBody } from './body-guard.ts'
 import { describeBucketError, isMissingObject, statusOf, toStoreError } from './s3-errors.ts'
 import { multipartCopy } from './s3-multipart-copy.ts'
+import { abortOpenUpload, listOpenUploads } from './s3-open-uploads.ts'
+import { streamPut } from './s3-stream-put.ts'
 import { encodeTagging, sanitizeTags } from './tags.ts'
 
 export interface S3ObjectStoreOptions {
@@ -108,52 +106,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void> {
-    const { signal } = options
-    const Bucket = this.#buckets[area]
-    const guarded = guardBody(body)
-    if (signal?.aborted) {
-      guarded.release()
-      throw abortError(signal)
-    }
-    // lib-storage's own abort() rejects before the multipart upload is aborted and leaves a stalled
-    // body unread; ending the stream it reads instead makes Upload fail, abort the upload, then reject.
-    const onAbort = (): void => {
-      guarded.stream.destroy(abortError(signal as AbortSignal))
-      guarded.release()
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket, Key: key, Body: guarded.stream, ContentType: options.contentType, Metadata: options.metadata },
-      partSize: this.#partSize,
-      queueSize: this.#queueSize,
-      leavePartsOnError: false
-    })
-    if (options.onProgress) upload.on('httpUploadProgress', options.onProgress)
-    try {
-      await upload.done()
-    } catch (err) {
-      const bodyFailure = guarded.failure()
-      guarded.release()
-      // Upload aborts on failure itself; this catches the case where that abort request failed.
-      await this.#abortUpload(Bucket, key, upload.uploadId)
-      if (signal?.aborted) throw abortError(signal)
-      if (bodyFailure !== undefined) throw bodyFailure
-      throw toStoreError(err, `put ${Bucket}/${key}`)
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-    }
-    // Aborted while the last request was in flight: the caller treats the put as failed, so remove it.
-    if (signal?.aborted) {
-      await this.delete(area, key).catch(() => undefined)
-      throw abortError(signal)
-    }
-  }
-
-  async #abortUpload(Bucket: string, Key: string, UploadId: string | undefined): Promise<void> {
-    if (UploadId === undefined) return
-    // Usually already aborted (NoSuchUpload); if S3 is unreachable the orphan sweeper aborts it later.
-    await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined)
+    await streamPut({ client: this.client, bucket: this.#buckets[area], key, body, options, partSize: this.#partSize, queueSize: this.#queueSize })
   }
 
   async get(area: Area, key: string, signal?: AbortSignal): Promise<{ body: Readable; info: ObjectInfo }> {
@@ -267,36 +220,12 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage> {
-    const Bucket = this.#buckets[area]
-    // ListMultipartUploads pages by (key, upload id) markers: both go into one opaque token.
-    const marker = continuationToken ? (JSON.parse(continuationToken) as { k: string; u: string }) : null
-    try {
-      const out = await this.client.send(
-        new ListMultipartUploadsCommand({
-          Bucket,
-          Prefix: prefix || undefined,
-          MaxUploads: limit,
-          ...(marker ? { KeyMarker: marker.k, UploadIdMarker: marker.u } : {})
-        })
-      )
-      const uploads = (out.Uploads ?? [])
-        .filter((u) => u.Key && u.UploadId)
-        .map((u) => ({ key: u.Key as string, uploadId: u.UploadId as string, startedAt: u.Initiated?.getTime() ?? 0 }))
-      const next = out.IsTruncated && out.NextKeyMarker ? JSON.stringify({ k: out.NextKeyMarker, u: out.NextUploadIdMarker ?? '' }) : null
-      return { uploads, nextToken: next }
-    } catch (err) {
-      throw toStoreError(err, `list multipart uploads ${Bucket}/${prefix}`)
-    }
+  listOpenUploads(area: Area, prefix: string, continuationToken: string | null, limit: number): Promise<OpenUploadPage> {
+    return listOpenUploads(this.client, this.#buckets[area], prefix, continuationToken, limit)
   }
 
-  async abortOpenUpload(area: Area, upload: Pick<OpenUpload, 'key' | 'uploadId'>): Promise<void> {
-    const Bucket = this.#buckets[area]
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key: upload.key, UploadId: upload.uploadId }))
-    } catch (err) {
-      if (statusOf(err) !== 404 && (err as { name?: string }).name !== 'NoSuchUpload') throw toStoreError(err, `abort multipart upload ${Bucket}/${upload.key}`)
-    }
+  abortOpenUpload(area: Area, upload: Pick<OpenUpload, 'key' | 'uploadId'>): Promise<void> {
+    return abortOpenUpload(this.client, this.#buckets[area], upload)
   }
 
   async check(): Promise<AreaHealth[]> {
