@@ -39,8 +39,9 @@ export default tseslint.config(
 
   // Settings come from the environment through one module, src/config, so that every key is in the
   // schema, validated once and listed in the README. Tests, bench and scripts are outside src/ and
-  // not held to it: they set up their own processes (GW_TEST_PG_URL, the bench's options, the CI
-  // helpers), which are not gateway settings.
+  // not held to it: they are other programs with settings of their own, not the gateway's (the
+  // ops client's GW_URL and GW_ADMIN_KEY, the bench's bare server, GW_TEST_PG_URL), and tests hand
+  // loadConfig an env object of their own.
   {
     files: ['src/**/*.ts'],
     ignores: ['src/config/**'],
