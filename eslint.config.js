@@ -66,8 +66,7 @@ export default tseslint.config(
     files: [
       'src/adapters/state-store/sqlite-state-store.ts',
       'src/adapters/state-store/pg-state-store.ts',
-      'src/adapters/scanner/clamd-client.ts',
-      'src/adapters/object-store/s3-object-store.ts'
+      'src/adapters/scanner/clamd-client.ts'
     ],
     rules: { 'max-lines': 'off' }
   },
