@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
-import { instream, parseScanReply } from '../src/adapters/scanner/clamd-client.ts'
+import { instream as instreamAt, type InstreamOptions } from '../src/adapters/scanner/clamd-instream.ts'
+import { parseScanReply } from '../src/adapters/scanner/clamd-replies.ts'
 import { ClamdScanner } from '../src/adapters/scanner/clamd-scanner.ts'
+import { parseClamdEndpoint } from '../src/config/clamd-endpoints.ts'
 import { ScannerError, type ScannerErrorCode } from '../src/ports/scanner.ts'
 import { startFakeClamd, startUnacceptingListener, type FakeBehaviour, type FakeClamd } from './helpers/fake-clamd.ts'
 
@@ -13,6 +15,8 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const opts = { connectTimeoutMs: 1000, idleTimeoutMs: 2000, totalTimeoutMs: 10_000 }
 const scannerOpts = { ...opts, maxPerEndpoint: 4, healthIntervalMs: 0 }
+const endpointsOf = (...urls: string[]) => urls.map(parseClamdEndpoint)
+const instream = (url: string, body: Readable, options: InstreamOptions) => instreamAt(parseClamdEndpoint(url), body, options)
 
 async function fake(t: Test, behaviour: FakeBehaviour, checks?: 'like-scans'): Promise<FakeClamd> {
   const server = await startFakeClamd(behaviour, checks ? { checks } : {})
@@ -107,7 +111,7 @@ t.test('connect timeout: a port whose accept queue is full', async (t) => {
 
   // The scanner moves on to the next endpoint, since no byte of the body was read yet.
   const good = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...scannerOpts, connectTimeoutMs: 200, endpoints: [listener.url, good.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, connectTimeoutMs: 200, endpoints: endpointsOf(listener.url, good.url) })
   t.match(await scanner.scan(Readable.from([randomBytes(100)])), { outcome: { result: 'clean' }, endpoint: good.url })
 })
 
@@ -234,7 +238,7 @@ t.test('abort via AbortSignal', async (t) => {
 t.test('scanner: no failover once the body is being sent', async (t) => {
   const broken = await fake(t, { kind: 'close', afterBytes: 100 * KiB })
   const good = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [broken.url, good.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: endpointsOf(broken.url, good.url) })
   await rejectsWith(t, scanner.scan(Readable.from([randomBytes(512 * KiB)])), 'unavailable')
   t.equal(good.connections.length, 0, 'the next endpoint was not tried: the body cannot be rewound')
   await broken.allClosed()
@@ -242,7 +246,7 @@ t.test('scanner: no failover once the body is being sent', async (t) => {
 
 t.test('scanner: VERSION is cached per endpoint and carried by every result', async (t) => {
   const server = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: endpointsOf(server.url) })
   for (let i = 0; i < 3; i++) {
     const result = await scanner.scan(Readable.from([randomBytes(100)]))
     t.same(result.engine, { engine: 'ClamAV 1.4.6', signatureVersion: 27500, signatureDate: 'Tue Nov 24 09:00:00 2026' })
@@ -250,7 +254,7 @@ t.test('scanner: VERSION is cached per endpoint and carried by every result', as
   t.equal(server.connections.length, 4, 'one VERSION for three scans')
 
   const uncached = await fake(t, { kind: 'reply', reply: 'stream: OK\0' })
-  const eager = new ClamdScanner({ ...scannerOpts, endpoints: [uncached.url], versionCacheMs: 0 })
+  const eager = new ClamdScanner({ ...scannerOpts, endpoints: endpointsOf(uncached.url), versionCacheMs: 0 })
   for (let i = 0; i < 2; i++) await eager.scan(Readable.from([randomBytes(100)]))
   t.equal(uncached.connections.length, 4, 'with no cache, one VERSION per scan')
   await Promise.all([server.allClosed(), uncached.allClosed()])
@@ -258,14 +262,14 @@ t.test('scanner: VERSION is cached per endpoint and carried by every result', as
 
 t.test('scanner: a failed scan leaves no VERSION request behind', async (t) => {
   const server = await fake(t, { kind: 'silent' })
-  const scanner = new ClamdScanner({ ...scannerOpts, totalTimeoutMs: 300, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, totalTimeoutMs: 300, endpoints: endpointsOf(server.url) })
   await rejectsWith(t, scanner.scan(Readable.from([randomBytes(100)])), 'total_timeout')
   await server.allClosed(500)
 })
 
 t.test('scanner: close() aborts scans in flight and refuses new ones', async (t) => {
   const server = await fake(t, { kind: 'silent' })
-  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [server.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: endpointsOf(server.url) })
   const inFlight = scanner.scan(stalling(randomBytes(100)))
   setTimeout(() => void scanner.close(), 100).unref()
   await rejectsWith(t, inFlight, 'aborted')
@@ -278,7 +282,7 @@ t.test('scanner: close() aborts scans in flight and refuses new ones', async (t)
 t.test('scanner: readiness reports garbage and silence per endpoint', async (t) => {
   const garbage = await fake(t, { kind: 'reply', reply: 'WHAT\0' }, 'like-scans')
   const clean = await fake(t, { kind: 'reply', reply: 'stream: OK\0' }, 'like-scans')
-  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: [garbage.url, clean.url] })
+  const scanner = new ClamdScanner({ ...scannerOpts, endpoints: endpointsOf(garbage.url, clean.url) })
   const result = await scanner.readiness()
   t.equal(result.ok, false)
   t.match(result.detail, `${garbage.url}: unexpected reply from clamd`)

@@ -2,8 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { eicarTestFile } from '../src/adapters/scanner/clamd-client.ts'
+import { eicarTestFile } from '../src/adapters/scanner/clamd-health-checks.ts'
 import { ClamdScanner, type ClamdScannerOptions } from '../src/adapters/scanner/clamd-scanner.ts'
+import { parseClamdEndpoint } from '../src/config/clamd-endpoints.ts'
 import { ScannerError, type EndpointHealth, type ScannerErrorCode } from '../src/ports/scanner.ts'
 import { startClamd } from './helpers/clamd.ts'
 import { startFakeClamd, type FakeBehaviour, type FakeClamd } from './helpers/fake-clamd.ts'
@@ -19,8 +20,8 @@ t.teardown(() => Promise.all([clamdA.stop(), clamdB.stop()]))
 const base = { connectTimeoutMs: 500, idleTimeoutMs: 2000, totalTimeoutMs: 10_000, maxPerEndpoint: 2, healthIntervalMs: 0 }
 const eicar = eicarTestFile()
 
-function scanner(t: Test, options: Partial<ClamdScannerOptions> & { endpoints: string[] }): ClamdScanner {
-  const s = new ClamdScanner({ ...base, ...options })
+function scanner(t: Test, options: Partial<Omit<ClamdScannerOptions, 'endpoints'>> & { endpoints: string[] }): ClamdScanner {
+  const s = new ClamdScanner({ ...base, ...options, endpoints: options.endpoints.map(parseClamdEndpoint) })
   t.teardown(() => s.close())
   return s
 }
@@ -266,9 +267,9 @@ t.test('a waiting scan aborted by its signal gives up its place only; close() re
 })
 
 t.test('options are checked', async (t) => {
-  t.throws(() => new ClamdScanner({ ...base, endpoints: [clamdA.url], maxPerEndpoint: 0 }), /maxPerEndpoint/)
-  t.throws(() => new ClamdScanner({ ...base, endpoints: [clamdA.url], maxPerEndpoint: 1.5 }), /maxPerEndpoint/)
-  t.throws(() => new ClamdScanner({ ...base, endpoints: [clamdA.url], healthIntervalMs: -1 }), /healthIntervalMs/)
+  t.throws(() => new ClamdScanner({ ...base, endpoints: [parseClamdEndpoint(clamdA.url)], maxPerEndpoint: 0 }), /maxPerEndpoint/)
+  t.throws(() => new ClamdScanner({ ...base, endpoints: [parseClamdEndpoint(clamdA.url)], maxPerEndpoint: 1.5 }), /maxPerEndpoint/)
+  t.throws(() => new ClamdScanner({ ...base, endpoints: [parseClamdEndpoint(clamdA.url)], healthIntervalMs: -1 }), /healthIntervalMs/)
 })
 
 t.test('an endpoint that does not detect EICAR (no signatures) gets no scans at all, not even as a last resort', async (t) => {

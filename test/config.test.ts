@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { parseClamdEndpoint } from '../src/config/clamd-endpoints.ts'
 import { ConfigError, isLoopback, loadConfig } from '../src/config/load-config.ts'
 
 const configDir = resolve(import.meta.dirname, '../config')
@@ -10,7 +11,8 @@ const load = (env: Record<string, string>) => loadConfig({ env, configDir })
 
 t.test('embedded defaults: fs store, SQLite, local clamd, loopback', async (t) => {
   const config = load({})
-  t.match(config, { GW_HOST: '127.0.0.1', GW_PORT: 8080, GW_STORE: 'fs', GW_DATABASE_URL: 'sqlite:./data/gateway.db', GW_CLAMD: ['tcp://127.0.0.1:3310'] })
+  t.match(config, { GW_HOST: '127.0.0.1', GW_PORT: 8080, GW_STORE: 'fs', GW_DATABASE_URL: 'sqlite:./data/gateway.db' })
+  t.same(config.GW_CLAMD, [{ kind: 'tcp', url: 'tcp://127.0.0.1:3310', host: '127.0.0.1', port: 3310 }])
   t.same(config.GW_UPLOAD_KEYS, [])
 })
 
@@ -24,7 +26,12 @@ t.test('environment overrides files, with types read from the schema', async (t)
   })
   t.equal(config.GW_PORT, 9000)
   t.equal(config.GW_S3_FORCE_PATH_STYLE, true)
-  t.same(config.GW_CLAMD, ['tcp://a:3310', 'unix:///run/clamd.sock', 'tcp://[::1]:3310'])
+  t.same(
+    config.GW_CLAMD.map((e) => e.url),
+    ['tcp://a:3310', 'unix:///run/clamd.sock', 'tcp://[::1]:3310'],
+    'GW_CLAMD arrives parsed, in order'
+  )
+  t.match(config.GW_CLAMD, [{ kind: 'tcp', host: 'a', port: 3310 }, { kind: 'unix', path: '/run/clamd.sock' }, { kind: 'tcp', host: '::1' }])
   t.same(config.GW_UPLOAD_KEYS, ['abcdefghijklmnop', 'qrstuvwxyz012345'])
   t.same(config.GW_CORS_ORIGINS, [])
 })
@@ -73,6 +80,18 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
   t.ok(load({ GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'abcdefghijklmnop' }), 'any address with upload keys')
   t.match(load({ GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' }), { GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' })
   t.type(new ConfigError('x'), Error)
+})
+
+t.test('clamd endpoints are parsed strictly', async (t) => {
+  t.match(parseClamdEndpoint('tcp://127.0.0.1:3310'), { kind: 'tcp', host: '127.0.0.1', port: 3310 })
+  t.match(parseClamdEndpoint('tcp://clamd.internal:3310'), { kind: 'tcp', host: 'clamd.internal', port: 3310 })
+  t.match(parseClamdEndpoint('tcp://[::1]:3310'), { kind: 'tcp', host: '::1', port: 3310 })
+  t.match(parseClamdEndpoint('unix:///run/clamav/clamd.ctl'), { kind: 'unix', path: '/run/clamav/clamd.ctl' })
+  const bad = ['', 'clamd:3310', 'http://127.0.0.1:3310', 'tcp://127.0.0.1', 'tcp://:3310', 'tcp://h:3310/x', 'tcp://h:3310/', 'tcp://u@h:3310', 'tcp://h:99999', 'unix://relative.sock', 'unix:///']
+  for (const url of bad) {
+    t.throws(() => parseClamdEndpoint(url), { message: `${JSON.stringify(url)} is not tcp://host:port or unix:///path` }, JSON.stringify(url))
+    t.throws(() => load({ GW_CLAMD: url || ',' }), { name: 'ConfigError', message: /^GW_CLAMD: / }, `config refuses ${JSON.stringify(url)}`)
+  }
 })
 
 t.test('loopback addresses', async (t) => {

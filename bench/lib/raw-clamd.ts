@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
-import { instream } from '../../src/adapters/scanner/clamd-client.ts'
+import { instream } from '../../src/adapters/scanner/clamd-instream.ts'
+import { parseClamdEndpoint } from '../../src/config/clamd-endpoints.ts'
 import { forEachLimit, range, secondsSince } from './stats.ts'
 
 export interface RawScanResult {
@@ -20,9 +21,10 @@ export async function rawScan(clamdUrl: string, count: number, open: (i: number)
   let bytes = 0
   let failures = 0
   const started = performance.now()
+  const endpoint = parseClamdEndpoint(clamdUrl)
   await forEachLimit(range(count), concurrency, async (i) => {
     try {
-      const result = await instream(clamdUrl, open(i), { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, totalTimeoutMs: 600_000 })
+      const result = await instream(endpoint, open(i), { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, totalTimeoutMs: 600_000 })
       bytes += result.bytes
       if (result.outcome.result !== 'clean') failures++
     } catch {

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox'
+import type { ScannerEndpoint } from '../ports/scanner.ts'
 
 const Int = (min: number, def: number, description: string, max?: number) =>
   Type.Integer({ minimum: min, default: def, description, ...(max === undefined ? {} : { maximum: max }) })
@@ -110,5 +111,8 @@ export const configSchema = Type.Object(
   { additionalProperties: false }
 )
 
-export type Config = Static<typeof configSchema>
-export type ConfigKey = keyof Config
+/** The settings as files and the environment give them. */
+export type Settings = Static<typeof configSchema>
+export type ConfigKey = keyof Settings
+/** What start-up hands over: the settings, with each clamd endpoint parsed once. */
+export type Config = Omit<Settings, 'GW_CLAMD'> & { GW_CLAMD: ScannerEndpoint[] }

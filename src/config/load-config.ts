@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import Value from 'typebox/value'
-import { configSchema, type Config, type ConfigKey } from './config-schema.ts'
+import { parseClamdEndpoint } from './clamd-endpoints.ts'
+import { configSchema, type Config, type ConfigKey, type Settings } from './config-schema.ts'
 
 /** Start-up refuses a bad configuration with this error, which names the key. */
 export class ConfigError extends Error {
@@ -50,7 +51,7 @@ export function loadConfig(sources: Sources = { env: process.env, configDir: res
     const message = choices ? `must be one of ${choices.map((c) => c.const).join(', ')}` : error.message
     throw new ConfigError(`${key}: ${message} (got ${JSON.stringify(config[key])} from ${from})`)
   }
-  return checkCombinations(config as Config)
+  return checkCombinations(config as Settings)
 }
 
 function readJson(file: string): Record<string, unknown> {
@@ -91,7 +92,7 @@ function fromEnv(key: ConfigKey, raw: string): unknown {
   }
 }
 
-function checkCombinations(config: Config): Config {
+function checkCombinations(config: Settings): Config {
   if (config.GW_STORE === 's3') {
     if (!config.GW_QUARANTINE_BUCKET) throw new ConfigError('GW_QUARANTINE_BUCKET: required when GW_STORE=s3')
     if (!config.GW_PRODUCTION_BUCKET) throw new ConfigError('GW_PRODUCTION_BUCKET: required when GW_STORE=s3')
@@ -102,11 +103,13 @@ function checkCombinations(config: Config): Config {
       throw new ConfigError(`GW_S3_ENDPOINT: not a URL (got ${JSON.stringify(config.GW_S3_ENDPOINT)})`)
     }
   }
-  for (const endpoint of config.GW_CLAMD) {
-    if (!/^tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^/:[\]]+):\d{1,5}$|^unix:\/\/\/.+$/.test(endpoint)) {
-      throw new ConfigError(`GW_CLAMD: ${JSON.stringify(endpoint)} is not tcp://host:port or unix:///path`)
+  const clamd = config.GW_CLAMD.map((url) => {
+    try {
+      return parseClamdEndpoint(url)
+    } catch (err) {
+      throw new ConfigError(`GW_CLAMD: ${(err as Error).message}`)
     }
-  }
+  })
   if (config.GW_CLAMD.length === 0 && config.GW_SCAN_CONCURRENCY > 0) {
     throw new ConfigError('GW_CLAMD: at least one clamd endpoint is needed when GW_SCAN_CONCURRENCY > 0')
   }
@@ -130,7 +133,7 @@ function checkCombinations(config: Config): Config {
   }
   if (config.GW_RETRY_MAX_MS < config.GW_RETRY_BASE_MS) throw new ConfigError('GW_RETRY_MAX_MS: must be at least GW_RETRY_BASE_MS')
   if (config.GW_OPS_PORT !== 0 && config.GW_OPS_PORT === config.GW_PORT) throw new ConfigError('GW_OPS_PORT: must differ from GW_PORT')
-  return config
+  return { ...config, GW_CLAMD: clamd }
 }
 
 export function isLoopback(host: string): boolean {

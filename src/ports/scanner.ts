@@ -9,20 +9,26 @@ export interface EngineVersion {
   signatureDate: string | null
 }
 
-export type ScanOutcome =
+/** What the scanner concluded about one body: its reply, before it is stored with the upload (Verdict). */
+export type ScanVerdict =
   | { result: 'clean' }
   | { result: 'infected'; signature: string }
   /** The scanner did not fully scan the content: limits exceeded, encrypted archive. Never clean, never infected. */
   | { result: 'unscannable'; reason: string }
 
 export interface ScanResult {
-  outcome: ScanOutcome
+  outcome: ScanVerdict
   engine: EngineVersion
   /** Bytes sent to the scanner. */
   bytes: number
   /** Which scanner endpoint answered, for logs and audit. */
   endpoint: string
 }
+
+/** Where a scanner listens, as configuration parsed it: `tcp://host:port` or `unix:///path`. */
+export type ScannerEndpoint =
+  | { kind: 'tcp'; url: string; host: string; port: number }
+  | { kind: 'unix'; url: string; path: string }
 
 /** One scanner endpoint as the gateway last saw it; for /metrics and /readyz. */
 export interface EndpointHealth {

@@ -1,11 +1,13 @@
+/** The Scanner port over a pool of clamd endpoints: slots, failover, VERSION, readiness and close. */
 import type { Readable } from 'node:stream'
-import { ScannerError, type EndpointHealth, type EngineVersion, type ScanResult, type Scanner } from '../../ports/scanner.ts'
-import { instreamOn, parseClamdEndpoint, version as clamdVersion, type ClamdEndpoint } from './clamd-client.ts'
-import { ClamdEndpointPool, type Lease } from './clamd-endpoint-pool.ts'
+import { ScannerError, type EndpointHealth, type EngineVersion, type ScannerEndpoint, type ScanResult, type Scanner } from '../../ports/scanner.ts'
+import { ClamdEndpointPool, type ClamdSlot } from './clamd-endpoint-pool.ts'
+import { instreamOn } from './clamd-instream.ts'
+import { ClamdVersions } from './clamd-versions.ts'
 
 export interface ClamdScannerOptions {
-  /** `tcp://host:port` or `unix:///path`; scans go to the healthy one with the fewest in flight. */
-  endpoints: string[]
+  /** Parsed by configuration; scans go to the healthy one with the fewest in flight. */
+  endpoints: ScannerEndpoint[]
   /** Scans at once per endpoint (keep it at or below clamd's MaxThreads); more wait in line. */
   maxPerEndpoint: number
   /** Check every endpoint (PING and EICAR) this often; 0: one check before first use only (connect failures still mark an endpoint down). */
@@ -27,26 +29,26 @@ const COMMAND_TIMEOUT_CAP_MS = 10_000
 /** PONG is clamd's cheapest answer: one slower than this (or than the idle timeout) means trouble. */
 const PING_TIMEOUT_CAP_MS = 2_000
 
-interface CachedVersion {
-  value: EngineVersion
-  at: number
-}
-
 export class ClamdScanner implements Scanner {
   readonly #options: ClamdScannerOptions
   readonly #pool: ClamdEndpointPool
-  readonly #versions = new Map<string, CachedVersion>()
+  readonly #versions: ClamdVersions
   readonly #inFlight = new Set<AbortController>()
   #closed = false
 
   constructor(options: ClamdScannerOptions) {
     if (options.endpoints.length === 0) throw new Error('ClamdScanner: at least one clamd endpoint is needed')
     this.#options = options
-    this.#pool = new ClamdEndpointPool(options.endpoints.map(parseClamdEndpoint), {
+    this.#pool = new ClamdEndpointPool(options.endpoints, {
       maxPerEndpoint: options.maxPerEndpoint,
       healthIntervalMs: options.healthIntervalMs,
       connectTimeoutMs: options.connectTimeoutMs,
       pingTimeoutMs: Math.min(options.idleTimeoutMs, PING_TIMEOUT_CAP_MS)
+    })
+    this.#versions = new ClamdVersions({
+      connectTimeoutMs: options.connectTimeoutMs,
+      timeoutMs: Math.min(options.idleTimeoutMs, COMMAND_TIMEOUT_CAP_MS),
+      maxAgeMs: options.versionCacheMs ?? DEFAULT_VERSION_CACHE_MS
     })
   }
 
@@ -57,26 +59,26 @@ export class ClamdScanner implements Scanner {
   async scan(body: Readable, signal?: AbortSignal): Promise<ScanResult> {
     if (this.#closed) body.destroy()
     return this.#track(signal, async (sig) => {
-      let lease: Lease
+      let slot: ClamdSlot
       try {
-        lease = await this.#pool.connect(sig)
+        slot = await this.#pool.takeSlot(sig)
       } catch (err) {
         body.destroy()
         throw err
       }
-      const { endpoint } = lease.connection
+      const { endpoint } = slot.connection
       // Asked before the scan: if clamd reloads meanwhile, the recorded signature version is
       // the older one, which can only cause an extra rescan, never a skipped one.
       const stopVersion = new AbortController()
-      const engine = this.#versionOf(endpoint, AbortSignal.any([sig, stopVersion.signal]))
+      const engine = this.#versions.of(endpoint, AbortSignal.any([sig, stopVersion.signal]))
       engine.catch(() => {})
       try {
         // The total timeout starts with the slot: time in the queue is not clamd being slow.
-        const { outcome, bytes } = await instreamOn(lease.connection, body, this.#streamOptions(sig), lease.grantedAt)
-        lease.release(true) // the VERSION answer awaited below needs no slot
+        const { outcome, bytes } = await instreamOn(slot.connection, body, this.#streamOptions(sig), slot.grantedAt)
+        slot.freeWithVerdict() // the VERSION answer awaited below needs no slot
         return { outcome, bytes, endpoint: endpoint.url, engine: await engine }
       } finally {
-        lease.release(false) // does nothing after release(true)
+        slot.free() // does nothing once freed
         stopVersion.abort() // no VERSION request outlives a failed scan
       }
     })
@@ -88,18 +90,7 @@ export class ClamdScanner implements Scanner {
 
   /** The version of the first endpoint that answers, healthy ones first. */
   async version(): Promise<EngineVersion> {
-    return this.#track(undefined, async (sig) => {
-      const errors: string[] = []
-      for (const endpoint of this.#pool.byHealth()) {
-        try {
-          return await this.#versionOf(endpoint, sig)
-        } catch (err) {
-          if (sig.aborted) throw err
-          errors.push(`${endpoint.url}: ${describe(err)}`)
-        }
-      }
-      throw new ScannerError('unavailable', `no clamd answered VERSION (${errors.join('; ')})`)
-    })
+    return this.#track(undefined, (sig) => this.#versions.first(this.#pool.byHealth(), sig))
   }
 
   readiness(): Promise<{ ok: boolean; detail: string }> {
@@ -111,25 +102,6 @@ export class ClamdScanner implements Scanner {
     this.#closed = true
     this.#pool.close()
     for (const controller of this.#inFlight) controller.abort(new Error('scanner closed'))
-  }
-
-  async #versionOf(endpoint: ClamdEndpoint, signal: AbortSignal): Promise<EngineVersion> {
-    const cached = this.#versions.get(endpoint.url)
-    const maxAge = this.#options.versionCacheMs ?? DEFAULT_VERSION_CACHE_MS
-    if (cached && Date.now() - cached.at < maxAge) return cached.value
-    try {
-      const value = await clamdVersion(endpoint, {
-        connectTimeoutMs: this.#options.connectTimeoutMs,
-        timeoutMs: Math.min(this.#options.idleTimeoutMs, COMMAND_TIMEOUT_CAP_MS),
-        signal
-      })
-      this.#versions.set(endpoint.url, { value, at: Date.now() })
-      return value
-    } catch (err) {
-      // A stale answer is better than throwing away a verdict clamd already gave.
-      if (cached && !signal.aborted) return cached.value
-      throw err
-    }
   }
 
   #streamOptions(signal: AbortSignal) {
