@@ -65,8 +65,7 @@ export default tseslint.config(
   {
     files: [
       'src/adapters/state-store/sqlite-state-store.ts',
-      'src/adapters/state-store/pg-state-store.ts',
-      'src/adapters/scanner/clamd-client.ts'
+      'src/adapters/state-store/pg-state-store.ts'
     ],
     rules: { 'max-lines': 'off' }
   },
