@@ -24,6 +24,7 @@ import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineService } from './services/requarantine-service.ts'
 import { RescanPolicy } from './services/rescan-policy.ts'
 import { RescanBatches } from './services/rescan-batches.ts'
+import { HistoryReader } from './services/history-reader.ts'
 import { RescanService } from './services/rescan-service.ts'
 import { RetentionService } from './services/retention-service.ts'
 import { ScanService } from './services/scan-service.ts'
@@ -31,6 +32,7 @@ import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
 import { TransferGuard } from './services/transfer-guard.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
+import { UploadOperations } from './services/upload-operations.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
 export interface Gateway {
@@ -154,20 +156,21 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       : [])
   ]
   const ingest = new IngestService(
-    { objects, state, metrics, onCommitted: () => worker.wake() },
+    { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
   )
-  const readiness = new ReadinessService({ objects, state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
+  const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
   const app = await buildApp(
     {
       logger,
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
-      status: new StatusService({ state, objects }),
+      status: new StatusService({ uploads: state, objects }),
       readiness,
-      operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
-      admission,
+      rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
+      uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),
+      history: new HistoryReader({ uploads: state, scanHistory: state, audit: state }),
       transfer: new TransferGuard({
         minBytesPerSecond: config.GW_UPLOAD_MIN_RATE_BYTES,
         windowMs: config.GW_UPLOAD_RATE_WINDOW_MS,
