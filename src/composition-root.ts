@@ -45,10 +45,10 @@ export interface Gateway {
   scanner: Scanner
   metrics: PrometheusMetrics
   logger: Logger
-  /** Listens (the ops listener too) and starts the scan worker; resolves with the main address. */
-  start(): Promise<string>
-  /** Stops taking requests, lets in-flight work finish within graceMs, closes the stores. */
-  stop(graceMs: number): Promise<void>
+  /** What runs beside the HTTP apps: the scan worker and (where it scans) the background loops. serve.ts starts and stops it. */
+  work: { start(): void; stop(graceMs: number): Promise<void> }
+  /** Closes the stores and the scanner: last, once the apps and the work have stopped. */
+  close(): Promise<void>
 }
 
 /** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
@@ -191,7 +191,6 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     }
   )
 
-  const apps = opsApp ? [app, opsApp] : [app]
   return {
     app,
     opsApp,
@@ -201,19 +200,16 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     scanner,
     metrics,
     logger,
-    async start() {
-      const address = await app.listen({ host: config.GW_HOST, port: config.GW_PORT })
-      await opsApp?.listen({ host: config.GW_HOST, port: config.GW_OPS_PORT })
-      worker.start()
-      for (const b of background) b.start()
-      return address
+    work: {
+      start() {
+        worker.start()
+        for (const b of background) b.start()
+      },
+      async stop(graceMs) {
+        await Promise.all([worker.stop(graceMs), ...background.map((b) => b.stop())])
+      }
     },
-    async stop(graceMs) {
-      const grace = setTimeout(() => {
-        for (const a of apps) a.server.closeAllConnections()
-      }, graceMs)
-      await Promise.all([...apps.map((a) => a.close()), worker.stop(graceMs), ...background.map((b) => b.stop())])
-      clearTimeout(grace)
+    async close() {
       await Promise.allSettled([state.close(), objects.close(), scanner.close()])
     }
   }
