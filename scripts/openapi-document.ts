@@ -6,6 +6,7 @@ import { pino } from 'pino'
 import { createGateway } from '../src/composition-root.ts'
 import { loadConfig } from '../src/config/load-config.ts'
 import { errorCodes } from '../src/domain/errors.ts'
+import { shutdown } from '../src/serve.ts'
 
 /**
  * openapi.yaml, generated from the routes' own schemas (the TypeBox definitions they validate
@@ -45,7 +46,7 @@ export async function openApiDocument(): Promise<string> {
     })
     await gateway.app.ready()
     const yaml = gateway.app.swagger({ yaml: true })
-    await gateway.stop(0)
+    await shutdown(gateway, 0)
     return yaml
   } finally {
     await rm(dir, { recursive: true, force: true })

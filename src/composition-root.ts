@@ -24,6 +24,7 @@ import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineService } from './services/requarantine-service.ts'
 import { RescanPolicy } from './services/rescan-policy.ts'
 import { RescanBatches } from './services/rescan-batches.ts'
+import { HistoryReader } from './services/history-reader.ts'
 import { RescanService } from './services/rescan-service.ts'
 import { RetentionService } from './services/retention-service.ts'
 import { ScanService } from './services/scan-service.ts'
@@ -31,6 +32,7 @@ import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
 import { TransferGuard } from './services/transfer-guard.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
+import { UploadOperations } from './services/upload-operations.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
 export interface Gateway {
@@ -43,10 +45,10 @@ export interface Gateway {
   scanner: Scanner
   metrics: PrometheusMetrics
   logger: Logger
-  /** Listens (the ops listener too) and starts the scan worker; resolves with the main address. */
-  start(): Promise<string>
-  /** Stops taking requests, lets in-flight work finish within graceMs, closes the stores. */
-  stop(graceMs: number): Promise<void>
+  /** What runs beside the HTTP apps: the scan worker and (where it scans) the background loops. serve.ts starts and stops it. */
+  work: { start(): void; stop(graceMs: number): Promise<void> }
+  /** Closes the stores and the scanner: last, once the apps and the work have stopped. */
+  close(): Promise<void>
 }
 
 /** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
@@ -154,20 +156,21 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       : [])
   ]
   const ingest = new IngestService(
-    { objects, state, metrics, onCommitted: () => worker.wake() },
+    { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
   )
-  const readiness = new ReadinessService({ objects, state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
+  const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
   const app = await buildApp(
     {
       logger,
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
-      status: new StatusService({ state, objects }),
+      status: new StatusService({ uploads: state, objects }),
       readiness,
-      operations: new RescanService({ state, objects }, { intervalMs: rescans.intervalMs }),
-      admission,
+      rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
+      uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),
+      history: new HistoryReader({ uploads: state, scanHistory: state, audit: state }),
       transfer: new TransferGuard({
         minBytesPerSecond: config.GW_UPLOAD_MIN_RATE_BYTES,
         windowMs: config.GW_UPLOAD_RATE_WINDOW_MS,
@@ -188,7 +191,6 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     }
   )
 
-  const apps = opsApp ? [app, opsApp] : [app]
   return {
     app,
     opsApp,
@@ -198,19 +200,16 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     scanner,
     metrics,
     logger,
-    async start() {
-      const address = await app.listen({ host: config.GW_HOST, port: config.GW_PORT })
-      await opsApp?.listen({ host: config.GW_HOST, port: config.GW_OPS_PORT })
-      worker.start()
-      for (const b of background) b.start()
-      return address
+    work: {
+      start() {
+        worker.start()
+        for (const b of background) b.start()
+      },
+      async stop(graceMs) {
+        await Promise.all([worker.stop(graceMs), ...background.map((b) => b.stop())])
+      }
     },
-    async stop(graceMs) {
-      const grace = setTimeout(() => {
-        for (const a of apps) a.server.closeAllConnections()
-      }, graceMs)
-      await Promise.all([...apps.map((a) => a.close()), worker.stop(graceMs), ...background.map((b) => b.stop())])
-      clearTimeout(grace)
+    async close() {
       await Promise.allSettled([state.close(), objects.close(), scanner.close()])
     }
   }

@@ -1,5 +1,6 @@
 import { createGateway } from './composition-root.ts'
 import { ConfigError, loadConfig } from './config/load-config.ts'
+import { serve } from './serve.ts'
 
 /** The process entry: configuration, listener, and graceful shutdown on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -18,15 +19,15 @@ async function main(): Promise<void> {
   if (config.GW_UPLOAD_KEYS.length === 0) {
     log.warn({ host: config.GW_HOST }, 'GW_UPLOAD_KEYS is empty: anyone who can reach this loopback address may upload')
   }
-  const address = await gateway.start()
-  log.info({ address, ...(config.GW_OPS_PORT ? { opsPort: config.GW_OPS_PORT } : {}), store: config.GW_STORE, clamd: config.GW_CLAMD, scanConcurrency: config.GW_SCAN_CONCURRENCY }, 'gateway listening')
+  const serving = await serve(gateway, config)
+  log.info({ address: serving.address, ...(config.GW_OPS_PORT ? { opsPort: config.GW_OPS_PORT } : {}), store: config.GW_STORE, clamd: config.GW_CLAMD, scanConcurrency: config.GW_SCAN_CONCURRENCY }, 'gateway listening')
 
   let stopping = false
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return
     stopping = true
     log.info({ signal, graceMs: config.GW_SHUTDOWN_GRACE_MS }, 'shutting down: no new uploads, finishing in-flight work')
-    gateway.stop(config.GW_SHUTDOWN_GRACE_MS).then(
+    serving.stop(config.GW_SHUTDOWN_GRACE_MS).then(
       () => {
         log.info('stopped')
         process.exit(0)

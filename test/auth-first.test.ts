@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { createGateway, createLogger } from '../src/composition-root.ts'
+import { serve } from '../src/serve.ts'
 import { loadConfig } from '../src/config/load-config.ts'
 
 // Credentials are checked before anything else: a caller without the right key gets 401/403
@@ -38,8 +39,8 @@ const gateway = await createGateway(config, {
     })
   }
 })
-const base = await gateway.start()
-t.teardown(() => gateway.stop(1000))
+const { address: base, stop } = await serve(gateway, config)
+t.teardown(() => stop(1000))
 
 /** A request each route must refuse as malformed: an id that is not one, a limit of 0, a body of the wrong shape or type. */
 function malformed(method: string, url: string): { path: string; init: RequestInit } {

@@ -20,11 +20,11 @@ t.test('admission bounds uploads at once and reserved memory', async (t) => {
   t.ok(c)
   t.equal(admission.admit(1), null, 'at the bound of uploads at once')
   t.same([admission.uploads, admission.reservedBytes], [3, 415_000 + 3 * overhead])
-  a!.release()
-  a!.release() // a second release gives nothing back twice
+  a!.done()
+  a!.done() // a second done gives nothing back twice
   t.same([admission.uploads, admission.reservedBytes], [2, 15_000 + 2 * overhead])
-  small!.release()
-  c!.release()
+  small!.done()
+  c!.done()
   const huge = new UploadAdmission({ maxUploads: 2, memoryBytes: 1, perUploadBytes: 10 })
   t.ok(huge.admit(null), 'one upload runs alone whatever the budget, or it never could')
   t.equal(huge.admit(null), null)

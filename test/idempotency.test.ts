@@ -9,7 +9,8 @@ import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import type { NewUpload, UploadRecord } from '../src/ports/upload-record.ts'
-import { IngestService, type Replayed, type StoredUpload } from '../src/services/ingest-service.ts'
+import { IngestService } from '../src/services/ingest-service.ts'
+import { UploadAdmission } from '../src/services/upload-admission.ts'
 import { startGateway } from './helpers/gateway.ts'
 import { holdUpload, uniqueContent, upload } from './helpers/multipart.ts'
 import { RecordingMetrics } from './helpers/recording-metrics.ts'
@@ -130,18 +131,31 @@ t.test('an upload recorded although the client got 503 (answer and lookup lost) 
   await state.migrate()
   t.teardown(() => state.close())
   const objects = new FsObjectStore({ root: join(root, 'objects') })
-  const ingest = new IngestService({ objects, state, metrics: new RecordingMetrics() }, { maxBytes: 1e6, keyPrefix: '', storeTimeoutMs: 5000 })
+  const admission = new UploadAdmission({ maxUploads: 10, memoryBytes: 1e8, perUploadBytes: 1e6 })
+  const ingest = new IngestService({ objects, intake: state, uploads: state, admission, metrics: new RecordingMetrics() }, { maxBytes: 1e6, keyPrefix: '', storeTimeoutMs: 5000 })
   const log = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never
   const data = uniqueContent(2000)
-  const send = async (key: string): Promise<StoredUpload | Replayed> =>
-    ingest.store({ body: Readable.from([data]), filename: 'a.txt', contentType: 'text/plain', signal: new AbortController().signal, idempotency: { scope: 'anonymous', key } }, log)
+  const send = async (key: string): Promise<UploadRecord> =>
+    ingest.accept(
+      {
+        files: (async function* () {
+          yield { body: Readable.from([data]), filename: 'a.txt', contentType: 'text/plain' }
+        })(),
+        contentLength: null,
+        signal: new AbortController().signal,
+        idempotency: { scope: 'anonymous', key }
+      },
+      log
+    )
 
   state.failures = 2
-  const stored = (await send('lost-1')) as StoredUpload
-  await t.rejects(ingest.commit(stored, log), StateUnavailableError, 'the client is told 503')
-  t.match(await state.getUpload(stored.id), { status: 'pending' }, 'but the upload was recorded (and will be scanned)')
+  await t.rejects(send('lost-1'), StateUnavailableError, 'the client is told 503')
+  const stored = await readdir(join(root, 'objects', 'quarantine'))
+  t.equal(stored.length, 1, 'the object stays: the store could not tell whether its record was committed')
+  const id = stored[0] as string
+  t.match(await state.getUpload(id), { status: 'pending' }, 'and the upload was recorded (and will be scanned)')
   const retry = await send('lost-1')
-  t.ok('replayOf' in retry, 'the retry is recognised')
-  t.equal((retry as Replayed).replayOf.id, stored.id, 'and answered with the recorded upload: no duplicate')
-  t.same((await readdir(join(root, 'objects', 'quarantine'))).sort(), [stored.id], 'one object in quarantine')
+  t.equal(retry.id, id, 'the retry is answered with the recorded upload: no duplicate')
+  t.same(await readdir(join(root, 'objects', 'quarantine')), [id], 'one object in quarantine')
+  t.equal(admission.uploads, 0, 'both admissions are done')
 })

@@ -5,12 +5,13 @@ import multipart from '@fastify/multipart'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { GatewayError, errorCodes } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
+import type { HistoryReader } from '../services/history-reader.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
-import type { UploadAdmission } from '../services/upload-admission.ts'
+import type { UploadOperations } from '../services/upload-operations.ts'
 import type { Auth } from './auth.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
@@ -25,8 +26,9 @@ export interface AppDeps {
   ingest: IngestService
   status: StatusService
   readiness: ReadinessService
-  operations: RescanService
-  admission: UploadAdmission
+  rescans: RescanService
+  uploadOperations: UploadOperations
+  history: HistoryReader
   transfer: TransferGuard
   metrics: Metrics
   exporter: MetricsExporter

@@ -1,7 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, retryAfterSeconds, type ErrorCode } from '../domain/errors.ts'
-import { StoreUnavailableError } from '../ports/object-store.ts'
-import { StateUnavailableError } from '../ports/state-database.ts'
+import { gatewayErrorOf } from '../services/port-errors.ts'
 import { lingerAfterAnswer } from './lingering-close.ts'
 
 /** Errors raised by Fastify and its plugins, by their code, as the gateway's own. */
@@ -22,11 +21,10 @@ const fastifyCodes: Record<string, ErrorCode> = {
 /** busboy reports a broken multipart body with plain errors; these are their messages. */
 const malformedMultipart = /^(Unexpected end of (form|file)|Malformed (part )?header|Multipart: Boundary not found|Malformed urlencoded form|Part terminated early)/i
 
-/** Any error, as the gateway error the client will see. */
+/** Any error, as the gateway error the client will see: the ports' failures, then Fastify's, else internal. */
 export function toGatewayError(err: unknown): GatewayError {
-  if (err instanceof GatewayError) return err
-  if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
-  if (err instanceof StateUnavailableError) return new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
+  const known = gatewayErrorOf(err)
+  if (known) return known
   const fe = err as Partial<FastifyError>
   const mapped = fe.code ? fastifyCodes[fe.code] : undefined
   if (mapped) return new GatewayError(mapped, mapped === 'GW_BAD_REQUEST' || mapped === 'GW_BAD_MULTIPART' ? fe.message : undefined, { cause: err })

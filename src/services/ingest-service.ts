@@ -6,10 +6,11 @@ import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
-import type { StateStore } from '../ports/state-store.ts'
-import { UploadIntentLostError } from '../ports/upload-intake.ts'
-import type { NewUpload, UploadRecord } from '../ports/upload-record.ts'
+import { UploadIntentLostError, type UploadIntake } from '../ports/upload-intake.ts'
+import type { NewUpload, UploadLookup, UploadRecord } from '../ports/upload-record.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
+import { gatewayErrorOf } from './port-errors.ts'
+import type { UploadAdmission } from './upload-admission.ts'
 import { StreamLimitError, StreamMeter } from './stream-meter.ts'
 import { watchStore } from './store-watchdog.ts'
 
@@ -23,46 +24,94 @@ export interface IngestOptions {
   storeTimeoutMs: number
 }
 
-export interface FileInput {
+/** One file of an upload request, as the client sent it. */
+export interface IncomingFile {
   body: Readable
   filename: string | undefined
   contentType: string | undefined
-  /** Aborted when the client goes away or is too slow (the reason says which): the write to the store is abandoned and cleaned up. */
+}
+
+/** An upload request: exactly one file is expected. */
+export interface UploadRequest {
+  /** The request's files, as they arrive. */
+  files: AsyncIterable<IncomingFile>
+  /** The Content-Length the client declared, if any: admission reserves no more than that. */
+  contentLength: number | null
+  /** Aborted when the client goes away or is too slow (the reason says which): the upload stops, and what was stored is cleaned up. */
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
   idempotency?: { scope: string; key: string }
 }
 
 /** An object written to quarantine whose record is not committed yet. */
-export type StoredUpload = Omit<NewUpload, 'createdAt'>
+type StoredUpload = Omit<NewUpload, 'createdAt'>
 
 /** A retry of an upload that was already accepted under the same Idempotency-Key, with the same bytes. */
-export interface Replayed {
+interface Replayed {
   replayOf: UploadRecord
 }
 
 /**
- * Records the intent of an upload, streams it into quarantine, then commits its record. The steps
- * are separate so the HTTP layer can still refuse the request (a second file, say) after the bytes
- * are stored; `discard` then removes the object. A 202 is only ever sent after `commit`. An intent
- * never committed is removed by the orphan sweeper, whatever happened to this process.
+ * Takes an upload: admits it (or refuses it at once, 503 GW_BUSY), records its intent, streams it
+ * into quarantine, then commits its record. The request may still be refused after the bytes are
+ * stored (a second file, say): the object is then discarded. An upload is only ever accepted once
+ * its record is committed. An intent never committed is removed by the orphan sweeper, whatever
+ * happened to this process.
  */
 export class IngestService {
   readonly #objects: ObjectStore
-  readonly #state: StateStore
+  readonly #intake: UploadIntake
+  readonly #uploads: UploadLookup
+  readonly #admission: UploadAdmission
   readonly #options: IngestOptions
   readonly #onCommitted: () => void
   readonly #metrics: Metrics
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; onCommitted?: () => void }, options: IngestOptions) {
+  constructor(
+    deps: { objects: ObjectStore; intake: UploadIntake; uploads: UploadLookup; admission: UploadAdmission; metrics: Metrics; onCommitted?: () => void },
+    options: IngestOptions
+  ) {
     this.#objects = deps.objects
-    this.#state = deps.state
+    this.#intake = deps.intake
+    this.#uploads = deps.uploads
+    this.#admission = deps.admission
     this.#metrics = deps.metrics
     this.#options = options
     this.#onCommitted = deps.onCommitted ?? (() => {})
   }
 
-  async store(file: FileInput, log: Log): Promise<StoredUpload | Replayed> {
+  /**
+   * The upload's record once accepted: a new one, or the first answer to a retry under the same
+   * Idempotency-Key. Throws what refused it; once the request's signal aborted, its reason.
+   */
+  async accept(request: UploadRequest, log: Log): Promise<UploadRecord> {
+    const ticket = this.#admission.admit(request.contentLength)
+    if (!ticket) throw new GatewayError('GW_BUSY')
+    let stored: StoredUpload | null = null
+    let replayed: UploadRecord | null = null
+    try {
+      for await (const file of request.files) {
+        if (stored || replayed) throw new GatewayError('GW_TOO_MANY_FILES')
+        const result = await this.#store(file, request, log)
+        if ('replayOf' in result) replayed = result.replayOf
+        else stored = result
+      }
+      if (replayed) return replayed
+      if (!stored) throw new GatewayError('GW_MISSING_FILE')
+      // From here commit cleans up after itself: what it leaves may be a committed upload.
+      const committing = stored
+      stored = null
+      return await this.#commit(committing, log)
+    } catch (err) {
+      if (stored) await this.#discard(stored, log)
+      // Once cancelled, whatever failed next (the store, the parser) failed because of that.
+      throw request.signal.aborted ? request.signal.reason : err
+    } finally {
+      ticket.done()
+    }
+  }
+
+  async #store(file: IncomingFile, request: UploadRequest, log: Log): Promise<StoredUpload | Replayed> {
     // 128 random bits, hex so keys and paths are the same on case-insensitive file systems.
     const id = randomBytes(16).toString('hex')
     const objectKey = `${this.#options.keyPrefix}${id}`
@@ -70,12 +119,12 @@ export class IngestService {
     const contentType = sanitizeContentType(file.contentType)
     const now = Date.now()
     // Before the first byte is stored: from here on the object cannot be lost track of.
-    const idempotency = file.idempotency ? { ...file.idempotency, ttlMs: IDEMPOTENCY_TTL_MS } : null
-    const begun = await this.#state.beginUpload({ id, objectKey, createdAt: now }, idempotency, now)
+    const idempotency = request.idempotency ? { ...request.idempotency, ttlMs: IDEMPOTENCY_TTL_MS } : null
+    const begun = await this.#intake.beginUpload({ id, objectKey, createdAt: now }, idempotency, now)
     if (begun.kind === 'inFlight') {
       throw new GatewayError('GW_IDEMPOTENCY_IN_PROGRESS', `an upload with this Idempotency-Key (${begun.uploadId}) is still being received`)
     }
-    if (begun.kind === 'committed') return { replayOf: await this.#compare(file, begun.upload) }
+    if (begun.kind === 'committed') return { replayOf: await this.#compare(file, request.signal, begun.upload) }
     const meter = new StreamMeter(this.#options.maxBytes)
     pipeline(file.body, meter, () => {})
     log.info({ uploadId: id }, 'upload started')
@@ -87,37 +136,37 @@ export class IngestService {
       const putting = this.#objects.put('quarantine', objectKey, meter, {
         contentType,
         metadata: { 'upload-id': id, ...(filename ? { filename: encodeURIComponent(filename) } : {}) },
-        signal: AbortSignal.any([file.signal, stalled.signal]),
+        signal: AbortSignal.any([request.signal, stalled.signal]),
         onProgress: () => watchdog.progress()
       })
       // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])
     } catch (err) {
       this.#metrics.uploadBytes('discarded', meter.bytes)
-      const failure = this.#storeFailure(err, meter, file.signal, stalled.signal)
+      const failure = this.#storeFailure(err, meter, request.signal, stalled.signal)
       // A store that is failing is not waited for again: the sweeper finishes the cleanup.
-      const storeFailing = failure instanceof GatewayError && failure.code === 'GW_STORE_UNAVAILABLE'
-      await this.discard({ id, objectKey, size: 0 }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
+      const storeFailing = gatewayErrorOf(failure)?.code === 'GW_STORE_UNAVAILABLE'
+      await this.#discard({ id, objectKey, size: 0 }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
       throw failure
     } finally {
       watchdog.stop()
     }
     const stored = { id, objectKey, size: meter.bytes, sha256: meter.sha256 ?? '', filename, contentType }
     if (stored.size === 0) {
-      await this.discard(stored, log)
+      await this.#discard(stored, log)
       throw new GatewayError('GW_EMPTY_FILE')
     }
     return stored
   }
 
   /** A retry under a key already used: its bytes are hashed, not stored, and must be the same. */
-  async #compare(file: FileInput, original: UploadRecord): Promise<UploadRecord> {
+  async #compare(file: IncomingFile, signal: AbortSignal, original: UploadRecord): Promise<UploadRecord> {
     const meter = new StreamMeter(this.#options.maxBytes)
     const sink = new Writable({ write: (_chunk, _encoding, done) => done() })
     try {
-      await pipelineAsync(file.body, meter, sink, { signal: file.signal })
+      await pipelineAsync(file.body, meter, sink, { signal })
     } catch (err) {
-      throw this.#storeFailure(err, meter, file.signal, new AbortController().signal)
+      throw this.#storeFailure(err, meter, signal, new AbortController().signal)
     }
     if (meter.bytes !== original.size || meter.sha256 !== original.sha256) {
       throw new GatewayError('GW_IDEMPOTENCY_CONFLICT', `this Idempotency-Key was used for upload ${original.id} with a different file (size or SHA-256)`)
@@ -125,32 +174,32 @@ export class IngestService {
     return original
   }
 
-  async commit(stored: StoredUpload, log: Log): Promise<UploadRecord> {
+  async #commit(stored: StoredUpload, log: Log): Promise<UploadRecord> {
     const createdAt = Date.now()
     try {
-      await this.#state.commitUpload({ ...stored, createdAt })
+      await this.#intake.commitUpload({ ...stored, createdAt })
     } catch (err) {
       if (err instanceof UploadIntentLostError) {
-        // Swept (older than GW_ORPHAN_AFTER) or abandoned while it was received: not accepted.
-        await this.discard(stored, log)
-        throw new GatewayError('GW_STORE_UNAVAILABLE', 'the upload took longer than the gateway keeps an unfinished upload', { cause: err })
+        // Not accepted (the client is told so by gatewayErrorOf): nothing is left to keep.
+        await this.#discard(stored, log)
+        throw err
       }
       // The insert may have committed with only its answer lost (a dropped connection): then the
       // upload is accepted. Only a record known to be absent lets the object go; when the store
       // cannot tell, the object stays (an orphan is better than a record pointing at nothing).
-      const committed = await this.#state.getUpload(stored.id).then(
+      const committed = await this.#uploads.getUpload(stored.id).then(
         (record) => (record ? true : false),
         () => null
       )
       if (committed === true) log.warn({ err, uploadId: stored.id }, 'the insert committed although its answer was lost')
       else {
-        if (committed === false) await this.discard(stored, log)
+        if (committed === false) await this.#discard(stored, log)
         else {
           // Abandoning is a no-op on a committed upload (its intent is gone): the sweeper then leaves it alone.
-          await this.#state.abandonUpload(stored.id, Date.now()).catch(() => undefined)
+          await this.#intake.abandonUpload(stored.id, Date.now()).catch(() => undefined)
           log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: the object stays until the sweeper finds its intent uncommitted')
         }
-        // The HTTP error handler turns StateUnavailableError into 503 GW_STATE_UNAVAILABLE.
+        // A StateUnavailableError: the client is told 503 GW_STATE_UNAVAILABLE (gatewayErrorOf).
         throw err
       }
     }
@@ -166,9 +215,9 @@ export class IngestService {
    * is left at its next round, and the object is deleted now if the store answers in time. Best
    * effort: a failure is logged, not thrown.
    */
-  async discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log, waitMs = this.#options.storeTimeoutMs): Promise<void> {
+  async #discard(stored: Pick<StoredUpload, 'id' | 'objectKey' | 'size'>, log: Log, waitMs = this.#options.storeTimeoutMs): Promise<void> {
     this.#metrics.uploadBytes('discarded', stored.size)
-    await this.#state.abandonUpload(stored.id, Date.now()).catch((err: unknown) => {
+    await this.#intake.abandonUpload(stored.id, Date.now()).catch((err: unknown) => {
       log.error({ err, uploadId: stored.id }, 'could not mark a discarded upload abandoned: the sweeper removes it after GW_ORPHAN_AFTER')
     })
     const deleting = this.#objects.delete('quarantine', stored.objectKey).then(
@@ -190,7 +239,8 @@ export class IngestService {
     // The reason the caller stopped the upload (the client left, or sent too slowly).
     if (signal.aborted) return signal.reason instanceof GatewayError ? signal.reason : new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
     if (stalled.aborted) return new GatewayError('GW_STORE_UNAVAILABLE', (stalled.reason as Error).message, { cause: err })
-    if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
+    // The store's own failure, as it is: the edge tells the client (gatewayErrorOf).
+    if (err instanceof StoreUnavailableError) return err
     return cause
   }
 }

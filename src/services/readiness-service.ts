@@ -1,17 +1,20 @@
+import Type, { type Static } from 'typebox'
 import type { Area, AreaHealth, ObjectStore } from '../ports/object-store.ts'
 import type { Scanner } from '../ports/scanner.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { StateDatabase } from '../ports/state-database.ts'
 
-export interface Check {
-  ok: boolean
-  detail?: string
-}
+const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) })
+type Check = Static<typeof Check>
 
-export interface Readiness {
-  ok: boolean
-  /** scanner is absent where this process does not scan (GW_ROLE=api): clamd is not its business. */
-  checks: { state: Check; quarantine: Check; production: Check; scanner?: Check }
-}
+/** The answer of /readyz. scanner is absent where this process does not scan (GW_ROLE=api): clamd is not its business. */
+export const Readiness = Type.Object(
+  {
+    ok: Type.Boolean(),
+    checks: Type.Object({ state: Check, quarantine: Check, production: Check, scanner: Type.Optional(Check) })
+  },
+  { $id: 'Readiness' }
+)
+export type Readiness = Static<typeof Readiness>
 
 const checkTimeoutMs = 5_000
 
@@ -22,11 +25,11 @@ const checkTimeoutMs = 5_000
  * one round, not one each.
  */
 export class ReadinessService {
-  readonly #deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }
+  readonly #deps: { objects: ObjectStore; database: StateDatabase; scanner: Scanner }
   readonly #scannerRequired: boolean
   #running: Promise<Readiness> | null = null
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; scanner: Scanner }, options: { scannerRequired: boolean }) {
+  constructor(deps: { objects: ObjectStore; database: StateDatabase; scanner: Scanner }, options: { scannerRequired: boolean }) {
     this.#deps = deps
     this.#scannerRequired = options.scannerRequired
   }
@@ -39,10 +42,10 @@ export class ReadinessService {
   }
 
   async #check(): Promise<Readiness> {
-    const { objects, state, scanner } = this.#deps
+    const { objects, database, scanner } = this.#deps
     const [stateCheck, areas, scannerCheck] = await Promise.all([
       bounded('state store', async () => {
-        await state.ping()
+        await database.ping()
         return { ok: true }
       }),
       bounded('object store', () => objects.check()),

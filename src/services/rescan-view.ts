@@ -1,10 +1,32 @@
-import type { AuditEntry, ScanRecord } from '../ports/history-store.ts'
+import Type, { type Static } from 'typebox'
 import type { RescanRecord } from '../ports/rescan-store.ts'
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+/** A rescan as operators see it, defined once: the admin routes serialise it with this schema. */
+export const RescanView = Type.Object(
+  {
+    id: Type.String(),
+    scope: Type.Record(Type.String(), Type.Unknown()),
+    state: Type.Union([Type.Literal('listing'), Type.Literal('running'), Type.Literal('done'), Type.Literal('cancelled')]),
+    createdBy: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    cancelledAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    total: Type.Integer({ description: 'Uploads covered (for an adoption: registered so far).' }),
+    done: Type.Integer(),
+    clean: Type.Integer(),
+    infected: Type.Integer(),
+    unscannable: Type.Integer(),
+    failed: Type.Integer(),
+    ratePerSecond: Type.Number({ description: 'Uploads finished per second since the rescan started.' }),
+    estimatedEnd: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'At the current rate; null when unknown or finished.' })
+  },
+  { $id: 'Rescan' }
+)
+export type RescanView = Static<typeof RescanView>
 
-/** A rescan as operators see it: progress, rate, and when it should end at that rate. */
-export function rescanView(r: RescanRecord, now = Date.now()) {
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/** Progress, rate, and when the rescan should end at that rate. */
+export function rescanView(r: RescanRecord, now = Date.now()): RescanView {
   const finished = r.state === 'running' && r.done === r.total && r.lastDoneAt !== null
   const state = finished || (r.state === 'running' && r.total === 0) ? 'done' : r.state
   const until = state === 'done' ? (r.lastDoneAt ?? now) : r.state === 'cancelled' ? (r.cancelledAt ?? now) : now
@@ -29,13 +51,4 @@ export function rescanView(r: RescanRecord, now = Date.now()) {
     ratePerSecond,
     estimatedEnd
   }
-}
-
-export function scanView(s: ScanRecord) {
-  const { durationMs, outcome, signature, detail, engine, signatureVersion, endpoint, bytes } = s
-  return { startedAt: iso(s.startedAt) as string, durationMs, outcome, signature, detail, engine, signatureVersion, endpoint, bytes }
-}
-
-export function auditView(a: AuditEntry) {
-  return { ...a, at: iso(a.at) as string }
 }

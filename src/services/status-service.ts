@@ -1,39 +1,24 @@
-import { publicStatus, type PublicStatus } from '../domain/upload-state.ts'
-import type { ObjectLocation, ObjectStore } from '../ports/object-store.ts'
-import type { StateStore } from '../ports/state-store.ts'
-import type { UploadRecord, Verdict } from '../ports/upload-record.ts'
-
-export interface UploadView {
-  id: string
-  status: PublicStatus
-  size: number
-  sha256: string
-  filename: string | null
-  contentType: string
-  createdAt: string
-  scannedAt: string | null
-  verdict: Verdict | null
-  object?: ObjectLocation
-  /** When an operator released it despite its verdict: who, when, why. */
-  released?: { by: string; at: string; reason: string }
-}
+import { publicStatus } from '../domain/upload-state.ts'
+import type { ObjectStore } from '../ports/object-store.ts'
+import type { UploadLookup, UploadRecord } from '../ports/upload-record.ts'
+import type { UploadView } from './upload-view.ts'
 
 /** What a client may know about an upload: internal phases and leases stay inside. */
 export class StatusService {
-  readonly #state: StateStore
+  readonly #uploads: UploadLookup
   readonly #objects: ObjectStore
 
-  constructor(deps: { state: StateStore; objects: ObjectStore }) {
-    this.#state = deps.state
+  constructor(deps: { uploads: UploadLookup; objects: ObjectStore }) {
+    this.#uploads = deps.uploads
     this.#objects = deps.objects
   }
 
   async get(id: string): Promise<UploadView | null> {
-    const record = await this.#state.getUpload(id)
-    return record ? this.view(record) : null
+    const record = await this.#uploads.getUpload(id)
+    return record ? this.#view(record) : null
   }
 
-  view(record: UploadRecord): UploadView {
+  #view(record: UploadRecord): UploadView {
     const status = publicStatus(record.status, record.verdict?.result ?? null)
     return {
       id: record.id,

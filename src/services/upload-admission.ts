@@ -1,7 +1,8 @@
-/** Taken when an upload is admitted; give it back once the upload has ended, whatever the outcome. */
+/** Taken when an upload is admitted; say done once the upload has ended, whatever the outcome. */
 export interface AdmissionTicket {
   readonly bytes: number
-  release(): void
+  /** Frees the ticket's upload slot and bytes; once, however often it is called. */
+  done(): void
 }
 
 export interface AdmissionOptions {
@@ -45,12 +46,12 @@ export class UploadAdmission {
     if (this.#uploads > 0 && this.#reserved + bytes > this.#options.memoryBytes) return null
     this.#uploads++
     this.#reserved += bytes
-    let released = false
+    let done = false
     return {
       bytes,
-      release: () => {
-        if (released) return
-        released = true
+      done: () => {
+        if (done) return
+        done = true
         this.#uploads--
         this.#reserved -= bytes
       }

@@ -5,6 +5,7 @@ import type { Test } from 'tap'
 import { createGateway, createLogger, type Gateway } from '../../src/composition-root.ts'
 import { loadConfig } from '../../src/config/load-config.ts'
 import type { Config } from '../../src/config/config-schema.ts'
+import { serve } from '../../src/serve.ts'
 
 export interface RunningGateway {
   url: string
@@ -35,18 +36,18 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, di
     configDir: resolve(import.meta.dirname, '../../config')
   })
   const gateway = await createGateway(config, { logger: createLogger(config.GW_LOG_LEVEL) })
-  const address = await gateway.start()
+  const serving = await serve(gateway, config)
   let stopped = false
   const stop = async (): Promise<void> => {
     if (stopped) return
     stopped = true
-    await gateway.stop(2_000)
+    await serving.stop(2_000)
   }
   t.teardown(async () => {
     await stop()
     if (!dir) await rm(root, { recursive: true, force: true })
   })
-  return { url: address, dir: root, config, gateway, stop }
+  return { url: serving.address, dir: root, config, gateway, stop }
 }
 
 /** Polls the status endpoint until the upload reaches one of `statuses` (bounded). */

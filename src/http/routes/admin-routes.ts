@@ -1,30 +1,33 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
-import { auditView, rescanView, scanView } from '../../services/rescan-view.ts'
-import type { RescanScope, RescanService } from '../../services/rescan-service.ts'
+import { AuditView, ScanView, type HistoryReader } from '../../services/history-reader.ts'
+import type { RescanService } from '../../services/rescan-service.ts'
+import { RescanView } from '../../services/rescan-view.ts'
+import type { UploadOperations } from '../../services/upload-operations.ts'
 import type { Auth } from '../auth.ts'
-import { AuditView, ErrorBody, ReleaseRequest, RescanParams, RescanRequest, RescanView, ScanView, UploadParams } from '../schemas.ts'
+import { ErrorBody, ReleaseRequest, RescanParams, RescanRequest, UploadParams } from '../schemas.ts'
 
 interface Deps {
   auth: Auth
-  operations: RescanService
+  rescans: RescanService
+  uploadOperations: UploadOperations
+  history: HistoryReader
 }
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
 const Accepted = Type.Object({ id: Type.String(), status: Type.String() })
 
 /** The operator's API: admin key only, except scan history, which upload keys may read like the status. */
-export async function adminRoutes(app: FastifyInstance, { auth, operations }: Deps): Promise<void> {
+export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, rescans, uploadOperations, history }) => {
   const admin = { onRequest: auth.require('admin') }
 
   app.post(
     '/v1/rescans',
     { ...admin, schema: { summary: 'Start a rescan of a scope, or an adoption', body: RescanRequest, response: { 202: RescanView, ...errors } } },
     async (request, reply) => {
-      const { scope } = request.body as { scope: RescanScope }
-      const rescan = await operations.start(scope, auth.actorOf(request))
-      return reply.code(202).header('location', `/v1/rescans/${rescan.id}`).send(rescanView(rescan))
+      const rescan = await rescans.start(request.body.scope, auth.actorOf(request))
+      return reply.code(202).header('location', `/v1/rescans/${rescan.id}`).send(rescan)
     }
   )
 
@@ -39,8 +42,7 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       }
     },
     async (request) => {
-      const { limit } = request.query as { limit: number }
-      return { rescans: (await operations.list(limit)).map((r) => rescanView(r)) }
+      return { rescans: await rescans.list(request.query.limit) }
     }
   )
 
@@ -48,10 +50,10 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
     '/v1/rescans/:id',
     { ...admin, schema: { summary: 'Progress of a rescan', params: RescanParams, response: { 200: RescanView, ...errors } } },
     async (request) => {
-      const { id } = request.params as { id: string }
-      const rescan = await operations.get(id)
+      const { id } = request.params
+      const rescan = await rescans.get(id)
       if (!rescan) throw new GatewayError('GW_NOT_FOUND', `no rescan ${id}`)
-      return rescanView(rescan)
+      return rescan
     }
   )
 
@@ -59,8 +61,7 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
     '/v1/rescans/:id',
     { ...admin, schema: { summary: 'Cancel a rescan', params: RescanParams, response: { 200: RescanView, ...errors, 409: ErrorBody } } },
     async (request) => {
-      const { id } = request.params as { id: string }
-      return rescanView(await operations.cancel(id, auth.actorOf(request)))
+      return rescans.cancel(request.params.id, auth.actorOf(request))
     }
   )
 
@@ -78,8 +79,8 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       }
     },
     async (request, reply) => {
-      const { id } = request.params as { id: string }
-      const { reason } = request.body as { reason: string }
+      const { id } = request.params
+      const { reason } = request.body
       // The object is hashed while the operator waits: stop reading it if they leave.
       const abort = new AbortController()
       const onClose = (): void => {
@@ -87,7 +88,7 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       }
       reply.raw.once('close', onClose)
       try {
-        await operations.release(id, reason, auth.actorOf(request), abort.signal)
+        await uploadOperations.release(id, reason, auth.actorOf(request), abort.signal)
       } finally {
         reply.raw.off('close', onClose)
       }
@@ -107,8 +108,8 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       }
     },
     async (request, reply) => {
-      const { id } = request.params as { id: string }
-      await operations.rescanOne(id, auth.actorOf(request))
+      const { id } = request.params
+      await uploadOperations.rescan(id, auth.actorOf(request))
       return reply.code(202).send({ id, status: 'rescan scheduled' })
     }
   )
@@ -120,8 +121,7 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       schema: { summary: 'Every scan of an upload, oldest first', params: UploadParams, response: { 200: Type.Object({ scans: Type.Array(ScanView) }), ...errors } }
     },
     async (request) => {
-      const { id } = request.params as { id: string }
-      return { scans: (await operations.scans(id)).map(scanView) }
+      return { scans: await history.scans(request.params.id) }
     }
   )
 
@@ -139,8 +139,8 @@ export async function adminRoutes(app: FastifyInstance, { auth, operations }: De
       }
     },
     async (request) => {
-      const { limit, before } = request.query as { limit: number; before?: string }
-      return { entries: (await operations.audit(limit, before ? Date.parse(before) : undefined)).map(auditView) }
+      const { limit, before } = request.query
+      return { entries: await history.audit(limit, before ? Date.parse(before) : undefined) }
     }
   )
 }

@@ -1,8 +1,8 @@
-import type { FastifyInstance } from 'fastify'
-import type { ReadinessService } from '../../services/readiness-service.ts'
-import { HealthBody, ReadyBody } from '../schemas.ts'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Readiness, type ReadinessService } from '../../services/readiness-service.ts'
+import { HealthBody } from '../schemas.ts'
 
-export async function healthRoutes(app: FastifyInstance): Promise<void> {
+export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/healthz',
     { logLevel: 'warn', schema: { summary: 'The process is up', security: [], response: { 200: HealthBody } } },
@@ -11,7 +11,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
 }
 
 /** On the ops listener when GW_OPS_PORT is set, else on the main one. */
-export async function readinessRoutes(app: FastifyInstance, { readiness }: { readiness: ReadinessService }): Promise<void> {
+export const readinessRoutes: FastifyPluginAsyncTypebox<{ readiness: ReadinessService }> = async (app, { readiness }) => {
   app.get(
     '/readyz',
     {
@@ -21,7 +21,7 @@ export async function readinessRoutes(app: FastifyInstance, { readiness }: { rea
         security: [],
         description:
           "Checks the state store and both buckets, and (except on GW_ROLE=api) the clamd pool's latest health checks, each of which scans the EICAR test string: the answer never costs clamd a scan of its own. 503 names what is not ready. Served on GW_OPS_PORT instead when that is set.",
-        response: { 200: ReadyBody, 503: ReadyBody }
+        response: { 200: Readiness, 503: Readiness }
       }
     },
     async (_request, reply) => {

@@ -1,11 +1,11 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 
 export interface MetricsExporter {
   readonly contentType: string
   render(): Promise<string>
 }
 
-export async function metricsRoutes(app: FastifyInstance, { exporter }: { exporter: MetricsExporter }): Promise<void> {
+export const metricsRoutes: FastifyPluginAsyncTypebox<{ exporter: MetricsExporter }> = async (app, { exporter }) => {
   app.get(
     '/metrics',
     {

@@ -1,27 +1,30 @@
 import { createHash } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { Multipart } from '@fastify/multipart'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
-import type { IngestService, Replayed, StoredUpload } from '../../services/ingest-service.ts'
+import type { IncomingFile, IngestService } from '../../services/ingest-service.ts'
 import type { StatusService } from '../../services/status-service.ts'
 import type { TransferGuard } from '../../services/transfer-guard.ts'
-import type { UploadAdmission } from '../../services/upload-admission.ts'
+import { UploadView } from '../../services/upload-view.ts'
 import type { Auth } from '../auth.ts'
 import { toGatewayError } from '../error-handler.ts'
-import { ErrorBody, UploadAccepted, UploadHeaders, UploadParams, UploadView } from '../schemas.ts'
+import { ErrorBody, UploadAccepted, UploadHeaders, UploadParams } from '../schemas.ts'
 
 interface Deps {
   auth: Auth
   ingest: IngestService
   status: StatusService
-  admission: UploadAdmission
   transfer: TransferGuard
   metrics: Metrics
 }
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody }
+/** A 304 has no body: send() takes none. */
+const NotModified = Type.Unsafe<void>({ type: 'null', description: 'Not modified' })
 
-export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status, admission, transfer, metrics }: Deps): Promise<void> {
+export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, ingest, status, transfer, metrics }) => {
   app.post(
     '/v1/uploads',
     {
@@ -36,12 +39,6 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
     },
     async (request, reply) => {
       if (!request.isMultipart()) throw new GatewayError('GW_UNSUPPORTED_MEDIA_TYPE')
-      const declared = Number(request.headers['content-length'])
-      const ticket = admission.admit(Number.isSafeInteger(declared) && declared >= 0 ? declared : null)
-      if (!ticket) {
-        metrics.uploadEnded('busy')
-        throw new GatewayError('GW_BUSY')
-      }
       let outcome: UploadOutcome = 'error'
       // Aborted when the client goes away or is too slow: the upload stops, with that reason.
       const cancel = new AbortController()
@@ -58,39 +55,30 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
         { stream: request.raw, bytesReceived: () => socket.bytesRead - bytesBefore, complete: () => request.raw.complete },
         (tooSlow) => cancel.abort(tooSlow)
       )
+      const declared = Number(request.headers['content-length'])
       const key = request.headers['idempotency-key']
-      const idempotency = typeof key === 'string' ? { scope: auth.callerOf(request), key } : undefined
-      let stored: StoredUpload | null = null
-      let replayed: Replayed | null = null
       try {
-        for await (const part of untilAborted(request.parts(), cancel.signal)) {
-          if (part.type !== 'file') continue
-          if (part.fieldname !== 'file') throw new GatewayError('GW_MISSING_FILE', `unexpected file in field '${part.fieldname}': send the file in field 'file'`)
-          if (stored || replayed) throw new GatewayError('GW_TOO_MANY_FILES')
-          const result = await ingest.store({ body: part.file, filename: part.filename, contentType: part.mimetype, signal: cancel.signal, idempotency }, request.log)
-          if ('replayOf' in result) replayed = result
-          else stored = result
-        }
-        if (!stored && !replayed) throw new GatewayError('GW_MISSING_FILE')
-        // A retry of an accepted upload gets the same answer; nothing new was stored.
-        const record = replayed ? replayed.replayOf : await ingest.commit(stored as StoredUpload, request.log)
-        stored = null
+        const record = await ingest.accept(
+          {
+            files: fileParts(untilAborted(request.parts(), cancel.signal)),
+            contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
+            signal: cancel.signal,
+            ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } })
+          },
+          request.log
+        )
         outcome = 'accepted'
         const statusUrl = `/v1/uploads/${record.id}`
         return reply
           .code(202)
           .header('location', statusUrl)
-          .send({ id: record.id, status: 'pending' as const, statusUrl, size: record.size, sha256: record.sha256, filename: record.filename })
+          .send({ id: record.id, status: 'pending', statusUrl, size: record.size, sha256: record.sha256, filename: record.filename })
       } catch (err) {
-        // Once cancelled, whatever failed next (the store, the parser) failed because of that.
-        const failure: unknown = cancel.signal.aborted ? cancel.signal.reason : err
-        outcome = outcomeOf(failure)
-        if (stored) await ingest.discard(stored, request.log)
-        throw failure
+        outcome = outcomeOf(err)
+        throw err
       } finally {
         stopGuard()
         reply.raw.off('close', onClose)
-        ticket.release()
         metrics.uploadEnded(outcome)
       }
     }
@@ -106,11 +94,11 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
         summary: 'Status of an upload',
         description: 'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed.',
         params: UploadParams,
-        response: { 200: UploadView, 304: { type: 'null', description: 'Not modified' }, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
+        response: { 200: UploadView, 304: NotModified, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
       }
     },
     async (request, reply) => {
-      const { id } = request.params as { id: string }
+      const { id } = request.params
       const view = await status.get(id)
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
       const etag = `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
@@ -119,6 +107,15 @@ export async function uploadRoutes(app: FastifyInstance, { auth, ingest, status,
       return view
     }
   )
+}
+
+/** The files of a multipart body, sent in field `file`; other fields are skipped. */
+async function* fileParts(parts: AsyncIterable<Multipart>): AsyncGenerator<IncomingFile> {
+  for await (const part of parts) {
+    if (part.type !== 'file') continue
+    if (part.fieldname !== 'file') throw new GatewayError('GW_MISSING_FILE', `unexpected file in field '${part.fieldname}': send the file in field 'file'`)
+    yield { body: part.file, filename: part.filename, contentType: part.mimetype }
+  }
 }
 
 /** Ends an iteration with the signal's reason as soon as it aborts, even while it waits for the next part. */
@@ -146,6 +143,8 @@ async function* untilAborted<T>(parts: AsyncIterable<T>, signal: AbortSignal): A
 
 function outcomeOf(err: unknown): UploadOutcome {
   const error = toGatewayError(err)
+  // Refused by admission, before anything was read.
+  if (error.code === 'GW_BUSY') return 'busy'
   if (error.code === 'GW_CLIENT_ABORTED') return 'aborted'
   if (error.code === 'GW_TOO_SLOW') return 'too_slow'
   if (error.status === 503) return 'unavailable'
