@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     log.warn({ host: config.GW_HOST }, 'GW_UPLOAD_KEYS is empty: anyone who can reach this loopback address may upload')
   }
   const serving = await serve(gateway, config)
-  log.info({ address: serving.address, ...(config.GW_OPS_PORT ? { opsPort: config.GW_OPS_PORT } : {}), store: config.GW_STORE, clamd: config.GW_CLAMD, scanConcurrency: config.GW_SCAN_CONCURRENCY }, 'gateway listening')
+  log.info({ address: serving.address, ...(config.GW_OPS_PORT ? { opsPort: config.GW_OPS_PORT } : {}), store: config.GW_STORE, clamd: config.GW_CLAMD.map((e) => e.url), scanConcurrency: config.GW_SCAN_CONCURRENCY }, 'gateway listening')
 
   let stopping = false
   const shutdown = (signal: NodeJS.Signals): void => {
