@@ -5,7 +5,7 @@ import { handedOn, jobKindOf, type JobKind, type JobStep } from './job-kind.ts'
 import { fence, LeaseLostError } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
-import { decideRetry, errorFacts, type RetryDecision, type RetryOptions } from './retry-policy.ts'
+import { decideRetry, errorFacts, type RetryOptions } from './retry-policy.ts'
 import { transition } from './transition.ts'
 import type { UploadEvents } from './upload-events.ts'
 
@@ -71,12 +71,11 @@ export class JobRunner {
     const error = errorFacts(err)
     const now = Date.now()
     const facts = { kind, status: upload.status, location: upload.location, attempts: upload.attempts, failedRounds: upload.failedRounds, error, now, random: Math.random(), nextRescanAt: this.#rescans.next(now) }
-    let decision: RetryDecision = decideRetry(facts, this.#options)
-    if (decision.action === 'withdraw') decision = decideRetry({ ...facts, withdrawn: await this.#withdrawn(kind, claim, log, signal) }, this.#options)
-    if (decision.action !== 'write') throw new Error('the retry policy asked to withdraw twice')
-    const { change, failed } = decision
+    const first = decideRetry(facts, this.#options)
+    const decision = first.action === 'write' ? first : decideRetry({ ...facts, withdrawn: await this.#withdrawn(kind, claim, log, signal) }, this.#options)
     if (decision.log) log[decision.log.level]({ err, ...decision.log.fields }, decision.log.msg)
-    if (failed) {
+    let change = decision.change
+    if (decision.failed) {
       try {
         await fence(this.#jobs, claim, this.#options.leaseMs, signal)
         await this.#objects.setTags(upload.location, upload.objectKey, detectionTags('failed', upload.id, upload.verdict, now, upload.location === 'production'), { signal })
@@ -84,7 +83,7 @@ export class JobRunner {
         if (tagErr instanceof LeaseLostError) return lost(log)
         log.error({ err: tagErr }, 'could not tag a failed upload')
       }
-      change.events = this.#events.about('upload.failed', upload, now, { error: error.message })
+      change = { ...change, events: this.#events.about('upload.failed', upload, now, { error: error.message }) }
     }
     if (!(await transition(this.#jobs, claim, change, now))) lost(log)
     return error.outage ? 'scanner-unavailable' : 'done'

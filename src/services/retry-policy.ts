@@ -56,23 +56,30 @@ export interface RetryLog {
   fields: Record<string, unknown>
 }
 
-export type RetryDecision =
-  /** Withdraw the production copy first, then ask again with `withdrawn` set. */
-  | { action: 'withdraw' }
-  /** Write `change`; `failed`: tag the object as failed first and send the upload.failed event with it. */
-  | { action: 'write'; change: StatusChange; log: RetryLog | null; failed: boolean }
+/** Write `change`; `failed`: tag the object as failed first and send the upload.failed event with it. */
+export interface RetryWrite {
+  action: 'write'
+  change: StatusChange
+  log: RetryLog | null
+  failed: boolean
+}
+
+/** withdraw: withdraw the production copy first, then ask again with `withdrawn` set. */
+export type RetryDecision = { action: 'withdraw' } | RetryWrite
 
 /**
  * Transient failure: try again later with backoff kept in the store, or give up. A scanner that
  * cannot be reached says nothing about the file: that try is not counted, so an outage of clamd
  * leaves uploads pending (never failed, never promoted) until it is back.
  */
+export function decideRetry(f: RetryFacts & { withdrawn: boolean }, options: RetryOptions): RetryWrite
+export function decideRetry(f: RetryFacts, options: RetryOptions): RetryDecision
 export function decideRetry(f: RetryFacts, options: RetryOptions): RetryDecision {
   const { error, now, attempts } = f
   const delay = backoffMs(attempts, options.retryBaseMs, options.retryMaxMs, () => f.random)
   const givingUp = attempts >= options.maxAttempts && !error.outage
   const retry = { lastError: error.message, ...(error.outage ? { refundAttempt: true } : {}) }
-  const write = (change: StatusChange, log: RetryLog | null, failed = false): RetryDecision => ({ action: 'write', change, log, failed })
+  const write = (change: StatusChange, log: RetryLog | null, failed = false): RetryWrite => ({ action: 'write', change, log, failed })
   const logError = (msg: string, fields: Record<string, unknown> = {}): RetryLog => ({ level: 'error', msg, fields: { attempts, ...fields } })
 
   if (f.kind === 'rescan') {
