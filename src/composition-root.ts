@@ -16,22 +16,23 @@ import type { ObjectStore } from './ports/object-store.ts'
 import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
-import { EventOutbox } from './services/events.ts'
 import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
 import { OrphanSweeper } from './services/orphan-sweeper.ts'
-import { PromoteService } from './services/promote-service.ts'
+import { JobRunner } from './services/job-runner.ts'
+import { PromoteStep } from './services/promote-step.ts'
 import { ReadinessService } from './services/readiness-service.ts'
-import { RequarantineService } from './services/requarantine-service.ts'
+import { RequarantineStep } from './services/requarantine-step.ts'
 import { RescanPolicy } from './services/rescan-policy.ts'
 import { RescanBatches } from './services/rescan-batches.ts'
 import { HistoryReader } from './services/history-reader.ts'
 import { RescanService } from './services/rescan-service.ts'
 import { RetentionService } from './services/retention-service.ts'
-import { ScanService } from './services/scan-service.ts'
+import { ScanStep } from './services/scan-step.ts'
 import { ScanWorker } from './services/scan-worker.ts'
 import { StatusService } from './services/status-service.ts'
 import { TransferGuard } from './services/transfer-guard.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
+import { UploadEvents } from './services/upload-events.ts'
 import { UploadOperations } from './services/upload-operations.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
@@ -97,14 +98,18 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     perUploadBytes: objects.putBufferBytes
   })
   const metrics = new PrometheusMetrics({ state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
-  const events = new EventOutbox(config.GW_WEBHOOK_URL !== '')
+  const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
-  const promote = new PromoteService({ objects, state, metrics, rescans, events }, { leaseMs: config.GW_SCAN_LEASE_MS })
-  const requarantine = new RequarantineService({ objects, state, events }, { mode: config.GW_REQUARANTINE_MODE, leaseMs: config.GW_SCAN_LEASE_MS })
-  const scan = new ScanService(
-    { objects, state, scanner, promote, requarantine, rescans, events, metrics },
+  const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })
+  const steps = {
+    scan,
+    rescan: scan,
+    promote: new PromoteStep({ objects, jobs: state, metrics, rescans, events }, { leaseMs: config.GW_SCAN_LEASE_MS }),
+    requarantine: new RequarantineStep({ objects, jobs: state, events }, { mode: config.GW_REQUARANTINE_MODE, leaseMs: config.GW_SCAN_LEASE_MS })
+  }
+  const runner = new JobRunner(
+    { jobs: state, objects, steps, rescans, events },
     {
-      scannerMaxBytes: config.GW_SCANNER_MAX_BYTES,
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
       retryBaseMs: config.GW_RETRY_BASE_MS,
       retryMaxMs: config.GW_RETRY_MAX_MS,
@@ -116,7 +121,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.
   const concurrency = config.GW_ROLE === 'api' ? 0 : config.GW_SCAN_CONCURRENCY
   const worker = new ScanWorker(
-    { state, scan, log: logger },
+    { jobs: state, runner, log: logger },
     {
       concurrency,
       rescanSlots: config.GW_RESCAN_SHARE > 0 ? Math.max(1, Math.floor(concurrency * config.GW_RESCAN_SHARE)) : 0,

@@ -8,14 +8,15 @@ import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
 import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
 import type { Claim } from '../src/ports/job-queue.ts'
 import type { Verdict } from '../src/ports/upload-record.ts'
-import { EventOutbox } from '../src/services/events.ts'
-import { PromoteService } from '../src/services/promote-service.ts'
+import { PromoteStep } from '../src/services/promote-step.ts'
 import { RescanPolicy } from '../src/services/rescan-policy.ts'
+import { UploadEvents } from '../src/services/upload-events.ts'
 import { uniqueContent } from './helpers/multipart.ts'
 import { RecordingMetrics } from './helpers/recording-metrics.ts'
 
 // Promotion is re-run after a crash at any point between its steps and must end the same way.
 const log = pino({ level: 'silent' })
+const signal = new AbortController().signal
 const clean: Verdict = { result: 'clean', signature: null, reason: null, engine: 'ClamAV 1.4.6', signatureVersion: null }
 
 async function setup(t: Test) {
@@ -36,14 +37,14 @@ async function setup(t: Test) {
   await state.update(claim!, { status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion, resetAttempts: true }, Date.now())
   const promoting: Claim = { ...claim!, upload: { ...claim!.upload, status: 'promoting', verdict: clean, scannedAt: Date.now(), scannedVersion } }
   const metrics = new RecordingMetrics()
-  const deps = { objects, state, metrics, rescans: new RescanPolicy({ intervalMs: 60_000, jitter: 0 }), events: new EventOutbox(false) }
-  return { objects, state, id, content, promoting, metrics, promote: new PromoteService(deps, { leaseMs: 60_000 }) }
+  const deps = { objects, jobs: state, metrics, rescans: new RescanPolicy({ intervalMs: 60_000, jitter: 0 }), events: new UploadEvents(false) }
+  return { objects, state, id, content, promoting, metrics, promote: new PromoteStep(deps, { leaseMs: 60_000 }) }
 }
 
 t.test('a crash after the copy: re-running finishes the move', async (t) => {
   const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
-  await promote.promote(promoting, log)
+  await promote.run(promoting, signal, log)
   t.equal((await state.getUpload(id))?.status, 'clean')
   t.same(metrics.events, ['promotion:promoted'])
   t.equal(await objects.head('quarantine', id), null)
@@ -54,14 +55,14 @@ t.test('a crash after the quarantine delete: the production copy is recognised',
   const { objects, state, id, promoting, promote } = await setup(t)
   await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
   await objects.delete('quarantine', id)
-  await promote.promote(promoting, log)
+  await promote.run(promoting, signal, log)
   t.equal((await state.getUpload(id))?.status, 'clean')
 })
 
 t.test('an object that is in neither place is not reported clean', async (t) => {
   const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await objects.delete('quarantine', id)
-  await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
+  await t.rejects(promote.run(promoting, signal, log), { name: 'ObjectNotFoundError' })
   t.equal((await state.getUpload(id))?.status, 'promoting')
   t.same(metrics.events, ['promotion:error'])
 })
@@ -70,7 +71,7 @@ t.test('a production object of another upload is not taken for ours', async (t) 
   const { objects, state, id, promoting, promote } = await setup(t)
   await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': 'someone-else' })
   await objects.delete('quarantine', id)
-  await t.rejects(promote.promote(promoting, log), { name: 'ObjectNotFoundError' })
+  await t.rejects(promote.run(promoting, signal, log), { name: 'ObjectNotFoundError' })
   t.equal((await state.getUpload(id))?.status, 'promoting')
 })
 
@@ -78,7 +79,7 @@ t.test('bytes changed in quarantine after the scan are never promoted', async (t
   const { objects, state, id, promoting, promote, metrics } = await setup(t)
   await new Promise((r) => setTimeout(r, 5))
   await objects.put('quarantine', id, Readable.from([uniqueContent(5000)]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
-  await promote.promote(promoting, log)
+  await promote.run(promoting, signal, log)
   t.match(await state.getUpload(id), { status: 'failed', lastError: /changed after it was scanned/ })
   t.equal(await objects.head('production', id), null, 'nothing in production')
   t.match(await objects.getTags('quarantine', id), { 'av-status': 'failed' })
@@ -90,7 +91,7 @@ t.test('bytes changed after an earlier try had copied them: the failed upload ke
   await objects.copy('quarantine', 'production', id, { 'av-status': 'clean', 'av-upload-id': id })
   await new Promise((r) => setTimeout(r, 5))
   await objects.put('quarantine', id, Readable.from([uniqueContent(5000)]), { contentType: 'text/plain', metadata: { 'upload-id': id } })
-  await promote.promote(promoting, log)
+  await promote.run(promoting, signal, log)
   t.match(await state.getUpload(id), { status: 'failed' })
   t.equal(await objects.head('production', id), null, 'withdrawn from production')
 })
@@ -100,7 +101,7 @@ t.test('a worker that lost its lease writes nothing to the store', async (t) => 
   // Another worker claims the upload once the lease is gone.
   const [other] = await state.claim('other', 1, 60_000, Date.now() + 120_000)
   t.equal(other?.upload.id, id)
-  await t.rejects(promote.promote(promoting, log), { name: 'LeaseLostError' })
+  await t.rejects(promote.run(promoting, signal, log), { name: 'LeaseLostError' })
   t.equal(await objects.head('production', id), null, 'no copy')
   t.ok(await objects.head('quarantine', id), 'no delete')
 })
@@ -108,7 +109,7 @@ t.test('a worker that lost its lease writes nothing to the store', async (t) => 
 t.test('nothing without a clean verdict is promoted', async (t) => {
   const { objects, id, promoting, promote } = await setup(t)
   const infected: Verdict = { ...clean, result: 'infected', signature: 'Eicar' }
-  await t.rejects(promote.promote({ ...promoting, upload: { ...promoting.upload, verdict: infected } }, log), /no clean verdict/)
-  await t.rejects(promote.promote({ ...promoting, upload: { ...promoting.upload, status: 'scanning' } }, log), /no clean verdict/)
+  await t.rejects(promote.run({ ...promoting, upload: { ...promoting.upload, verdict: infected } }, signal, log), /no clean verdict/)
+  await t.rejects(promote.run({ ...promoting, upload: { ...promoting.upload, status: 'scanning' } }, signal, log), /no clean verdict/)
   t.equal(await objects.head('production', id), null)
 })

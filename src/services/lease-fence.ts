@@ -1,5 +1,4 @@
-import type { Claim } from '../ports/job-queue.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { Claim, JobQueue } from '../ports/job-queue.ts'
 
 /** The claim's lease is gone: another worker owns the upload now, and this run must write nothing more. */
 export class LeaseLostError extends Error {
@@ -12,8 +11,8 @@ export class LeaseLostError extends Error {
  * new owner's work. The store has no conditional write on a lease: this bounds the window to the
  * time between this renewal and the request, which the renewed lease covers.
  */
-export async function fence(state: StateStore, claim: Claim, leaseMs: number, signal?: AbortSignal): Promise<void> {
+export async function fence(jobs: JobQueue, claim: Claim, leaseMs: number, signal?: AbortSignal): Promise<void> {
   signal?.throwIfAborted()
-  if (!(await state.renewLease(claim, leaseMs, Date.now()))) throw new LeaseLostError(`lease on upload ${claim.upload.id} lost: another worker owns it now`)
+  if (!(await jobs.renewLease(claim, leaseMs, Date.now()))) throw new LeaseLostError(`lease on upload ${claim.upload.id} lost: another worker owns it now`)
   signal?.throwIfAborted()
 }

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Log } from '../ports/log.ts'
-import type { Claim } from '../ports/job-queue.ts'
-import type { StateStore } from '../ports/state-store.ts'
-import type { RunOutcome, ScanService } from './scan-service.ts'
+import type { Claim, JobQueue } from '../ports/job-queue.ts'
+import type { JobRunner, RunOutcome } from './job-runner.ts'
 
 export interface WorkerOptions {
   concurrency: number
@@ -23,8 +22,8 @@ export interface WorkerOptions {
  */
 export class ScanWorker {
   readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
-  readonly #state: StateStore
-  readonly #scan: ScanService
+  readonly #jobs: JobQueue
+  readonly #runner: JobRunner
   readonly #options: WorkerOptions
   readonly #log: Log
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
@@ -39,9 +38,9 @@ export class ScanWorker {
   #wakeUp: (() => void) | null = null
   #woken = false
 
-  constructor(deps: { state: StateStore; scan: ScanService; log: Log }, options: WorkerOptions) {
-    this.#state = deps.state
-    this.#scan = deps.scan
+  constructor(deps: { jobs: JobQueue; runner: JobRunner; log: Log }, options: WorkerOptions) {
+    this.#jobs = deps.jobs
+    this.#runner = deps.runner
     this.#log = deps.log.child({ worker: this.owner })
     this.#options = options
   }
@@ -79,7 +78,7 @@ export class ScanWorker {
   async #giveBack(claim: Claim): Promise<void> {
     const log = this.#log.child({ uploadId: claim.upload.id })
     try {
-      if (await this.#state.giveBack(claim, Date.now())) log.info({}, 'scan stopped by shutdown; lease given back')
+      if (await this.#jobs.giveBack(claim, Date.now())) log.info({}, 'scan stopped by shutdown; lease given back')
     } catch (err) {
       log.warn({ err }, 'could not give the lease back; it will be claimed again when it expires')
     }
@@ -101,15 +100,15 @@ export class ScanWorker {
           // below. Their rounds are hours apart: looking once a second is plenty, and keeps writes off a busy loop.
           if (Date.now() - this.#requeuedAt >= 1_000) {
             this.#requeuedAt = Date.now()
-            const requeued = await this.#state.requeueFailed(this.#requeuedAt, free)
+            const requeued = await this.#jobs.requeueFailed(this.#requeuedAt, free)
             if (requeued > 0) this.#log.info({ requeued }, 'failed uploads tried again after an infrastructure failure')
           }
-          const uploads = start(await this.#state.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
+          const uploads = start(await this.#jobs.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
           let backgroundFree = Math.min(free - uploads, this.#options.rescanSlots - this.#backgroundRunning())
           if (backgroundFree > 0 && this.#outagePauseMs === 0) {
-            backgroundFree -= start(await this.#state.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
-            if (backgroundFree > 0) start(await this.#state.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
+            backgroundFree -= start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+            if (backgroundFree > 0) start(await this.#jobs.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
           }
         } catch (err) {
           this.#log.error({ err }, 'could not claim scans')
@@ -128,7 +127,7 @@ export class ScanWorker {
     // Renew at a third of the lease; a job that could not renew for most of its lease stops,
     // because another worker may own it by now.
     const renew = setInterval(() => {
-      this.#state.renewLease(claim, this.#options.leaseMs, Date.now()).then(
+      this.#jobs.renewLease(claim, this.#options.leaseMs, Date.now()).then(
         (held) => {
           if (held) renewedAt = Date.now()
           else abort.abort(new Error('lease lost'))
@@ -139,7 +138,7 @@ export class ScanWorker {
         }
       )
     }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
-    const done = this.#scan
+    const done = this.#runner
       .run(claim, abort.signal, log)
       .then(
         (outcome) => this.#noteScanner(outcome),

@@ -6,7 +6,7 @@ import type { UploadRecord, Verdict } from '../ports/upload-record.ts'
  * Builds the webhook events a change writes to the outbox with itself. With no webhook
  * configured there is nobody to deliver to, so nothing is written and the outbox stays empty.
  */
-export class EventOutbox {
+export class UploadEvents {
   readonly enabled: boolean
 
   constructor(enabled: boolean) {

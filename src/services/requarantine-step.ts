@@ -1,11 +1,11 @@
 import type { Log } from '../ports/log.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
-import type { Claim } from '../ports/job-queue.ts'
-import type { StateStore } from '../ports/state-store.ts'
-import type { EventOutbox } from './events.ts'
+import type { Claim, JobQueue } from '../ports/job-queue.ts'
+import type { JobStep, StepResult } from './job-kind.ts'
 import { fence } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import { transition } from './transition.ts'
+import type { UploadEvents } from './upload-events.ts'
 
 /** move: copy back to quarantine and delete from production. tag: leave it, tagged, for a bucket policy that denies reads. */
 export type RequarantineMode = 'move' | 'tag'
@@ -15,23 +15,23 @@ export type RequarantineMode = 'move' | 'tag'
  * in an order that a re-run repairs: copy to quarantine (overwrites), delete from production,
  * then record the verdict. A later clean scan never puts it back: only a release does.
  */
-export class RequarantineService {
+export class RequarantineStep implements JobStep {
   readonly #objects: ObjectStore
-  readonly #state: StateStore
+  readonly #jobs: JobQueue
   readonly #mode: RequarantineMode
-  readonly #events: EventOutbox
+  readonly #events: UploadEvents
   /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
   readonly #leaseMs: number
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; events: EventOutbox }, options: { mode: RequarantineMode; leaseMs: number }) {
+  constructor(deps: { objects: ObjectStore; jobs: JobQueue; events: UploadEvents }, options: { mode: RequarantineMode; leaseMs: number }) {
     this.#leaseMs = options.leaseMs
     this.#events = deps.events
     this.#objects = deps.objects
-    this.#state = deps.state
+    this.#jobs = deps.jobs
     this.#mode = options.mode
   }
 
-  async requarantine(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
+  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
     const upload = claim.upload
     const verdict = upload.verdict
     if (upload.status !== 'requarantining' || !verdict || verdict.result === 'clean') {
@@ -44,25 +44,26 @@ export class RequarantineService {
     let scannedVersion = upload.scannedVersion
     if (this.#mode === 'move') {
       try {
-        await fence(this.#state, claim, this.#leaseMs, signal)
+        await fence(this.#jobs, claim, this.#leaseMs, signal)
         await this.#objects.copy('production', 'quarantine', upload.objectKey, tags, { signal })
       } catch (err) {
         // A run that crashed after deleting from production left only the quarantine copy.
         if (!(err instanceof ObjectNotFoundError) || (await this.#objects.head('quarantine', upload.objectKey)) === null) throw err
       }
-      await fence(this.#state, claim, this.#leaseMs, signal)
+      await fence(this.#jobs, claim, this.#leaseMs, signal)
       await this.#objects.delete('production', upload.objectKey, { signal })
       // The copy is a new version: a later release promotes exactly these bytes.
       scannedVersion = (await this.#objects.head('quarantine', upload.objectKey))?.version ?? null
     } else {
-      await fence(this.#state, claim, this.#leaseMs, signal)
+      await fence(this.#jobs, claim, this.#leaseMs, signal)
       await this.#objects.setTags('production', upload.objectKey, tags, { signal })
     }
     const location = this.#mode === 'move' ? 'quarantine' : 'production'
     const events = [...this.#events.about('object.requarantined', upload, now, { mode: this.#mode }), ...this.#events.about(`upload.${verdict.result}`, upload, now)]
     // A released upload taken out again is no longer released: only a new release puts it back.
     const change = { status: verdict.result, location, scannedVersion, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result, events, clearRelease: true } as const
-    if (await transition(this.#state, claim, change, now)) log.warn({ verdict, mode: this.#mode }, 'stored object found ' + verdict.result + ': taken out of production')
-    else log.warn({}, 'lease lost during requarantine; the new owner finishes it')
+    const written = await transition(this.#jobs, claim, change, now)
+    if (written) log.warn({ verdict, mode: this.#mode }, 'stored object found ' + verdict.result + ': taken out of production')
+    return { change, written }
   }
 }

@@ -1,40 +1,40 @@
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
-import type { Claim } from '../ports/job-queue.ts'
-import type { StateStore } from '../ports/state-store.ts'
-import type { EventOutbox } from './events.ts'
+import type { Claim, JobQueue } from '../ports/job-queue.ts'
+import type { JobStep, StepResult } from './job-kind.ts'
 import { fence } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { transition } from './transition.ts'
+import type { UploadEvents } from './upload-events.ts'
 
 /**
  * Moves an upload whose verdict is clean into production. The order makes every crash
  * repairable by running it again: copy (overwrites), delete from quarantine, then mark clean.
  * The state never says clean before the production copy exists.
  */
-export class PromoteService {
+export class PromoteStep implements JobStep {
   readonly #objects: ObjectStore
-  readonly #state: StateStore
+  readonly #jobs: JobQueue
   readonly #metrics: Metrics
   readonly #rescans: RescanPolicy
-  readonly #events: EventOutbox
+  readonly #events: UploadEvents
   /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
   readonly #leaseMs: number
 
-  constructor(deps: { objects: ObjectStore; state: StateStore; metrics: Metrics; rescans: RescanPolicy; events: EventOutbox }, options: { leaseMs: number }) {
+  constructor(deps: { objects: ObjectStore; jobs: JobQueue; metrics: Metrics; rescans: RescanPolicy; events: UploadEvents }, options: { leaseMs: number }) {
     this.#leaseMs = options.leaseMs
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#objects = deps.objects
-    this.#state = deps.state
+    this.#jobs = deps.jobs
     this.#metrics = deps.metrics
   }
 
-  async promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
+  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
     try {
-      await this.#promote(claim, log, signal)
+      return await this.#promote(claim, log, signal)
     } catch (err) {
       this.#metrics.promotionEnded('error')
       throw err
@@ -51,12 +51,12 @@ export class PromoteService {
     const { upload } = claim
     if (upload.location !== 'quarantine') return true
     if ((await this.#objects.head('quarantine', upload.objectKey)) === null) return (await this.#objects.head('production', upload.objectKey)) === null
-    await fence(this.#state, claim, this.#leaseMs, signal)
+    await fence(this.#jobs, claim, this.#leaseMs, signal)
     await this.#objects.delete('production', upload.objectKey, { signal })
     return true
   }
 
-  async #promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
+  async #promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<StepResult> {
     const upload = claim.upload
     // An operator's release, on the record, is the only way past a verdict that is not clean.
     if (upload.status !== 'promoting' || (upload.verdict?.result !== 'clean' && !upload.released)) {
@@ -65,51 +65,52 @@ export class PromoteService {
     const tags = { ...verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now()), ...(upload.released ? { 'av-released-by': upload.released.by } : {}) }
     if (upload.location === 'production') {
       // Released in place: tagged where it is (tag mode, or an adopted object that failed its scans).
-      await fence(this.#state, claim, this.#leaseMs, signal)
+      await fence(this.#jobs, claim, this.#leaseMs, signal)
       await this.#objects.setTags('production', upload.objectKey, tags, { signal })
       return this.#promoted(claim, log)
     }
     try {
       // Only the bytes that were scanned (or, for a release, verified): if the quarantined object changed since, nothing is copied.
-      await fence(this.#state, claim, this.#leaseMs, signal)
+      await fence(this.#jobs, claim, this.#leaseMs, signal)
       await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), signal })
     } catch (err) {
       if (err instanceof ObjectChangedError) return this.#changed(claim, log, signal)
       // A run that crashed after deleting the quarantined copy left only the production one.
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
-    await fence(this.#state, claim, this.#leaseMs, signal)
+    await fence(this.#jobs, claim, this.#leaseMs, signal)
     await this.#objects.delete('quarantine', upload.objectKey, { signal })
-    await this.#promoted(claim, log)
+    return this.#promoted(claim, log)
   }
 
-  async #promoted(claim: Claim, log: Log): Promise<void> {
+  async #promoted(claim: Claim, log: Log): Promise<StepResult> {
     const upload = claim.upload
     const now = Date.now()
     const events = upload.released
       ? this.#events.about('upload.released', upload, now, { released: upload.released })
       : this.#events.about('upload.clean', upload, now)
     const change = { status: 'clean', lastError: null, location: 'production', nextScanAt: this.#rescans.next(upload.scannedAt ?? now), events } as const
-    if (await transition(this.#state, claim, change, now)) {
+    const written = await transition(this.#jobs, claim, change, now)
+    if (written) {
       this.#metrics.promotionEnded('promoted')
       log.info({ key: upload.objectKey }, 'upload clean, promoted')
-    } else {
-      log.warn({}, 'lease lost during promotion; the new owner finishes it')
     }
+    return { change, written }
   }
 
   /** The quarantined bytes are not the ones scanned: never promoted, the upload fails for good. */
-  async #changed(claim: Claim, log: Log, signal?: AbortSignal): Promise<void> {
+  async #changed(claim: Claim, log: Log, signal?: AbortSignal): Promise<StepResult> {
     const { upload } = claim
     const now = Date.now()
     log.error({}, 'the quarantined object changed after its scan: not promoted')
     // An earlier try may have copied the scanned bytes before failing: a failed upload has no production copy.
     await this.withdraw(claim, signal)
     this.#metrics.promotionEnded('changed')
-    await fence(this.#state, claim, this.#leaseMs, signal)
+    await fence(this.#jobs, claim, this.#leaseMs, signal)
     await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now), { signal })
     const lastError = 'the quarantined object changed after it was scanned'
-    await transition(this.#state, claim, { status: 'failed', lastError, events: this.#events.about('upload.failed', upload, now, { error: lastError }) }, now)
+    const change = { status: 'failed', lastError, events: this.#events.about('upload.failed', upload, now, { error: lastError }) } as const
+    return { change, written: await transition(this.#jobs, claim, change, now) }
   }
 
   /** The production copy is ours when it carries our upload id (set by the copy itself) and the right size. */
