@@ -5,8 +5,7 @@ import { S3ObjectStore } from './adapters/object-store/s3-object-store.ts'
 import { PrometheusMetrics } from './adapters/metrics/prometheus-metrics.ts'
 import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
 import { HttpWebhookSink } from './adapters/webhook/http-webhook-sink.ts'
-import { PgStateStore } from './adapters/state-store/pg-state-store.ts'
-import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.ts'
+import { openStateStore } from './adapters/state-store/open-state-store.ts'
 import type { Config } from './config/config-schema.ts'
 import { durationMs } from './config/load-config.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
@@ -72,9 +71,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
           queueSize: config.GW_S3_QUEUE_SIZE
         })
       : new FsObjectStore({ root: config.GW_FS_ROOT })
-  const state: StateStore = config.GW_DATABASE_URL.startsWith('sqlite:')
-    ? new SqliteStateStore(config.GW_DATABASE_URL.slice('sqlite:'.length))
-    : new PgStateStore({ url: config.GW_DATABASE_URL, schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
+  const state: StateStore = openStateStore(config.GW_DATABASE_URL, { schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
   try {
     await state.migrate()
   } catch (err) {

@@ -5,7 +5,7 @@ import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
 import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -13,7 +13,7 @@ import { stateStoreContract } from './state-store-contract.ts'
 stateStoreContract(t, async (options) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
   const path = join(dir, 'nested', 'state.db')
-  const store = new SqliteStateStore(path, options)
+  const store = sqliteStateStore(path, options)
   return {
     store,
     cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) },
@@ -25,19 +25,19 @@ t.test('refuses a schema newer than it knows', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const path = join(dir, 'state.db')
-  const store = new SqliteStateStore(path)
+  const store = sqliteStateStore(path)
   await store.migrate()
   await store.close()
   const db = new DatabaseSync(path)
   db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)').run()
   db.close()
-  const again = new SqliteStateStore(path)
+  const again = sqliteStateStore(path)
   t.teardown(() => again.close())
   await t.rejects(again.migrate(), /schema is at version 999, newer than this gateway knows/)
 })
 
 t.test('a closed store answers with StateUnavailableError', async (t) => {
-  const store = new SqliteStateStore(':memory:')
+  const store = sqliteStateStore(':memory:')
   await store.migrate()
   await store.getUpload('x') // its statement is now prepared and cached
   await store.close()
@@ -63,7 +63,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   insert.run('pending1', 'k/pending1', 'pending', 30, 30, 30, null)
   db.close()
 
-  const store = new SqliteStateStore(path)
+  const store = sqliteStateStore(path)
   t.teardown(() => store.close())
   await store.migrate()
   t.match(await store.getUpload('clean1'), { status: 'clean', location: 'production', nextScanAt: null, released: null })

@@ -112,6 +112,9 @@ export function statusChangeSql(claim: Claim, change: StatusChange, now: number,
   return `UPDATE uploads SET ${sets.join(', ')} WHERE id = ${v.add(claim.upload.id)} AND lease_token = ${v.add(claim.token)} AND status = ${v.add(claim.upload.status)}`
 }
 
+/** $1 id, $2 type, $3 data (JSON), $4 created at: an event written with the change it reports (once). */
+export const INSERT_EVENT_SQL = 'INSERT INTO outbox (id, type, data, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING'
+
 /** $1 outcome, $2 now, $3 upload id: done in every unfinished rescan that covers it. */
 export const RESCAN_OUTCOME_SQL = `UPDATE rescan_items SET outcome = $1, done_at = $2 WHERE upload_id = $3 AND outcome IS NULL AND ${notCancelled}`
 

@@ -1,0 +1,24 @@
+import type { EventOutbox, OutboxEvent } from '../../ports/event-outbox.ts'
+import { toEvent } from './row-mapping.ts'
+import { EVENT_DELIVERED_SQL, EVENT_FAILED_SQL } from './shared-sql.ts'
+import type { SqlDatabase } from './sql-database.ts'
+
+/** Webhook events, written with the change they report (see jobQueueSql's update), delivered under a fenced lease. */
+export function outboxSql(db: SqlDatabase): EventOutbox {
+  return {
+    async claimEvents(owner: string, limit: number, leaseMs: number, now: number): Promise<OutboxEvent[]> {
+      if (limit <= 0) return []
+      const rows = await db.at(now).rows(db.statements.claimEvents, [limit, owner, leaseMs])
+      // In order of writing (SQLite's RETURNING has no defined order).
+      return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(toEvent)
+    },
+
+    async eventDelivered(event: OutboxEvent, now: number): Promise<void> {
+      await db.write(EVENT_DELIVERED_SQL, [now, event.id, event.token])
+    },
+
+    async eventFailed(event: OutboxEvent, error: string, nextAttemptAt: number): Promise<void> {
+      await db.write(EVENT_FAILED_SQL, [error, nextAttemptAt, event.id, event.token])
+    }
+  }
+}
