@@ -6,6 +6,7 @@ import t from 'tap'
 import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
 import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
+import { SqliteDatabase } from '../src/adapters/state-store/sqlite-database.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
 import { stateStoreContract } from './state-store-contract.ts'
@@ -91,4 +92,28 @@ t.test('the claims find due work through their partial indexes', async (t) => {
   t.match(plan(`SELECT id FROM uploads WHERE status IN ('clean', 'infected', 'unscannable') AND next_scan_at <= 1 ORDER BY next_scan_at LIMIT 5`), /uploads_rescan_due/)
   t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.uploads} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_due/)
   t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.adopted} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_adopted_due/)
+})
+
+t.test('a call made while a transaction awaits waits for it: it neither joins nor is rolled back with it', async (t) => {
+  const db = new SqliteDatabase(':memory:')
+  t.teardown(() => db.close())
+  await db.exec('CREATE TABLE t (v TEXT)')
+  let inside!: () => void
+  const entered = new Promise<void>((resolve) => (inside = resolve))
+  let carryOn!: () => void
+  const held = new Promise<void>((resolve) => (carryOn = resolve))
+  const failing = db.transaction(async (tx) => {
+    await tx.write('INSERT INTO t (v) VALUES ($1)', ['rolled back'])
+    inside()
+    await held
+    throw new Error('the transaction fails')
+  })
+  await entered
+  const outside = db.write('INSERT INTO t (v) VALUES ($1)', ['kept'])
+  const read = db.rows('SELECT v FROM t ORDER BY v')
+  carryOn()
+  await t.rejects(failing, /the transaction fails/)
+  t.equal(await outside, 1)
+  t.same((await read).map((r) => r.v), ['kept'], 'the read ran after the rollback, and after the write made before it')
+  t.same((await db.rows('SELECT v FROM t')).map((r) => r.v), ['kept'])
 })
