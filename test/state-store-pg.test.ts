@@ -11,7 +11,7 @@ import type { StateStore } from '../src/ports/state-store.ts'
 import type { NewUpload } from '../src/ports/upload-record.ts'
 import { freePort } from './helpers/free-port.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
-import { stateStoreContract } from './state-store-contract.ts'
+import { stateStoreContract } from './state-contract/every-port.ts'
 
 const upload = (over: Partial<NewUpload> = {}): NewUpload => {
   const id = randomBytes(16).toString('hex')

@@ -9,7 +9,7 @@ import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.t
 import { SqliteDatabase } from '../src/adapters/state-store/sqlite-database.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
-import { stateStoreContract } from './state-store-contract.ts'
+import { stateStoreContract } from './state-contract/every-port.ts'
 
 stateStoreContract(t, async (options) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
