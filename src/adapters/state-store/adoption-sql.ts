@@ -1,7 +1,14 @@
 import type { AdoptionClaim, AdoptionStore } from '../../ports/rescan-store.ts'
 import { filenameOfKey, toAdoptionClaim } from './row-mapping.ts'
-import { ADOPT_PROGRESS_SQL } from './shared-sql.ts'
 import type { SqlDatabase } from './sql-database.ts'
+
+/**
+ * The fence and the progress of an adoption page: $1 next token, $2 state, $3 lease, $4 id,
+ * $5 token. Nothing changes (0 rows) when the listing is no longer this claim's.
+ */
+const ADOPT_PROGRESS_SQL = `
+  UPDATE rescans SET continuation_token = $1, state = $2, lease_until = gw_now() + $3
+   WHERE id = $4 AND lease_token = $5 AND state = 'listing'`
 
 /** $1 id, $2 key, $3 size, $4 filename, $5 content type, $6 now: an adopted object, skipped when its key is known already. */
 const INSERT_ADOPTED_SQL = `

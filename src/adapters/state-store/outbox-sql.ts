@@ -1,7 +1,15 @@
 import type { EventOutbox, OutboxEvent } from '../../ports/event-outbox.ts'
 import { toEvent } from './row-mapping.ts'
-import { EVENT_DELIVERED_SQL, EVENT_FAILED_SQL } from './shared-sql.ts'
 import type { SqlDatabase } from './sql-database.ts'
+
+/** $1 now, $2 id, $3 token. */
+const EVENT_DELIVERED_SQL = `
+  UPDATE outbox SET delivered_at = $1, lease_owner = NULL, lease_token = NULL
+   WHERE id = $2 AND lease_token = $3 AND delivered_at IS NULL`
+/** $1 error, $2 next attempt, $3 id, $4 token. */
+const EVENT_FAILED_SQL = `
+  UPDATE outbox SET last_error = $1, next_attempt_at = $2, lease_owner = NULL, lease_token = NULL
+   WHERE id = $3 AND lease_token = $4 AND delivered_at IS NULL`
 
 /** Webhook events, written with the change they report (see jobQueueSql's update), delivered under a fenced lease. */
 export function outboxSql(db: SqlDatabase): EventOutbox {

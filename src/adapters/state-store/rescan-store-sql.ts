@@ -1,9 +1,9 @@
 import type { RescanRecord, RescanSelection, RescanStore } from '../../ports/rescan-store.ts'
-import { coverSql, type StoredSelection } from './rescan-selection-sql.ts'
 import { nullableString, toRescan } from './row-mapping.ts'
 import {
   CANCEL_ITEMS_SQL,
   CANCEL_RESCAN_SQL,
+  coverSql,
   GET_RESCAN_SQL,
   INSERT_RESCAN_SQL,
   ITEMS_PAGE_END_SQL,
@@ -13,9 +13,10 @@ import {
   newRescanRow,
   PAGE_END_SQL,
   RESCAN_CURSOR_SQL,
-  SqlValues,
+  type StoredSelection,
   UNSCHEDULE_CANCELLED_SQL
-} from './shared-sql.ts'
+} from './rescan-sql.ts'
+import { SqlValues } from './shared-sql.ts'
 import type { SqlDatabase, SqlHandle, TransactionOptions } from './sql-database.ts'
 
 /**
