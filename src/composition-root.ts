@@ -5,8 +5,7 @@ import { S3ObjectStore } from './adapters/object-store/s3-object-store.ts'
 import { PrometheusMetrics } from './adapters/metrics/prometheus-metrics.ts'
 import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
 import { HttpWebhookSink } from './adapters/webhook/http-webhook-sink.ts'
-import { PgStateStore } from './adapters/state-store/pg-state-store.ts'
-import { SqliteStateStore } from './adapters/state-store/sqlite-state-store.ts'
+import { openStateStore } from './adapters/state-store/open-state-store.ts'
 import type { Config } from './config/config-schema.ts'
 import { durationMs } from './config/load-config.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
@@ -75,9 +74,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
           queueSize: config.GW_S3_QUEUE_SIZE
         })
       : new FsObjectStore({ root: config.GW_FS_ROOT })
-  const state: StateStore = config.GW_DATABASE_URL.startsWith('sqlite:')
-    ? new SqliteStateStore(config.GW_DATABASE_URL.slice('sqlite:'.length))
-    : new PgStateStore({ url: config.GW_DATABASE_URL, schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
+  const state: StateStore = openStateStore(config.GW_DATABASE_URL, { schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
   try {
     await state.migrate()
   } catch (err) {
@@ -97,7 +94,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
     perUploadBytes: objects.putBufferBytes
   })
-  const metrics = new PrometheusMetrics({ state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
+  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
   const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })
@@ -133,15 +130,15 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   // Listing, rescan batches, retention and webhook delivery run in worker processes, beside the scans.
   const historyMs = durationMs(config.GW_HISTORY_RETENTION)
   const background = concurrency === 0 ? [] : [
-    new AdoptionService({ state, objects, log: logger }, { pageSize: config.GW_ADOPT_PAGE_SIZE, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
-    new RescanBatches({ state, log: logger }, { intervalMs: rescans.intervalMs, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    new AdoptionService({ adoption: state, objects, log: logger }, { pageSize: config.GW_ADOPT_PAGE_SIZE, leaseMs: config.GW_SCAN_LEASE_MS, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
+    new RescanBatches({ rescanStore: state, log: logger }, { intervalMs: rescans.intervalMs, pollIntervalMs: Math.max(config.GW_POLL_INTERVAL_MS, 1000) }),
     // Looks for old rows every minute, or ten times per retention period when that is shorter.
     new RetentionService(
-      { state, log: logger },
+      { pruning: state, log: logger },
       { historyMs, auditMs: config.GW_AUDIT_RETENTION === '' ? null : durationMs(config.GW_AUDIT_RETENTION), pollIntervalMs: Math.min(60_000, Math.max(100, historyMs / 10)) }
     ),
     new OrphanSweeper(
-      { state, objects, log: logger },
+      { orphans: state, objects, log: logger },
       {
         orphanAfterMs: durationMs(config.GW_ORPHAN_AFTER),
         idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
@@ -154,7 +151,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     ...(events.enabled
       ? [
           new WebhookDispatcher(
-            { state, log: logger, sink: new HttpWebhookSink({ url: config.GW_WEBHOOK_URL, secret: config.GW_WEBHOOK_SECRET, timeoutMs: config.GW_WEBHOOK_TIMEOUT_MS }) },
+            { outbox: state, log: logger, sink: new HttpWebhookSink({ url: config.GW_WEBHOOK_URL, secret: config.GW_WEBHOOK_SECRET, timeoutMs: config.GW_WEBHOOK_TIMEOUT_MS }) },
             { batchSize: 20, leaseMs: config.GW_WEBHOOK_TIMEOUT_MS * 3, pollIntervalMs: config.GW_POLL_INTERVAL_MS, retryBaseMs: config.GW_RETRY_BASE_MS, retryMaxMs: config.GW_RETRY_MAX_MS }
           )
         ]

@@ -6,8 +6,9 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
+import type { StateStore } from '../src/ports/state-store.ts'
 import type { NewUpload, UploadRecord } from '../src/ports/upload-record.ts'
 import { IngestService } from '../src/services/ingest-service.ts'
 import { UploadAdmission } from '../src/services/upload-admission.ts'
@@ -112,22 +113,27 @@ t.test('keys are scoped to the caller', async (t) => {
 })
 
 /** A real SQLite store whose commit loses its answer after committing, and whose next lookup fails too. */
-class LostAnswerStore extends SqliteStateStore {
-  failures = 0
-  override async commitUpload(u: NewUpload): Promise<void> {
-    await super.commitUpload(u)
-    if (this.failures-- > 0) throw new StateUnavailableError('state store: connection terminated (answer lost)')
+function lostAnswerStore(path: string): StateStore & { failures: number } {
+  const real = sqliteStateStore(path)
+  const store = {
+    ...real,
+    failures: 0,
+    async commitUpload(u: NewUpload): Promise<void> {
+      await real.commitUpload(u)
+      if (store.failures-- > 0) throw new StateUnavailableError('state store: connection terminated (answer lost)')
+    },
+    async getUpload(id: string): Promise<UploadRecord | null> {
+      if (store.failures-- > 0) throw new StateUnavailableError('state store: connection terminated')
+      return real.getUpload(id)
+    }
   }
-  override async getUpload(id: string): Promise<UploadRecord | null> {
-    if (this.failures-- > 0) throw new StateUnavailableError('state store: connection terminated')
-    return super.getUpload(id)
-  }
+  return store
 }
 
 t.test('an upload recorded although the client got 503 (answer and lookup lost) is found again by its key', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'gw-idem-'))
   t.teardown(() => rm(root, { recursive: true, force: true }))
-  const state = new LostAnswerStore(join(root, 'state.db'))
+  const state = lostAnswerStore(join(root, 'state.db'))
   await state.migrate()
   t.teardown(() => state.close())
   const objects = new FsObjectStore({ root: join(root, 'objects') })

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import type { Claim, StatusChange } from '../src/ports/job-queue.ts'
 import { handedOn, jobKindOf } from '../src/services/job-kind.ts'
 import { applyChange } from '../src/services/transition.ts'
@@ -33,7 +33,7 @@ t.test('a change hands the job on only to another step', async (t) => {
 
 t.test('a change applied in memory gives the record the store writes', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-apply-'))
-  const state = new SqliteStateStore(join(dir, 'state.db'))
+  const state = sqliteStateStore(join(dir, 'state.db'))
   await state.migrate()
   t.teardown(async () => {
     await state.close()

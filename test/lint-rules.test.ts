@@ -23,7 +23,7 @@ const wrongImports: Array<[string, string]> = [
   ['src/ports/x.ts', '../adapters/object-store/tags.ts'],
   ['src/ports/x.ts', '../http/schemas.ts'],
   ['src/ports/x.ts', '../config/config-schema.ts'],
-  ['src/services/x.ts', '../adapters/state-store/sqlite-state-store.ts'],
+  ['src/services/x.ts', '../adapters/state-store/open-state-store.ts'],
   ['src/services/x.ts', '../http/schemas.ts'],
   ['src/services/x.ts', '../config/load-config.ts'],
   ['src/services/x.ts', '../composition-root.ts'],

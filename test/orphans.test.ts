@@ -6,7 +6,7 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import { startGateway } from './helpers/gateway.ts'
 
 // The orphan sweeper, on the fs store and SQLite: what no committed record names goes once older
@@ -18,7 +18,7 @@ t.test('the sweeper removes uncommitted uploads, stray objects and temp files, a
   const root = await mkdtemp(join(tmpdir(), 'gw-orphans-'))
   t.teardown(() => rm(root, { recursive: true, force: true }))
   const objects = new FsObjectStore({ root: join(root, 'objects') })
-  const state = new SqliteStateStore(join(root, 'state.db'))
+  const state = sqliteStateStore(join(root, 'state.db'))
   await state.migrate()
   const quarantine = join(root, 'objects', 'quarantine')
   const old = Date.now() - 2 * HOUR

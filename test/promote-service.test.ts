@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { pino } from 'pino'
 import { FsObjectStore } from '../src/adapters/object-store/fs-object-store.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import type { Claim } from '../src/ports/job-queue.ts'
 import type { Verdict } from '../src/ports/upload-record.ts'
 import { PromoteStep } from '../src/services/promote-step.ts'
@@ -22,7 +22,7 @@ const clean: Verdict = { result: 'clean', signature: null, reason: null, engine:
 async function setup(t: Test) {
   const dir = await mkdtemp(join(tmpdir(), 'gw-promote-'))
   const objects = new FsObjectStore({ root: join(dir, 'objects') })
-  const state = new SqliteStateStore(join(dir, 'state.db'))
+  const state = sqliteStateStore(join(dir, 'state.db'))
   await state.migrate()
   t.teardown(async () => {
     await state.close()

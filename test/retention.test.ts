@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import t, { type Test } from 'tap'
-import { PgStateStore } from '../src/adapters/state-store/pg-state-store.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { pgStateStore, sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
 import type { StateStore } from '../src/ports/state-store.ts'
 import { freePort } from './helpers/free-port.ts'
 import { startGateway } from './helpers/gateway.ts'
@@ -60,7 +59,7 @@ async function checkPruned(t: Test, env: Record<string, string>, dir: string | u
 t.test('SQLite: a worker prunes old history in the background', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-retention-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const { uploadId } = await writeHistory(new SqliteStateStore(join(dir, 'state.db')))
+  const { uploadId } = await writeHistory(sqliteStateStore(join(dir, 'state.db')))
   const outboxIds = async (): Promise<string[]> => {
     const db = new DatabaseSync(join(dir, 'state.db'))
     try {
@@ -74,7 +73,7 @@ t.test('SQLite: a worker prunes old history in the background', async (t) => {
 
 t.test('PostgreSQL: a worker prunes old history in the background', async (t) => {
   const schema = await freshSchema(t)
-  const { uploadId } = await writeHistory(new PgStateStore({ url: pgUrl, schema, poolSize: 2 }))
+  const { uploadId } = await writeHistory(pgStateStore({ url: pgUrl, schema, poolSize: 2 }))
   const outboxIds = async (): Promise<string[]> => (await pgQuery(`SELECT id FROM "${schema}".outbox ORDER BY id`)).rows.map((r) => String(r.id))
   await checkPruned(t, { GW_DATABASE_URL: pgUrl, GW_DATABASE_SCHEMA: schema }, undefined, uploadId, outboxIds)
 })

@@ -4,14 +4,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
-import { PgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/pg-state-store.ts'
+import { pgStateStore, type PgStateStoreOptions } from '../src/adapters/state-store/open-state-store.ts'
 import { migrations } from '../src/adapters/state-store/pg-migrations.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import type { StateStore } from '../src/ports/state-store.ts'
 import type { NewUpload } from '../src/ports/upload-record.ts'
 import { freePort } from './helpers/free-port.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
-import { stateStoreContract } from './state-store-contract.ts'
+import { stateStoreContract } from './state-contract/every-port.ts'
 
 const upload = (over: Partial<NewUpload> = {}): NewUpload => {
   const id = randomBytes(16).toString('hex')
@@ -19,8 +19,8 @@ const upload = (over: Partial<NewUpload> = {}): NewUpload => {
 }
 
 /** A store on its own schema, closed when the test ends. */
-async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Promise<PgStateStore> {
-  const store = new PgStateStore({ url: pgUrl, schema: over.schema ?? (await freshSchema(t)), poolSize: 5, ...over })
+async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Promise<StateStore> {
+  const store = pgStateStore({ url: pgUrl, schema: over.schema ?? (await freshSchema(t)), poolSize: 5, ...over })
   t.teardown(() => store.close())
   return store
 }
@@ -38,7 +38,7 @@ const nowOf: Record<string, (args: unknown[]) => unknown> = {
   claimRescans: (a) => a[3],
   renewLease: (a) => a[2],
   update: (a) => a[2],
-  release: (a) => a[1],
+  giveBack: (a) => a[1],
   requestRelease: (a) => a[2],
   scheduleRescan: (a) => a[1],
   retryFailed: (a) => a[1],
@@ -52,7 +52,7 @@ const nowOf: Record<string, (args: unknown[]) => unknown> = {
   eventDelivered: (a) => a[1]
 }
 
-function withTestClock(store: PgStateStore, schema: string, clock: pg.Client): StateStore {
+function withTestClock(store: StateStore, schema: string, clock: pg.Client): StateStore {
   return new Proxy(store, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop)
@@ -79,12 +79,12 @@ function withTestClock(store: PgStateStore, schema: string, clock: pg.Client): S
 // Each case gets its own schema; the schemas are dropped when the file ends.
 stateStoreContract(t, async (options) => {
   const schema = await freshSchema(t)
-  const real = new PgStateStore({ url: pgUrl, schema, poolSize: 5, ...options })
+  const real = pgStateStore({ url: pgUrl, schema, poolSize: 5, ...options })
   const clock = new pg.Client({ connectionString: pgUrl })
   await clock.connect()
   // Other replicas' stores read the same test clock (gw_now() is replaced in the schema).
   const openAnother = async () => {
-    const other = new PgStateStore({ url: pgUrl, schema, poolSize: 3, ...options })
+    const other = pgStateStore({ url: pgUrl, schema, poolSize: 3, ...options })
     return { store: withTestClock(other, schema, clock), close: () => other.close() }
   }
   return { store: withTestClock(real, schema, clock), cleanup: async () => { await Promise.all([real.close(), clock.end()]) }, openAnother }
@@ -92,7 +92,7 @@ stateStoreContract(t, async (options) => {
 
 t.test('rejects a schema name that is not a plain identifier', async (t) => {
   for (const schema of ['Public', 'a-b', '1x', 'x"; DROP SCHEMA public; --', '']) {
-    t.throws(() => new PgStateStore({ url: pgUrl, schema, poolSize: 1 }), /invalid PostgreSQL schema name/)
+    t.throws(() => pgStateStore({ url: pgUrl, schema, poolSize: 1 }), /invalid PostgreSQL schema name/)
   }
 })
 

@@ -5,15 +5,16 @@ import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
 import { migrations } from '../src/adapters/state-store/sqlite-migrations.ts'
 import { queueFilter } from '../src/adapters/state-store/shared-sql.ts'
-import { SqliteStateStore } from '../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../src/adapters/state-store/open-state-store.ts'
+import { SqliteDatabase } from '../src/adapters/state-store/sqlite-database.ts'
 import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { sqliteStoreInWorker } from './helpers/sqlite-store-worker.ts'
-import { stateStoreContract } from './state-store-contract.ts'
+import { stateStoreContract } from './state-contract/every-port.ts'
 
 stateStoreContract(t, async (options) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
   const path = join(dir, 'nested', 'state.db')
-  const store = new SqliteStateStore(path, options)
+  const store = sqliteStateStore(path, options)
   return {
     store,
     cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) },
@@ -25,19 +26,19 @@ t.test('refuses a schema newer than it knows', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-sqlite-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const path = join(dir, 'state.db')
-  const store = new SqliteStateStore(path)
+  const store = sqliteStateStore(path)
   await store.migrate()
   await store.close()
   const db = new DatabaseSync(path)
   db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)').run()
   db.close()
-  const again = new SqliteStateStore(path)
+  const again = sqliteStateStore(path)
   t.teardown(() => again.close())
   await t.rejects(again.migrate(), /schema is at version 999, newer than this gateway knows/)
 })
 
 t.test('a closed store answers with StateUnavailableError', async (t) => {
-  const store = new SqliteStateStore(':memory:')
+  const store = sqliteStateStore(':memory:')
   await store.migrate()
   await store.getUpload('x') // its statement is now prepared and cached
   await store.close()
@@ -63,7 +64,7 @@ t.test('migration 2 upgrades a version 1 database: promoted uploads are in produ
   insert.run('pending1', 'k/pending1', 'pending', 30, 30, 30, null)
   db.close()
 
-  const store = new SqliteStateStore(path)
+  const store = sqliteStateStore(path)
   t.teardown(() => store.close())
   await store.migrate()
   t.match(await store.getUpload('clean1'), { status: 'clean', location: 'production', nextScanAt: null, released: null })
@@ -91,4 +92,28 @@ t.test('the claims find due work through their partial indexes', async (t) => {
   t.match(plan(`SELECT id FROM uploads WHERE status IN ('clean', 'infected', 'unscannable') AND next_scan_at <= 1 ORDER BY next_scan_at LIMIT 5`), /uploads_rescan_due/)
   t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.uploads} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_due/)
   t.match(plan(`SELECT id FROM uploads WHERE ${queueFilter.adopted} AND run_at <= 1 ORDER BY run_at LIMIT 5`), /uploads_adopted_due/)
+})
+
+t.test('a call made while a transaction awaits waits for it: it neither joins nor is rolled back with it', async (t) => {
+  const db = new SqliteDatabase(':memory:')
+  t.teardown(() => db.close())
+  await db.exec('CREATE TABLE t (v TEXT)')
+  let inside!: () => void
+  const entered = new Promise<void>((resolve) => (inside = resolve))
+  let carryOn!: () => void
+  const held = new Promise<void>((resolve) => (carryOn = resolve))
+  const failing = db.transaction(async (tx) => {
+    await tx.write('INSERT INTO t (v) VALUES ($1)', ['rolled back'])
+    inside()
+    await held
+    throw new Error('the transaction fails')
+  })
+  await entered
+  const outside = db.write('INSERT INTO t (v) VALUES ($1)', ['kept'])
+  const read = db.rows('SELECT v FROM t ORDER BY v')
+  carryOn()
+  await t.rejects(failing, /the transaction fails/)
+  t.equal(await outside, 1)
+  t.same((await read).map((r) => r.v), ['kept'], 'the read ran after the rollback, and after the write made before it')
+  t.same((await db.rows('SELECT v FROM t')).map((r) => r.v), ['kept'])
 })

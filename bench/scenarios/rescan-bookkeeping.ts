@@ -4,8 +4,7 @@ import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
 import { Readable } from 'node:stream'
 import pg from 'pg'
 import { startClamd } from '../../test/helpers/clamd.ts'
-import { PgStateStore } from '../../src/adapters/state-store/pg-state-store.ts'
-import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.ts'
+import { pgStateStore, sqliteStateStore } from '../../src/adapters/state-store/open-state-store.ts'
 import type { Claim } from '../../src/ports/job-queue.ts'
 import type { StateStore } from '../../src/ports/state-store.ts'
 import { contentBuffer, KiB, uniqueLabel } from '../lib/content.ts'
@@ -21,9 +20,6 @@ const CLAMD_CONCURRENCY = 4
 const SMALL_FILE = 10 * KiB
 const DAY = 86_400_000
 
-/** The port declares claimRescans; an adapter may not have it yet (it is checked at run time). */
-const hasClaimRescans = (prototype: object): boolean => typeof (prototype as Record<string, unknown>).claimRescans === 'function'
-
 /**
  * Claims of due rescans per second over many synthetic stored uploads (most not due), one
  * claimer calling claimRescans(owner, 4, lease, now) in a loop, against what clamd can scan:
@@ -33,17 +29,6 @@ export const rescanBookkeeping: Scenario = {
   id: 6,
   title: 'Rescan bookkeeping',
   async run(ctx) {
-    const stores = [
-      { name: 'SQLite', implemented: hasClaimRescans(SqliteStateStore.prototype) },
-      { name: 'PostgreSQL', implemented: hasClaimRescans(PgStateStore.prototype) }
-    ]
-    if (!stores.some((s) => s.implemented)) {
-      return {
-        rows: [],
-        details: {},
-        skipped: 'StateStore.claimRescans (src/ports/state-store.ts) is not implemented by the SQLite or PostgreSQL adapter yet; this scenario runs once it is'
-      }
-    }
     const records = ctx.quick ? 50_000 : 1_000_000
     const budgetMs = ctx.quick ? 1500 : 5000
 
@@ -64,11 +49,7 @@ export const rescanBookkeeping: Scenario = {
     // Profiled at once (2 s), not later: the million records are gone once measured.
     const profiles: ProfileSummary[] = []
     const notes: string[] = []
-    for (const { name, implemented } of stores) {
-      if (!implemented) {
-        notes.push(`${name}: claimRescans not implemented yet, skipped`)
-        continue
-      }
+    for (const name of ['SQLite', 'PostgreSQL']) {
       ctx.log(`  ${name}: ${records.toLocaleString('en')} records`)
       const target = await prepare(ctx, name, records)
       try {
@@ -221,7 +202,7 @@ async function prepare(ctx: Context, name: string, records: number): Promise<Pre
   const started = performance.now()
   if (name === 'SQLite') {
     const path = join(ctx.dir, 's6.db')
-    const migrated = new SqliteStateStore(path)
+    const migrated = sqliteStateStore(path)
     await migrated.migrate()
     await migrated.close()
     // One transaction, one prepared INSERT: the way a bulk import would load it.
@@ -236,12 +217,12 @@ async function prepare(ctx: Context, name: string, records: number): Promise<Pre
     } finally {
       db.close()
     }
-    const store = new SqliteStateStore(path)
+    const store = sqliteStateStore(path)
     return { store, due: dueOf(records), insertSeconds: round((performance.now() - started) / 1000, 1), close: () => store.close() }
   }
   const schema = `bench_${randomBytes(6).toString('hex')}`
   const drop = ctx.resources.defer(`schema ${schema}`, () => pgExec(ctx.pgUrl, `DROP SCHEMA IF EXISTS "${schema}" CASCADE`).then(() => undefined))
-  const store = new PgStateStore({ url: ctx.pgUrl, schema, poolSize: 4 })
+  const store = pgStateStore({ url: ctx.pgUrl, schema, poolSize: 4 })
   try {
     await store.migrate()
     const info = await pgExec<{ column_name: string; is_nullable: string; column_default: string | null }>(

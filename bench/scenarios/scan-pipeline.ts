@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startClamd, type Clamd } from '../../test/helpers/clamd.ts'
-import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../../src/adapters/state-store/open-state-store.ts'
 import { formatBytes, KiB, MiB, uniqueLabel, writeContentFile } from '../lib/content.ts'
 import { profileWhile, type ProfileSummary } from '../lib/cpu-profile.ts'
 import { metricValue, startGatewayProcess } from '../lib/gateway-process.ts'
@@ -209,7 +209,7 @@ async function runPipeline(
   })
 
   // 3. The window from the first scan's start to the last upload's final write, from the store itself.
-  const store = new SqliteStateStore(dbPath)
+  const store = sqliteStateStore(dbPath)
   let first = Number.POSITIVE_INFINITY
   let last = 0
   let clean = 0

@@ -2,8 +2,7 @@ import autocannon from 'autocannon'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import pg from 'pg'
-import { PgStateStore } from '../../src/adapters/state-store/pg-state-store.ts'
-import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.ts'
+import { pgStateStore, sqliteStateStore } from '../../src/adapters/state-store/open-state-store.ts'
 import type { StateStore } from '../../src/ports/state-store.ts'
 import { profileWhile } from '../lib/cpu-profile.ts'
 import { startGatewayProcess, type GatewayProcess } from '../lib/gateway-process.ts'
@@ -47,7 +46,7 @@ export const statusEndpoint: Scenario = {
     }
 
     const sqlitePath = join(ctx.dir, 's5.db')
-    const sqliteIds = await seed(new SqliteStateStore(sqlitePath), uploads)
+    const sqliteIds = await seed(sqliteStateStore(sqlitePath), uploads)
     const sqliteEnv = apiGatewayEnv(ctx, 's5')
     const sqlite = await measure(ctx, sqliteEnv, sqliteIds, seconds, 's5-sqlite')
 
@@ -55,7 +54,7 @@ export const statusEndpoint: Scenario = {
     const dropSchema = ctx.resources.defer(`schema ${schema}`, () => dropPgSchema(ctx.pgUrl, schema))
     let postgres: Load
     try {
-      const pgIds = await seed(new PgStateStore({ url: ctx.pgUrl, schema, poolSize: 4 }), uploads)
+      const pgIds = await seed(pgStateStore({ url: ctx.pgUrl, schema, poolSize: 4 }), uploads)
       postgres = await measure(ctx, { ...sqliteEnv, GW_DATABASE_URL: ctx.pgUrl, GW_DATABASE_SCHEMA: schema }, pgIds, seconds, 's5-pg')
     } finally {
       await dropSchema()

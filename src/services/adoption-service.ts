@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { AdoptionStore } from '../ports/rescan-store.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
 export interface AdoptionOptions {
@@ -17,14 +17,14 @@ export interface AdoptionOptions {
  * page whatever the bucket holds.
  */
 export class AdoptionService extends BackgroundLoop {
-  readonly #state: StateStore
+  readonly #adoption: AdoptionStore
   readonly #objects: ObjectStore
   readonly #options: AdoptionOptions
   readonly #owner = `adopt-${randomBytes(6).toString('hex')}`
 
-  constructor(deps: { state: StateStore; objects: ObjectStore; log: Log }, options: AdoptionOptions) {
+  constructor(deps: { adoption: AdoptionStore; objects: ObjectStore; log: Log }, options: AdoptionOptions) {
     super(deps.log, options.pollIntervalMs, 'adoption listing failed; it resumes from its saved position')
-    this.#state = deps.state
+    this.#adoption = deps.adoption
     this.#objects = deps.objects
     this.#options = options
   }
@@ -32,14 +32,14 @@ export class AdoptionService extends BackgroundLoop {
   /** Lists one adoption until it is done, its lease is lost or the service stops. False when none was due. */
   async runOnce(): Promise<boolean> {
     const { leaseMs, pageSize } = this.#options
-    let claim = await this.#state.claimAdoption(this.#owner, leaseMs, Date.now())
+    let claim = await this.#adoption.claimAdoption(this.#owner, leaseMs, Date.now())
     if (!claim) return false
     const log = this.log.child({ rescanId: claim.rescanId })
     log.info({ bucket: claim.bucket, prefix: claim.prefix, resumeAt: claim.continuationToken }, 'adoption listing')
     while (!this.stopping) {
       const page = await this.#objects.list('production', claim.prefix, claim.continuationToken, pageSize)
       const objects = page.objects.map((o) => ({ id: randomBytes(16).toString('hex'), key: o.key, size: o.size, contentType: 'application/octet-stream' }))
-      const added = await this.#state.adoptPage(claim, objects, page.nextToken, leaseMs, Date.now())
+      const added = await this.#adoption.adoptPage(claim, objects, page.nextToken, leaseMs, Date.now())
       if (added === null) {
         log.warn({}, 'adoption lease lost; another worker goes on')
         return true

@@ -1,6 +1,6 @@
 import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { OrphanLedger } from '../ports/upload-intake.ts'
 import type { UploadIntent } from '../ports/upload-intake.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
@@ -25,7 +25,7 @@ export interface OrphanSweeperOptions {
  * record is committed is never removed.
  */
 export class OrphanSweeper extends BackgroundLoop {
-  readonly #state: StateStore
+  readonly #orphans: OrphanLedger
   readonly #objects: ObjectStore
   readonly #options: OrphanSweeperOptions
   #openToken: string | null = null
@@ -33,9 +33,9 @@ export class OrphanSweeper extends BackgroundLoop {
   /** A full listing of quarantine costs one request per page: one pass per orphanAfterMs is enough. */
   #objectPassDueAt = 0
 
-  constructor(deps: { state: StateStore; objects: ObjectStore; log: Log }, options: OrphanSweeperOptions) {
+  constructor(deps: { orphans: OrphanLedger; objects: ObjectStore; log: Log }, options: OrphanSweeperOptions) {
     super(deps.log, options.pollIntervalMs, 'orphan sweep failed')
-    this.#state = deps.state
+    this.#orphans = deps.orphans
     this.#objects = deps.objects
     this.#options = options
   }
@@ -44,14 +44,14 @@ export class OrphanSweeper extends BackgroundLoop {
     const now = Date.now()
     const cutoff = now - this.#options.orphanAfterMs
     const { pageSize } = this.#options
-    const intents = await this.#state.claimIntents(now, cutoff, now + this.#options.retryMs, pageSize)
+    const intents = await this.#orphans.claimIntents(now, cutoff, now + this.#options.retryMs, pageSize)
     for (const intent of intents) {
       if (this.stopping) return false
       await this.#sweepIntent(intent)
     }
     const moreOpen = await this.#sweepOpenUploads(cutoff)
     const moreObjects = now >= this.#objectPassDueAt ? await this.#sweepObjects(cutoff) : false
-    const expired = await this.#state.expireIdempotencyKeys(now - this.#options.idempotencyTtlMs, pageSize)
+    const expired = await this.#orphans.expireIdempotencyKeys(now - this.#options.idempotencyTtlMs, pageSize)
     return intents.length === pageSize || moreOpen || moreObjects || expired === pageSize
   }
 
@@ -66,7 +66,7 @@ export class OrphanSweeper extends BackgroundLoop {
         if (token === null) break
       }
       await this.#objects.delete('quarantine', intent.objectKey)
-      await this.#state.deleteIntent(intent.id)
+      await this.#orphans.deleteIntent(intent.id)
       this.log.info({ uploadId: intent.id, key: intent.objectKey }, 'orphan swept: an upload that was never committed')
     } catch (err) {
       // Claimed with a retry time: the next sweep after it tries again.
@@ -78,7 +78,7 @@ export class OrphanSweeper extends BackgroundLoop {
   async #sweepOpenUploads(cutoff: number): Promise<boolean> {
     const page = await this.#objects.listOpenUploads('quarantine', this.#options.keyPrefix, this.#openToken, this.#options.pageSize)
     this.#openToken = page.nextToken
-    const known = await this.#state.knownKeys([...new Set(page.uploads.map((u) => u.key))])
+    const known = await this.#orphans.knownKeys([...new Set(page.uploads.map((u) => u.key))])
     for (const u of page.uploads) {
       if (known.has(u.key) || u.startedAt > cutoff) continue
       await this.#objects.abortOpenUpload('quarantine', u)
@@ -92,7 +92,7 @@ export class OrphanSweeper extends BackgroundLoop {
     const page = await this.#objects.list('quarantine', this.#options.keyPrefix, this.#objectToken, this.#options.pageSize)
     this.#objectToken = page.nextToken
     if (page.nextToken === null) this.#objectPassDueAt = Date.now() + this.#options.orphanAfterMs
-    const known = await this.#state.knownKeys(page.objects.map((o) => o.key))
+    const known = await this.#orphans.knownKeys(page.objects.map((o) => o.key))
     for (const o of page.objects) {
       if (known.has(o.key) || o.modifiedAt > cutoff) continue
       await this.#objects.delete('quarantine', o.key)

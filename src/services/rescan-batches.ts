@@ -1,5 +1,5 @@
 import type { Log } from '../ports/log.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { RescanStore } from '../ports/rescan-store.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
 /**
@@ -8,17 +8,17 @@ import { BackgroundLoop } from './background-loop.ts'
  * transaction, so millions of uploads never make one statement outlive the statement timeout.
  */
 export class RescanBatches extends BackgroundLoop {
-  readonly #state: StateStore
+  readonly #rescanStore: RescanStore
   readonly #intervalMs: number
 
-  constructor(deps: { state: StateStore; log: Log }, options: { intervalMs: number; pollIntervalMs: number }) {
+  constructor(deps: { rescanStore: RescanStore; log: Log }, options: { intervalMs: number; pollIntervalMs: number }) {
     super(deps.log, options.pollIntervalMs, 'rescan batch failed; it is retried from its saved position')
-    this.#state = deps.state
+    this.#rescanStore = deps.rescanStore
     this.#intervalMs = options.intervalMs
   }
 
   /** One batch; true while some are left. */
   runOnce(): Promise<boolean> {
-    return this.#state.advanceRescans(Date.now(), this.#intervalMs)
+    return this.#rescanStore.advanceRescans(Date.now(), this.#intervalMs)
   }
 }

@@ -1,5 +1,5 @@
 import type { Log } from '../ports/log.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { HistoryPruning } from '../ports/history-store.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
 export interface RetentionOptions {
@@ -16,12 +16,12 @@ export interface RetentionOptions {
  * not delivered yet, nor anything a rescan that is still going needs (the store decides which).
  */
 export class RetentionService extends BackgroundLoop {
-  readonly #state: StateStore
+  readonly #pruning: HistoryPruning
   readonly #options: RetentionOptions
 
-  constructor(deps: { state: StateStore; log: Log }, options: RetentionOptions) {
+  constructor(deps: { pruning: HistoryPruning; log: Log }, options: RetentionOptions) {
     super(deps.log, options.pollIntervalMs, 'pruning old history failed; retried later')
-    this.#state = deps.state
+    this.#pruning = deps.pruning
     this.#options = options
   }
 
@@ -29,7 +29,7 @@ export class RetentionService extends BackgroundLoop {
   async runOnce(): Promise<boolean> {
     const now = Date.now()
     const { historyMs, auditMs } = this.#options
-    const deleted = await this.#state.prune({ historyBefore: now - historyMs, auditBefore: auditMs === null ? null : now - auditMs })
+    const deleted = await this.#pruning.prune({ historyBefore: now - historyMs, auditBefore: auditMs === null ? null : now - auditMs })
     if (deleted > 0) this.log.info({ deleted }, 'pruned old history')
     return deleted > 0
   }

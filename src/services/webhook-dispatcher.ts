@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { backoffMs } from '../domain/upload-state.ts'
 import type { EventSink } from '../ports/event-sink.ts'
 import type { Log } from '../ports/log.ts'
-import type { StateStore } from '../ports/state-store.ts'
+import type { EventOutbox } from '../ports/event-outbox.ts'
 import { BackgroundLoop } from './background-loop.ts'
 
 export interface DispatcherOptions {
@@ -19,14 +19,14 @@ export interface DispatcherOptions {
  * store. An event whose delivery outlived its lease may be sent twice: receivers deduplicate on its id.
  */
 export class WebhookDispatcher extends BackgroundLoop {
-  readonly #state: StateStore
+  readonly #outbox: EventOutbox
   readonly #sink: EventSink
   readonly #options: DispatcherOptions
   readonly #owner = `webhooks-${randomBytes(6).toString('hex')}`
 
-  constructor(deps: { state: StateStore; sink: EventSink; log: Log }, options: DispatcherOptions) {
+  constructor(deps: { outbox: EventOutbox; sink: EventSink; log: Log }, options: DispatcherOptions) {
     super(deps.log, options.pollIntervalMs, 'could not read the webhook outbox')
-    this.#state = deps.state
+    this.#outbox = deps.outbox
     this.#sink = deps.sink
     this.#options = options
   }
@@ -34,17 +34,17 @@ export class WebhookDispatcher extends BackgroundLoop {
   /** Sends one batch of due events; true when the batch was full (more may be due). */
   async runOnce(): Promise<boolean> {
     const { batchSize, leaseMs, retryBaseMs, retryMaxMs } = this.#options
-    const events = await this.#state.claimEvents(this.#owner, batchSize, leaseMs, Date.now())
+    const events = await this.#outbox.claimEvents(this.#owner, batchSize, leaseMs, Date.now())
     await Promise.all(
       events.map(async (event) => {
         const log = this.log.child({ eventId: event.id, type: event.type })
         try {
           await this.#sink.deliver(event)
-          await this.#state.eventDelivered(event, Date.now())
+          await this.#outbox.eventDelivered(event, Date.now())
         } catch (err) {
           const delay = backoffMs(event.attempts, retryBaseMs, retryMaxMs)
           log.warn({ err, attempts: event.attempts, retryInMs: delay }, 'webhook delivery failed, will retry')
-          await this.#state.eventFailed(event, (err as Error).message, Date.now() + delay)
+          await this.#outbox.eventFailed(event, (err as Error).message, Date.now() + delay)
         }
       })
     )

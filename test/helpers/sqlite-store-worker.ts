@@ -1,8 +1,8 @@
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
-import { SqliteStateStore } from '../../src/adapters/state-store/sqlite-state-store.ts'
+import { sqliteStateStore } from '../../src/adapters/state-store/open-state-store.ts'
 import type { StateStore } from '../../src/ports/state-store.ts'
 
-// node:sqlite is synchronous: two SqliteStateStore instances in one thread never run a statement
+// node:sqlite is synchronous: two SQLite stores in one thread never run a statement
 // at the same time, so they cannot show a race between connections. A store in a worker thread
 // has its own connection and runs truly alongside this thread's, as a second process would.
 
@@ -14,7 +14,7 @@ interface Call {
 type Answer = { n: number; value: unknown } | { n: number; error: string }
 
 /**
- * A SqliteStateStore on the database file `path`, opened in a worker thread. Every method of the
+ * A SQLite state store on the database file `path`, opened in a worker thread. Every method of the
  * returned store runs in the worker; calls sent together are run there one after the other.
  */
 export async function sqliteStoreInWorker(path: string): Promise<{ store: StateStore; close: () => Promise<void> }> {
@@ -58,7 +58,7 @@ export async function sqliteStoreInWorker(path: string): Promise<{ store: StateS
 }
 
 if (!isMainThread && typeof workerData?.sqliteStorePath === 'string') {
-  const store = new SqliteStateStore(workerData.sqliteStorePath) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  const store = sqliteStateStore(workerData.sqliteStorePath) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
   parentPort?.on('message', async ({ n, method, args }: Call) => {
     try {
       parentPort?.postMessage({ n, value: await store[method]!(...args) } satisfies Answer)

@@ -1,11 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BytesOutcome, Metrics, PromotionOutcome, ScanOutcome, UploadOutcome } from '../../ports/metrics.ts'
 import type { Scanner } from '../../ports/scanner.ts'
-import type { StateStore } from '../../ports/state-store.ts'
+import type { JobQueue } from '../../ports/job-queue.ts'
 
 /** What the gauges read at scrape time. */
 export interface MetricSources {
-  state: StateStore
+  jobs: JobQueue
   scanner: Scanner
   admission: { uploads: number; reservedBytes: number }
 }
@@ -44,7 +44,7 @@ export class PrometheusMetrics implements Metrics {
     })
     this.#promotions = new Counter({ name: 'gateway_promotions_total', help: 'Promotions to production by how they ended.', labelNames: ['outcome'], registers })
 
-    const { state, scanner, admission } = sources
+    const { jobs, scanner, admission } = sources
     gauge('gateway_uploads_in_flight', 'Uploads being received by this process.', async (g) => g.set(admission.uploads))
     gauge('gateway_upload_memory_reserved_bytes', 'Upload buffer memory reserved by uploads in flight (bounded by GW_UPLOAD_MEMORY_BYTES).', async (g) =>
       g.set(admission.reservedBytes)
@@ -53,7 +53,7 @@ export class PrometheusMetrics implements Metrics {
     const scrape = () => this.#scrapes
     // The queue query counts every unfinished upload: with a backlog of millions, one per scrape
     // (and per scraper, per replica) would load the database for a figure that moves slowly.
-    const stats = perScrape(scrape, reusedFor(options.queueIntervalMs, () => state.queueStats()))
+    const stats = perScrape(scrape, reusedFor(options.queueIntervalMs, () => jobs.queueStats()))
     const version = perScrape(scrape, () => scanner.version())
     gauge('gateway_state_store_up', '1 when the state store answered the latest queue query (GW_METRICS_QUEUE_INTERVAL_MS).', async (g) => {
       g.set((await stats()) ? 1 : 0)

@@ -10,6 +10,8 @@ export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, cr
 export const RESERVE_KEY_SQL = 'INSERT INTO idempotency_keys (scope, key, upload_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING'
 /** $1 upload id, $2 now, $3 scope, $4 key. */
 export const TAKE_OVER_KEY_SQL = 'UPDATE idempotency_keys SET upload_id = $1, created_at = $2 WHERE scope = $3 AND key = $4'
+/** $1 scope, $2 key. */
+export const RESERVATION_SQL = 'SELECT * FROM idempotency_keys WHERE scope = $1 AND key = $2'
 export const UPLOAD_SQL = 'SELECT * FROM uploads WHERE id = $1'
 export const INTENT_SQL = 'SELECT abandoned_at FROM upload_intents WHERE id = $1'
 

@@ -1,0 +1,55 @@
+import type { StateStore } from '../../ports/state-store.ts'
+import { adoptionSql } from './adoption-sql.ts'
+import { historySql } from './history-sql.ts'
+import { jobQueueSql } from './job-queue-sql.ts'
+import { outboxSql } from './outbox-sql.ts'
+import { PgDatabase, type PgDatabaseOptions } from './pg-database.ts'
+import { rescanStoreSql } from './rescan-store-sql.ts'
+import type { SqlDatabase } from './sql-database.ts'
+import { SqliteDatabase } from './sqlite-database.ts'
+import { uploadActionsSql } from './upload-actions-sql.ts'
+import { uploadIntakeSql } from './upload-intake-sql.ts'
+
+/** Uploads per batch of a rescan's selection or cancellation, and rows per retention statement. */
+const DEFAULT_BATCH_SIZE = 5_000
+
+export interface BatchOptions {
+  /** Uploads a rescan covers or unwinds per transaction (see advanceRescans), rows pruned per statement. */
+  batchSize?: number
+}
+
+export type PgStateStoreOptions = PgDatabaseOptions & BatchOptions
+
+/**
+ * The state store the configuration names: `sqlite:<path>` for the embedded one, otherwise a
+ * PostgreSQL URL (its schema and pool size from `pg`).
+ */
+export function openStateStore(url: string, pg: Omit<PgStateStoreOptions, 'url'>): StateStore {
+  return url.startsWith('sqlite:') ? sqliteStateStore(url.slice('sqlite:'.length), pg) : pgStateStore({ ...pg, url })
+}
+
+/** One SQLite file (':memory:' for none), for one process. */
+export function sqliteStateStore(path: string, options: BatchOptions = {}): StateStore {
+  return stateStoreOver(new SqliteDatabase(path), options)
+}
+
+/** PostgreSQL, shared by replicas. */
+export function pgStateStore(options: PgStateStoreOptions): StateStore {
+  return stateStoreOver(new PgDatabase(options), options)
+}
+
+/** Every port's adapter over one database; their methods use no `this`, so they combine as they are. */
+function stateStoreOver(db: SqlDatabase, { batchSize = DEFAULT_BATCH_SIZE }: BatchOptions): StateStore {
+  return {
+    migrate: () => db.migrate(),
+    ping: () => db.ping(),
+    close: () => db.close(),
+    ...uploadIntakeSql(db),
+    ...jobQueueSql(db),
+    ...uploadActionsSql(db),
+    ...rescanStoreSql(db, batchSize),
+    ...adoptionSql(db),
+    ...outboxSql(db),
+    ...historySql(db, batchSize)
+  }
+}

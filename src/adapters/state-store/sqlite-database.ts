@@ -1,0 +1,162 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
+import { StateUnavailableError } from '../../ports/state-database.ts'
+import type { Row } from './row-mapping.ts'
+import { applyMigrations, type SqlDatabase, type SqlHandle, type TransactionOptions } from './sql-database.ts'
+import { migrations } from './sqlite-migrations.ts'
+import { sqliteStatements } from './sqlite-statements.ts'
+
+/**
+ * The embedded engine: one SQLite file through node:sqlite (built into Node 24, no native build).
+ * WAL with synchronous=FULL, so a committed upload survives a crash. SQLite serialises writers:
+ * BEGIN IMMEDIATE makes a multi-statement change atomic.
+ * It serves one process, so its clock is the only one: the lease clock gw_now() of the shared SQL
+ * is the `now` the caller passed (see at()).
+ *
+ * One connection serves every call, and a transaction's function awaits between its statements:
+ * while a transaction is open, other calls wait their turn (#acquire) rather than run inside it.
+ * Statements themselves run synchronously, so a call with nothing to wait for runs at once.
+ */
+export class SqliteDatabase implements SqlDatabase {
+  readonly dialect = 'sqlite' as const
+  readonly statements = sqliteStatements
+  readonly #db: DatabaseSync
+  /** Prepared once and reused: status polls and claims run these statements all the time. */
+  readonly #prepared = new Map<string, StatementSync>()
+  /** The time of the statement running, for gw_now(); set just around it. */
+  #clock: number | null = null
+  /** A transaction (or close) holds the connection; the calls waiting for it, in order. */
+  #busy = false
+  readonly #waiting: (() => void)[] = []
+  readonly #free = this.#handle(null, false)
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    this.#db = new DatabaseSync(path, { timeout: 5000 })
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
+    this.#db.function('gw_now', { deterministic: false }, () => {
+      if (this.#clock === null) throw new Error('gw_now() used by a statement run without the time of its call')
+      return this.#clock
+    })
+    // PostgreSQL's LEAST, used by the shared SQL (SQLite's own is the two-argument min()).
+    this.#db.function('least', { deterministic: true }, (a, b) => (Number(a) <= Number(b) ? a : b))
+  }
+
+  rows(sql: string, values?: unknown[]): Promise<Row[]> {
+    return this.#free.rows(sql, values)
+  }
+
+  write(sql: string, values?: unknown[]): Promise<number> {
+    return this.#free.write(sql, values)
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.#free.exec(sql)
+  }
+
+  at(now: number): SqlHandle {
+    return this.#handle(now, false)
+  }
+
+  /** BEGIN IMMEDIATE takes the write lock at once, so the statements in fn see and change one state. */
+  async transaction<T>(fn: (tx: SqlHandle) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    await this.#acquire()
+    try {
+      this.#run(() => this.#db.exec('BEGIN IMMEDIATE'))
+      try {
+        const result = await fn(this.#handle(options.now ?? null, true))
+        this.#run(() => this.#db.exec('COMMIT'))
+        return result
+      } catch (err) {
+        try {
+          this.#db.exec('ROLLBACK')
+        } catch {
+          // Nothing to roll back (the COMMIT failed and ended it, or the database is closed).
+        }
+        throw err
+      }
+    } finally {
+      this.#release()
+    }
+  }
+
+  async migrate(): Promise<void> {
+    await this.transaction((tx) => applyMigrations(tx, migrations, this.statements.versionsTable))
+  }
+
+  async ping(): Promise<void> {
+    await this.rows('SELECT 1')
+  }
+
+  async close(): Promise<void> {
+    await this.#acquire()
+    try {
+      if (this.#db.isOpen) this.#db.close()
+    } finally {
+      this.#release()
+    }
+  }
+
+  /** Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the connection. */
+  #handle(clock: number | null, owned: boolean): SqlHandle {
+    const call = async <T>(fn: () => T): Promise<T> => {
+      if (owned || !this.#busy) return this.#at(clock, fn)
+      await this.#acquire()
+      try {
+        return this.#at(clock, fn)
+      } finally {
+        this.#release()
+      }
+    }
+    return {
+      rows: (sql, values = []) => call(() => this.#statement(sql).all(...(values as SQLInputValue[]))),
+      write: (sql, values = []) => call(() => Number(this.#statement(sql).run(...(values as SQLInputValue[])).changes)),
+      exec: (sql) => call(() => this.#db.exec(sql))
+    }
+  }
+
+  /** Runs fn (synchronous) with gw_now() answering `clock`; its SQLite errors as StateUnavailableError. */
+  #at<T>(clock: number | null, fn: () => T): T {
+    this.#clock = clock
+    try {
+      return this.#run(fn)
+    } finally {
+      this.#clock = null
+    }
+  }
+
+  async #acquire(): Promise<void> {
+    if (!this.#busy) {
+      this.#busy = true
+      return
+    }
+    // The connection is handed over with #busy left set (see #release).
+    await new Promise<void>((resolve) => this.#waiting.push(resolve))
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift()
+    if (next) next()
+    else this.#busy = false
+  }
+
+  /** Shared SQL is written with $1 placeholders; SQLite binds ?1 by number just the same. */
+  #statement(sql: string): StatementSync {
+    let statement = this.#prepared.get(sql)
+    if (!statement) {
+      statement = this.#db.prepare(sql.replace(/\$(\d+)/g, '?$1'))
+      this.#prepared.set(sql, statement)
+    }
+    return statement
+  }
+
+  /** SQLite errors (disk full, locked past the busy timeout, closed) mean "try again later" to callers. */
+  #run<T>(fn: () => T): T {
+    try {
+      return fn()
+    } catch (err) {
+      throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import { type BeginResult, type IdempotencyKey, type OrphanLedger, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
+import type { NewUpload, UploadLookup, UploadRecord } from '../../ports/upload-record.ts'
+import {
+  ABANDON_SQL,
+  COMMIT_INTENT_SQL,
+  DELETE_INTENT_SQL,
+  EXPIRE_KEYS_SQL,
+  INSERT_INTENT_SQL,
+  INTENT_SQL,
+  RESERVATION_SQL,
+  reservationState,
+  RESERVE_KEY_SQL,
+  TAKE_OVER_KEY_SQL,
+  toIntent,
+  UPLOAD_SQL
+} from './intent-sql.ts'
+import { toRecord } from './row-mapping.ts'
+import type { SqlDatabase, SqlHandle } from './sql-database.ts'
+
+/**
+ * A new upload is due at once on either clock (see shared-sql.ts): on SQLite gw_now() is its
+ * createdAt, so run_at is createdAt there.
+ */
+const INSERT_UPLOAD_SQL = `
+  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
+  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`
+
+const insertValues = (u: NewUpload): unknown[] => [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
+
+/** Uploads, their intents and idempotency keys (migration 4): the lookup, the intake and the orphan ledger. */
+export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & OrphanLedger {
+  const { statements } = db
+  return {
+    async getUpload(id: string): Promise<UploadRecord | null> {
+      const [row] = await db.rows(UPLOAD_SQL, [id])
+      return row ? toRecord(row) : null
+    },
+
+    async insertUpload(u: NewUpload): Promise<void> {
+      await db.at(u.createdAt).write(INSERT_UPLOAD_SQL, insertValues(u))
+    },
+
+    beginUpload(intent: UploadIntent, idempotency: IdempotencyKey | null, now: number): Promise<BeginResult> {
+      return db.transaction(async (tx) => {
+        if (idempotency && (await reserve(tx, idempotency, intent, now)) === 0) {
+          const [reservation] = await tx.rows(RESERVATION_SQL + statements.forUpdate, [idempotency.scope, idempotency.key])
+          if (reservation) {
+            const uploadId = reservation.upload_id
+            const [upload] = await tx.rows(UPLOAD_SQL, [uploadId])
+            const [known] = await tx.rows(INTENT_SQL, [uploadId])
+            const existing = reservationState(reservation, upload, known, idempotency, now)
+            if (existing) return existing
+            await tx.write(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
+          } else await reserve(tx, idempotency, intent, now) // expired and deleted meanwhile
+        }
+        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+        return { kind: 'started' } as const
+      })
+    },
+
+    async commitUpload(u: NewUpload): Promise<void> {
+      await db.transaction(async (tx) => {
+        if ((await tx.write(COMMIT_INTENT_SQL, [u.id])) !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
+        await tx.write(INSERT_UPLOAD_SQL, insertValues(u))
+      }, { now: u.createdAt })
+    },
+
+    async abandonUpload(id: string, now: number): Promise<void> {
+      await db.write(ABANDON_SQL, [id, now])
+    },
+
+    async claimIntents(now: number, cutoff: number, retryAt: number, limit: number): Promise<UploadIntent[]> {
+      if (limit <= 0) return []
+      return (await db.rows(statements.claimIntents, [now, cutoff, retryAt, limit])).map(toIntent)
+    },
+
+    async deleteIntent(id: string): Promise<void> {
+      await db.write(DELETE_INTENT_SQL, [id])
+    },
+
+    async knownKeys(keys: string[]): Promise<Set<string>> {
+      if (keys.length === 0) return new Set()
+      const rows = await db.rows(statements.knownKeys, [statements.textList(keys)])
+      return new Set(rows.map((r) => String(r.object_key)))
+    },
+
+    expireIdempotencyKeys(before: number, limit: number): Promise<number> {
+      return db.write(EXPIRE_KEYS_SQL, [before, limit])
+    }
+  }
+}
+
+function reserve(tx: SqlHandle, idempotency: IdempotencyKey, intent: UploadIntent, now: number): Promise<number> {
+  return tx.write(RESERVE_KEY_SQL, [idempotency.scope, idempotency.key, intent.id, now])
+}
