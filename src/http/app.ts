@@ -13,6 +13,7 @@ import type { StatusService } from '../services/status-service.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
 import type { UploadOperations } from '../services/upload-operations.ts'
 import type { Auth } from './auth.ts'
+import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
@@ -69,14 +70,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   registerErrorHandling(app)
   const overCap = limitConnections(app, options)
   answerHeaderTimeouts(app, options.headersTimeoutMs)
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-  })
+  answerWhileDraining(app)
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id)
-    // Requests on kept-alive connections while the server drains: send them to another replica.
-    if (closing) throw new GatewayError('GW_SHUTTING_DOWN')
     if (overCap(request.raw.socket) && request.routeOptions.url !== '/healthz') {
       reply.header('connection', 'close')
       throw new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`)

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { GatewayError } from '../domain/errors.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
+import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
@@ -13,15 +13,7 @@ import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 export async function buildOpsApp(deps: { logger: FastifyBaseLogger; readiness: ReadinessService; exporter: MetricsExporter }): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: deps.logger, genReqId: () => randomUUID(), return503OnClosing: false })
   registerErrorHandling(app)
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-  })
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id)
-    // A draining process is not ready: say so, like the main listener.
-    if (closing) throw new GatewayError('GW_SHUTTING_DOWN')
-  })
+  answerWhileDraining(app)
   await app.register(healthRoutes)
   await app.register(readinessRoutes, deps)
   await app.register(metricsRoutes, deps)
