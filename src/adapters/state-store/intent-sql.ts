@@ -1,7 +1,7 @@
 import type { BeginResult, IdempotencyKey, UploadIntent } from '../../ports/upload-intake.ts'
 import { toRecord, type Row } from './row-mapping.ts'
 
-// Upload intents and idempotency keys (migration 4), shared by both adapters. Placeholders as in shared-sql.ts.
+// Upload intents and idempotency keys (migration 5), shared by both adapters. Placeholders as in shared-sql.ts.
 
 /** $1 id, $2 object key, $3 created at (also when it is first due for the sweeper, once old enough). */
 export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after) VALUES ($1, $2, $3, $3)'

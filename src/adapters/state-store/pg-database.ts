@@ -21,7 +21,7 @@ export interface PgDatabaseOptions {
 
 /**
  * The shared engine: PostgreSQL through a pg.Pool, so several gateway replicas can claim from one
- * queue. Leases are on the database's clock, gw_now() (migration 5), whatever `now` callers pass.
+ * queue. Leases are on the database's clock, gw_now() (migration 4), whatever `now` callers pass.
  */
 export class PgDatabase implements SqlDatabase {
   readonly dialect = 'pg' as const
@@ -53,16 +53,18 @@ export class PgDatabase implements SqlDatabase {
     this.#pool.on('error', () => {})
   }
 
-  async rows(sql: string, values?: unknown[]): Promise<Row[]> {
-    return (await this.#guard(() => this.#pool.query<Row>(sql, values))).rows
+  readonly #pooled = handleOver((sql, values) => this.#guard(() => this.#pool.query<Row>(sql, values)))
+
+  rows(sql: string, values?: unknown[]): Promise<Row[]> {
+    return this.#pooled.rows(sql, values)
   }
 
-  async write(sql: string, values?: unknown[]): Promise<number> {
-    return (await this.#guard(() => this.#pool.query<Row>(sql, values))).rowCount ?? 0
+  write(sql: string, values?: unknown[]): Promise<number> {
+    return this.#pooled.write(sql, values)
   }
 
-  async exec(sql: string): Promise<void> {
-    await this.#guard(() => this.#pool.query(sql))
+  exec(sql: string): Promise<void> {
+    return this.#pooled.exec(sql)
   }
 
   at(_now: number): SqlHandle {
@@ -80,13 +82,7 @@ export class PgDatabase implements SqlDatabase {
       const config: pg.QueryConfig & { query_timeout?: number } = { text: sql, values, ...(untimed ? { query_timeout: UNTIMED_MS } : {}) }
       return this.#guard(() => client.query<Row>(config))
     }
-    const tx: SqlHandle = {
-      rows: async (sql, values) => (await query(sql, values)).rows,
-      write: async (sql, values) => (await query(sql, values)).rowCount ?? 0,
-      exec: async (sql) => {
-        await query(sql)
-      }
-    }
+    const tx = handleOver(query)
     let failed = false
     try {
       await query('BEGIN')
@@ -131,6 +127,17 @@ export class PgDatabase implements SqlDatabase {
       return await fn()
     } catch (err) {
       throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
+    }
+  }
+}
+
+/** The handle over one way of querying: the pool, or a transaction's own client. */
+function handleOver(query: (sql: string, values?: unknown[]) => Promise<pg.QueryResult<Row>>): SqlHandle {
+  return {
+    rows: async (sql, values) => (await query(sql, values)).rows,
+    write: async (sql, values) => (await query(sql, values)).rowCount ?? 0,
+    exec: async (sql) => {
+      await query(sql)
     }
   }
 }

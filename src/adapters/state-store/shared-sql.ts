@@ -8,7 +8,7 @@ import type { Claim, StatusChange } from '../../ports/job-queue.ts'
  * engine turns them into ?1, which SQLite binds by number just the same.
  *
  * Leases are kept on one clock, gw_now() (ms since the epoch): on PostgreSQL the database's own
- * (migration 5), so a replica whose clock runs fast cannot take a live lease; on SQLite, one
+ * (migration 4), so a replica whose clock runs fast cannot take a live lease; on SQLite, one
  * process, whose clock (the `now` its caller passes) is the only one. Lease ends are gw_now() plus
  * the lease; lease expiry compares with gw_now(). "Due now" is LEAST(caller's now, gw_now()): due at
  * once on either clock. Other times (created, scanned, updated) are the caller's.

@@ -27,7 +27,7 @@ const INSERT_UPLOAD_SQL = `
 
 const insertValues = (u: NewUpload): unknown[] => [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
 
-/** Uploads, their intents and idempotency keys (migration 4): the lookup, the intake and the orphan ledger. */
+/** Uploads, their intents and idempotency keys (migration 5): the lookup, the intake and the orphan ledger. */
 export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & OrphanLedger {
   const { statements } = db
   return {
