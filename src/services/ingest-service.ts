@@ -142,11 +142,10 @@ export class IngestService {
       // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])
     } catch (err) {
-      this.#metrics.uploadBytes('discarded', meter.bytes)
       const failure = this.#storeFailure(err, meter, request.signal, stalled.signal)
       // A store that is failing is not waited for again: the sweeper finishes the cleanup.
       const storeFailing = gatewayErrorOf(failure)?.code === 'GW_STORE_UNAVAILABLE'
-      await this.#discard({ id, objectKey, size: 0 }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
+      await this.#discard({ id, objectKey, size: meter.bytes }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
       throw failure
     } finally {
       watchdog.stop()
@@ -166,7 +165,7 @@ export class IngestService {
     try {
       await pipelineAsync(file.body, meter, sink, { signal })
     } catch (err) {
-      throw this.#storeFailure(err, meter, signal, new AbortController().signal)
+      throw this.#storeFailure(err, meter, signal)
     }
     if (meter.bytes !== original.size || meter.sha256 !== original.sha256) {
       throw new GatewayError('GW_IDEMPOTENCY_CONFLICT', `this Idempotency-Key was used for upload ${original.id} with a different file (size or SHA-256)`)
@@ -188,20 +187,18 @@ export class IngestService {
       // upload is accepted. Only a record known to be absent lets the object go; when the store
       // cannot tell, the object stays (an orphan is better than a record pointing at nothing).
       const committed = await this.#uploads.getUpload(stored.id).then(
-        (record) => (record ? true : false),
+        (record) => record !== null,
         () => null
       )
-      if (committed === true) log.warn({ err, uploadId: stored.id }, 'the insert committed although its answer was lost')
-      else {
-        if (committed === false) await this.#discard(stored, log)
-        else {
-          // Abandoning is a no-op on a committed upload (its intent is gone): the sweeper then leaves it alone.
-          await this.#intake.abandonUpload(stored.id, Date.now()).catch(() => undefined)
-          log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: the object stays until the sweeper finds its intent uncommitted')
-        }
-        // A StateUnavailableError: the client is told 503 GW_STATE_UNAVAILABLE (gatewayErrorOf).
-        throw err
+      if (committed === false) await this.#discard(stored, log)
+      else if (committed === null) {
+        // Abandoning is a no-op on a committed upload (its intent is gone): the sweeper then leaves it alone.
+        await this.#intake.abandonUpload(stored.id, Date.now()).catch(() => undefined)
+        log.error({ err, uploadId: stored.id, key: stored.objectKey }, 'state store unavailable: the object stays until the sweeper finds its intent uncommitted')
       }
+      // A StateUnavailableError: the client is told 503 GW_STATE_UNAVAILABLE (gatewayErrorOf).
+      if (committed !== true) throw err
+      log.warn({ err, uploadId: stored.id }, 'the insert committed although its answer was lost')
     }
     log.info({ uploadId: stored.id, size: stored.size, sha256: stored.sha256 }, 'upload accepted')
     this.#metrics.uploadBytes('stored', stored.size)
@@ -220,25 +217,22 @@ export class IngestService {
     await this.#intake.abandonUpload(stored.id, Date.now()).catch((err: unknown) => {
       log.error({ err, uploadId: stored.id }, 'could not mark a discarded upload abandoned: the sweeper removes it after GW_ORPHAN_AFTER')
     })
-    const deleting = this.#objects.delete('quarantine', stored.objectKey).then(
-      () => true,
-      (err: unknown) => {
-        log.warn({ err, uploadId: stored.id, key: stored.objectKey }, 'could not delete a discarded upload from quarantine: the sweeper will')
-        return true
-      }
-    )
+    const deleting = this.#objects.delete('quarantine', stored.objectKey).catch((err: unknown) => {
+      log.warn({ err, uploadId: stored.id, key: stored.objectKey }, 'could not delete a discarded upload from quarantine: the sweeper will')
+    })
+    // Waited for at most waitMs: a hung store must not hold the answer to the client.
     const timeout = new AbortController()
-    await Promise.race([deleting, sleep(waitMs, false, { signal: timeout.signal }).catch(() => false)])
+    await Promise.race([deleting, sleep(waitMs, undefined, { signal: timeout.signal }).catch(() => undefined)])
     timeout.abort()
   }
 
-  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal, stalled: AbortSignal): unknown {
+  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal, stalled?: AbortSignal): unknown {
     const cause = meter.errored ?? err
     if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${this.#options.maxBytes} bytes`)
     if (cause instanceof GatewayError) return cause
     // The reason the caller stopped the upload (the client left, or sent too slowly).
     if (signal.aborted) return signal.reason instanceof GatewayError ? signal.reason : new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })
-    if (stalled.aborted) return new GatewayError('GW_STORE_UNAVAILABLE', (stalled.reason as Error).message, { cause: err })
+    if (stalled?.aborted) return new GatewayError('GW_STORE_UNAVAILABLE', (stalled.reason as Error).message, { cause: err })
     // The store's own failure, as it is: the edge tells the client (gatewayErrorOf).
     if (err instanceof StoreUnavailableError) return err
     return cause
