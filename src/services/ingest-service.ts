@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { pipeline, Writable, type Readable } from 'node:stream'
-import { pipeline as pipelineAsync } from 'node:stream/promises'
+import { pipeline, type Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
@@ -161,9 +160,8 @@ export class IngestService {
   /** A retry under a key already used: its bytes are hashed, not stored, and must be the same. */
   async #compare(file: IncomingFile, signal: AbortSignal, original: UploadRecord): Promise<UploadRecord> {
     const meter = new StreamMeter(this.#options.maxBytes)
-    const sink = new Writable({ write: (_chunk, _encoding, done) => done() })
     try {
-      await pipelineAsync(file.body, meter, sink, { signal })
+      await meter.measure(file.body, signal)
     } catch (err) {
       throw this.#storeFailure(err, meter, signal)
     }

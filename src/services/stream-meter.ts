@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
-import { Transform, type TransformCallback } from 'node:stream'
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 
 /** Raised by a StreamMeter whose stream grew past its limit. */
 export class StreamLimitError extends Error {
@@ -34,6 +35,14 @@ export class StreamMeter extends Transform {
   override _flush(callback: TransformCallback): void {
     this.#digest = this.#hash.digest('hex')
     callback()
+  }
+
+  /**
+   * Reads `source` to its end through this meter and drops the bytes: measured, not kept (a
+   * retried upload compared with the first, a stored object checked before a release).
+   */
+  async measure(source: Readable, signal?: AbortSignal): Promise<void> {
+    await pipeline(source, this, new Writable({ write: (_chunk, _encoding, done) => done() }), { signal })
   }
 
   /** The SHA-256 of everything that passed, once the stream has ended; null before. */

@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream/promises'
 import { GatewayError } from '../domain/errors.ts'
 import { releasableStatuses } from '../domain/upload-state.ts'
 import type { AuditLog } from '../ports/history-store.ts'
@@ -66,9 +65,7 @@ export class UploadOperations {
       throw new GatewayError('GW_CONFLICT', `upload ${upload.id} cannot be released: its object ${upload.objectKey} is missing from ${upload.location}`)
     }
     const meter = new StreamMeter()
-    await pipeline(opened.body, meter, async (source: AsyncIterable<Buffer>) => {
-      for await (const _ of source);
-    }, { signal })
+    await meter.measure(opened.body, signal)
     if (meter.bytes !== upload.size || meter.sha256 !== upload.sha256) {
       throw new GatewayError(
         'GW_CONFLICT',
