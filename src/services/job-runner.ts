@@ -2,7 +2,7 @@ import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import { handedOn, jobKindOf, type JobKind, type JobStep } from './job-kind.ts'
-import { fence, LeaseLostError } from './lease-fence.ts'
+import { FencedWrites, LeaseLostError } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { decideRetry, errorFacts, type RetryOptions } from './retry-policy.ts'
@@ -24,22 +24,23 @@ export interface JobRunnerOptions extends RetryOptions {
  */
 export class JobRunner {
   readonly #jobs: JobQueue
-  readonly #objects: ObjectStore
   readonly #steps: Record<JobKind, JobStep>
   readonly #rescans: RescanPolicy
   readonly #events: UploadEvents
   readonly #options: JobRunnerOptions
+  /** The failed tag renews the lease first. */
+  readonly #writes: FencedWrites
 
   constructor(
     deps: { jobs: JobQueue; objects: ObjectStore; steps: Record<JobKind, JobStep>; rescans: RescanPolicy; events: UploadEvents },
     options: JobRunnerOptions
   ) {
     this.#jobs = deps.jobs
-    this.#objects = deps.objects
     this.#steps = deps.steps
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#options = options
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
   }
 
   /**
@@ -77,8 +78,7 @@ export class JobRunner {
     let change = decision.change
     if (decision.failed) {
       try {
-        await fence(this.#jobs, claim, this.#options.leaseMs, signal)
-        await this.#objects.setTags(upload.location, upload.objectKey, detectionTags('failed', upload.id, upload.verdict, now, upload.location === 'production'), { signal })
+        await this.#writes.setTags(claim, upload.location, upload.objectKey, detectionTags('failed', upload.id, upload.verdict, now, upload.location === 'production'), { signal })
       } catch (tagErr) {
         if (tagErr instanceof LeaseLostError) return lost(log)
         log.error({ err: tagErr }, 'could not tag a failed upload')

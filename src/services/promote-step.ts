@@ -3,7 +3,7 @@ import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobStep, StepResult } from './job-kind.ts'
-import { fence } from './lease-fence.ts'
+import { FencedWrites } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { transition } from './transition.ts'
@@ -20,16 +20,16 @@ export class PromoteStep implements JobStep {
   readonly #metrics: Metrics
   readonly #rescans: RescanPolicy
   readonly #events: UploadEvents
-  /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
-  readonly #leaseMs: number
+  /** Every object-store write renews the lease first. */
+  readonly #writes: FencedWrites
 
   constructor(deps: { objects: ObjectStore; jobs: JobQueue; metrics: Metrics; rescans: RescanPolicy; events: UploadEvents }, options: { leaseMs: number }) {
-    this.#leaseMs = options.leaseMs
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#objects = deps.objects
     this.#jobs = deps.jobs
     this.#metrics = deps.metrics
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
   }
 
   async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
@@ -51,8 +51,7 @@ export class PromoteStep implements JobStep {
     const { upload } = claim
     if (upload.location !== 'quarantine') return true
     if ((await this.#objects.head('quarantine', upload.objectKey)) === null) return (await this.#objects.head('production', upload.objectKey)) === null
-    await fence(this.#jobs, claim, this.#leaseMs, signal)
-    await this.#objects.delete('production', upload.objectKey, { signal })
+    await this.#writes.delete(claim, 'production', upload.objectKey, { signal })
     return true
   }
 
@@ -65,21 +64,18 @@ export class PromoteStep implements JobStep {
     const tags = { ...verdictTags('clean', upload.id, upload.verdict, upload.scannedAt ?? Date.now()), ...(upload.released ? { 'av-released-by': upload.released.by } : {}) }
     if (upload.location === 'production') {
       // Released in place: tagged where it is (tag mode, or an adopted object that failed its scans).
-      await fence(this.#jobs, claim, this.#leaseMs, signal)
-      await this.#objects.setTags('production', upload.objectKey, tags, { signal })
+      await this.#writes.setTags(claim, 'production', upload.objectKey, tags, { signal })
       return this.#promoted(claim, log)
     }
     try {
       // Only the bytes that were scanned (or, for a release, verified): if the quarantined object changed since, nothing is copied.
-      await fence(this.#jobs, claim, this.#leaseMs, signal)
-      await this.#objects.copy('quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), signal })
+      await this.#writes.copy(claim, 'quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), signal })
     } catch (err) {
       if (err instanceof ObjectChangedError) return this.#changed(claim, log, signal)
       // A run that crashed after deleting the quarantined copy left only the production one.
       if (!(err instanceof ObjectNotFoundError) || !(await this.#inProduction(upload.objectKey, upload.id, upload.size))) throw err
     }
-    await fence(this.#jobs, claim, this.#leaseMs, signal)
-    await this.#objects.delete('quarantine', upload.objectKey, { signal })
+    await this.#writes.delete(claim, 'quarantine', upload.objectKey, { signal })
     return this.#promoted(claim, log)
   }
 
@@ -106,8 +102,7 @@ export class PromoteStep implements JobStep {
     // An earlier try may have copied the scanned bytes before failing: a failed upload has no production copy.
     await this.withdraw(claim, signal)
     this.#metrics.promotionEnded('changed')
-    await fence(this.#jobs, claim, this.#leaseMs, signal)
-    await this.#objects.setTags('quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now), { signal })
+    await this.#writes.setTags(claim, 'quarantine', upload.objectKey, verdictTags('failed', upload.id, upload.verdict, now), { signal })
     const lastError = 'the quarantined object changed after it was scanned'
     const change = { status: 'failed', lastError, events: this.#events.about('upload.failed', upload, now, { error: lastError }) } as const
     return { change, written: await transition(this.#jobs, claim, change, now) }

@@ -2,7 +2,7 @@ import type { Log } from '../ports/log.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobStep, StepResult } from './job-kind.ts'
-import { fence } from './lease-fence.ts'
+import { FencedWrites } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import { transition } from './transition.ts'
 import type { UploadEvents } from './upload-events.ts'
@@ -20,11 +20,11 @@ export class RequarantineStep implements JobStep {
   readonly #jobs: JobQueue
   readonly #mode: RequarantineMode
   readonly #events: UploadEvents
-  /** Lease length: every object-store write renews the lease first (lease-fence.ts). */
-  readonly #leaseMs: number
+  /** Every object-store write renews the lease first. */
+  readonly #writes: FencedWrites
 
   constructor(deps: { objects: ObjectStore; jobs: JobQueue; events: UploadEvents }, options: { mode: RequarantineMode; leaseMs: number }) {
-    this.#leaseMs = options.leaseMs
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
     this.#events = deps.events
     this.#objects = deps.objects
     this.#jobs = deps.jobs
@@ -44,19 +44,16 @@ export class RequarantineStep implements JobStep {
     let scannedVersion = upload.scannedVersion
     if (this.#mode === 'move') {
       try {
-        await fence(this.#jobs, claim, this.#leaseMs, signal)
-        await this.#objects.copy('production', 'quarantine', upload.objectKey, tags, { signal })
+        await this.#writes.copy(claim, 'production', 'quarantine', upload.objectKey, tags, { signal })
       } catch (err) {
         // A run that crashed after deleting from production left only the quarantine copy.
         if (!(err instanceof ObjectNotFoundError) || (await this.#objects.head('quarantine', upload.objectKey)) === null) throw err
       }
-      await fence(this.#jobs, claim, this.#leaseMs, signal)
-      await this.#objects.delete('production', upload.objectKey, { signal })
+      await this.#writes.delete(claim, 'production', upload.objectKey, { signal })
       // The copy is a new version: a later release promotes exactly these bytes.
       scannedVersion = (await this.#objects.head('quarantine', upload.objectKey))?.version ?? null
     } else {
-      await fence(this.#jobs, claim, this.#leaseMs, signal)
-      await this.#objects.setTags('production', upload.objectKey, tags, { signal })
+      await this.#writes.setTags(claim, 'production', upload.objectKey, tags, { signal })
     }
     const location = this.#mode === 'move' ? 'quarantine' : 'production'
     const events = [...this.#events.about('object.requarantined', upload, now, { mode: this.#mode }), ...this.#events.about(`upload.${verdict.result}`, upload, now)]

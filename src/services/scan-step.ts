@@ -8,7 +8,7 @@ import type { ScanHistory, ScanRecord } from '../ports/history-store.ts'
 import type { Claim, JobQueue, StatusChange } from '../ports/job-queue.ts'
 import type { Verdict } from '../ports/upload-record.ts'
 import type { JobStep, StepResult } from './job-kind.ts'
-import { fence } from './lease-fence.ts'
+import { FencedWrites } from './lease-fence.ts'
 import { detectionTags, verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { StreamMeter } from './stream-meter.ts'
@@ -57,6 +57,8 @@ export class ScanStep implements JobStep {
   readonly #events: UploadEvents
   readonly #metrics: Metrics
   readonly #options: ScanStepOptions
+  /** Every object-store write renews the lease first. */
+  readonly #writes: FencedWrites
 
   constructor(
     deps: { objects: ObjectStore; jobs: JobQueue; scanHistory: ScanHistory; scanner: Scanner; rescans: RescanPolicy; events: UploadEvents; metrics: Metrics },
@@ -70,6 +72,7 @@ export class ScanStep implements JobStep {
     this.#events = deps.events
     this.#metrics = deps.metrics
     this.#options = options
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
   }
 
   async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
@@ -87,17 +90,15 @@ export class ScanStep implements JobStep {
       // overwritten (by a worker that woke up late) is repaired.
       const keep = verdict.result === 'clean' ? {} : { verdict, scannedAt: now, scannedVersion: version }
       const tagged = verdict.result === 'clean' ? upload.verdict : verdict
-      await fence(this.#jobs, claim, this.#options.leaseMs, signal)
-      await this.#objects.setTags(upload.location, upload.objectKey, detectionTags(upload.status as 'infected' | 'unscannable', upload.id, tagged, now, upload.location === 'production'), { signal })
+      await this.#writes.setTags(claim, upload.location, upload.objectKey, detectionTags(upload.status as 'infected' | 'unscannable', upload.id, tagged, now, upload.location === 'production'), { signal })
       return write({ status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result })
     }
     if (upload.location === 'quarantine') {
       // Clean: handed on to the promotion, which the runner runs at once under the same lease.
       if (verdict.result === 'clean') return write({ status: 'promoting', ...scanned, runAt: now + this.#options.leaseMs })
       // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
-      // that lost its lease must not tag over the new owner's result, hence the fence first.
-      await fence(this.#jobs, claim, this.#options.leaseMs, signal)
-      await this.#objects.setTags('quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now), { signal })
+      // that lost its lease must not tag over the new owner's result: the write is fenced.
+      await this.#writes.setTags(claim, 'quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now), { signal })
       const events = this.#events.about(`upload.${verdict.result}`, { ...upload, verdict }, now)
       const result = await write({ status: verdict.result, ...scanned, events })
       if (result.written) log.warn({ verdict }, `upload ${verdict.result}`)
@@ -107,9 +108,8 @@ export class ScanStep implements JobStep {
     // In production: a rescan of a clean object, or the first scan of an adopted one. A released
     // upload found with the very detection that was released stays; any other detection takes it out.
     if (verdict.result === 'clean' || (upload.released && isReleasedVerdict(upload.released, verdict))) {
-      if (verdict.result !== 'clean') log.warn({ verdict }, 'released upload detected again with the verdict it was released with: left in production')
-      await fence(this.#jobs, claim, this.#options.leaseMs, signal)
-      if (verdict.result === 'clean') await this.#objects.setTags('production', upload.objectKey, verdictTags('clean', upload.id, verdict, now), { signal })
+      if (verdict.result === 'clean') await this.#writes.setTags(claim, 'production', upload.objectKey, verdictTags('clean', upload.id, verdict, now), { signal })
+      else log.warn({ verdict }, 'released upload detected again with the verdict it was released with: left in production')
       const first = upload.status === 'scanning'
       return write({
         status: 'clean',
