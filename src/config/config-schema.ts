@@ -106,6 +106,23 @@ export const configSchema = Type.Object(
       description: 'Objects and open multipart uploads in quarantine that no committed record names are removed by worker processes once this old (`1h`, `90s`, …). Keep it above the longest upload: an upload still being received after this long is refused.'
     }),
     GW_ORPHAN_SWEEP_INTERVAL_MS: Int(100, 60_000, 'How often a worker process looks for orphans to remove, and for uploads whose cleanup failed to retry.'),
+    GW_TOKEN_SECRETS: List('Upload token keys, `kid:secret` pairs comma-separated (each secret 32 bytes or more). Tokens are HS256 JWTs naming their `kid`; several pairs allow rotation (sign with the new one, keep the old until its tokens expired). Empty: tokens are not accepted.'),
+    GW_TOKEN_AUDIENCE: Type.String({ minLength: 1, default: 'upload-gateway', description: 'The `aud` claim every upload token must carry.' }),
+    GW_TOKEN_READ_TTL: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '24h',
+      description: 'How long after an upload was created the token that created it may still read its status, even once the token has expired.'
+    }),
+    GW_TUS_EXPIRY: Type.String({
+      pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
+      default: '24h',
+      description: 'A tus upload not completed this long after it was created expires: its parts and records are removed.'
+    }),
+    GW_ALLOWED_TYPES: List('MIME types an upload may have, judged from its content (`image/png`, `application/pdf`, `image/*`, …); empty: any. Text (`text/plain`, `text/csv`) counts only for valid UTF-8 without NUL bytes; `image/svg+xml`, `text/html` and XML pass only when named exactly, never through a wildcard.'),
+    GW_RATE_LIMIT_TOKENS_PER_MINUTE: Int(0, 60, 'Upload tokens one key (or address) may mint per minute (`POST /v1/upload-tokens`, `POST /demo/token`); past it, 429 GW_RATE_LIMITED with Retry-After. 0: no limit. Counted per process.'),
+    GW_RATE_LIMIT_UPLOADS_PER_MINUTE: Int(0, 120, 'Uploads (multipart, or tus creations) one token subject, key or address may start per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
+    GW_RATE_LIMIT_STATUS_PER_MINUTE: Int(0, 600, 'Status reads one token subject, key or address may make per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
+    GW_DEMO: Type.Boolean({ default: false, description: 'Serves the demo page at `/demo` (Uppy, tus uploads, live status) and `POST /demo/token`, which mints upload tokens without a key: only allowed with GW_HOST on a loopback address, and needs GW_TOKEN_SECRETS.' }),
     GW_STORE_TIMEOUT_MS: Int(100, 120_000, 'An upload whose quarantine store makes no progress for this long (takes no bytes and stores no part: S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After. Under many concurrent large uploads a slow S3 can take tens of seconds per part: keep it well above that.')
   },
   { additionalProperties: false }

@@ -22,7 +22,13 @@ export const errorCodes = {
   GW_STATE_UNAVAILABLE: { status: 503, message: 'the state store is unavailable, try again later' },
   GW_TOO_SLOW: { status: 408, message: 'the client sent its request too slowly; try again on a faster connection' },
   GW_IDEMPOTENCY_CONFLICT: { status: 409, message: 'this Idempotency-Key was used for another file' },
-  GW_IDEMPOTENCY_IN_PROGRESS: { status: 409, message: 'an upload with this Idempotency-Key is still in progress, try again later' }
+  GW_IDEMPOTENCY_IN_PROGRESS: { status: 409, message: 'an upload with this Idempotency-Key is still in progress, try again later' },
+  GW_TOKEN_INVALID: { status: 401, message: 'the upload token is not valid' },
+  GW_TOKEN_EXPIRED: { status: 401, message: 'the upload token has expired: get a new one from your application' },
+  GW_TOKEN_EXHAUSTED: { status: 403, message: 'this upload token has created as many uploads as it allows' },
+  GW_TYPE_NOT_ALLOWED: { status: 415, message: 'this type of file is not allowed' },
+  GW_RATE_LIMITED: { status: 429, message: 'too many requests, try again later' },
+  GW_METHOD_NOT_ALLOWED: { status: 405, message: 'this method is not allowed here' }
 } as const satisfies Record<string, { status: number; message: string }>
 
 export type ErrorCode = keyof typeof errorCodes
