@@ -68,6 +68,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     return503OnClosing: false
   })
   registerErrorHandling(app)
+  app.decorateRequest('principal', null as never)
   const overCap = limitConnections(app, options)
   answerHeaderTimeouts(app, options.headersTimeoutMs)
   answerWhileDraining(app)

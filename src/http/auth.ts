@@ -1,6 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError } from '../domain/errors.ts'
+import type { Principal } from '../domain/principal.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who made the request, set by the auth hook (anonymous before it ran, or on routes without one). */
+    principal: Principal
+  }
+}
 
 export type Role = 'upload' | 'admin'
 
@@ -43,7 +51,10 @@ export class Auth {
    */
   require(role: Role) {
     return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-      if (role === 'upload' && this.anonymousUploads) return
+      if (role === 'upload' && this.anonymousUploads) {
+        request.principal = { kind: 'anonymous' }
+        return
+      }
       const header = request.headers.authorization
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
       if (!match?.[1]) throw new GatewayError('GW_UNAUTHORIZED')
@@ -51,6 +62,7 @@ export class Auth {
       const has = (keys: Buffer[]): boolean => keys.reduce((found, k) => timingSafeEqual(k, key) || found, false)
       const allowed = role === 'admin' ? has(this.#admin) : has(this.#upload) || has(this.#admin)
       if (!allowed) throw new GatewayError('GW_FORBIDDEN', 'this key is not recognised for this action')
+      request.principal = { kind: 'key', role: has(this.#admin) ? 'admin' : 'upload', keyId: `key-${key.toString('hex').slice(0, 16)}` }
     }
   }
 }

@@ -5,6 +5,8 @@ export interface UploadIntent {
   id: string
   objectKey: string
   createdAt: number
+  /** The upload token creating it: one of its uses is taken with the intent, and given back if the upload is abandoned. */
+  token?: { jti: string; maxUploads: number; expiresAt: number }
 }
 
 /** A client's Idempotency-Key, scoped to the caller, with how long it holds. */
@@ -20,6 +22,11 @@ export interface IdempotencyKey {
  * received (its intent is neither committed nor abandoned).
  */
 export type BeginResult = { kind: 'started' } | { kind: 'committed'; upload: UploadRecord } | { kind: 'inFlight'; uploadId: string }
+
+/** The upload token has created as many uploads as it allows (its max_uploads): nothing was written. */
+export class TokenExhaustedError extends Error {
+  override name = 'TokenExhaustedError'
+}
 
 /** The upload's intent was abandoned or swept before its record was committed: the upload is not accepted. */
 export class UploadIntentLostError extends Error {

@@ -1,3 +1,4 @@
+import type { UploadOwner } from '../domain/principal.ts'
 import type { StoredStatus } from '../domain/upload-state.ts'
 import type { Area } from './object-store.ts'
 
@@ -20,6 +21,8 @@ export interface NewUpload {
   filename: string | null
   contentType: string
   createdAt: number
+  /** Set when an upload token created it: the token's jti, its subject and meta. */
+  owner?: UploadOwner | null
 }
 
 export interface UploadRecord extends NewUpload {

@@ -1,7 +1,7 @@
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError } from '../ports/object-store.ts'
 import { StateUnavailableError } from '../ports/state-database.ts'
-import { UploadIntentLostError } from '../ports/upload-intake.ts'
+import { TokenExhaustedError, UploadIntentLostError } from '../ports/upload-intake.ts'
 
 /**
  * What a client is told when a port fails: the one mapping of the ports' errors to the gateway's
@@ -13,6 +13,7 @@ export function gatewayErrorOf(err: unknown): GatewayError | null {
   if (err instanceof GatewayError) return err
   if (err instanceof StoreUnavailableError) return new GatewayError('GW_STORE_UNAVAILABLE', undefined, { cause: err })
   if (err instanceof StateUnavailableError) return new GatewayError('GW_STATE_UNAVAILABLE', undefined, { cause: err })
+  if (err instanceof TokenExhaustedError) return new GatewayError('GW_TOKEN_EXHAUSTED', undefined, { cause: err })
   // Swept (older than GW_ORPHAN_AFTER) or abandoned while it was received: not accepted.
   if (err instanceof UploadIntentLostError) return new GatewayError('GW_STORE_UNAVAILABLE', 'the upload took longer than the gateway keeps an unfinished upload', { cause: err })
   return null
