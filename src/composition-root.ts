@@ -34,6 +34,7 @@ import { UploadAdmission } from './services/upload-admission.ts'
 import { UploadEvents } from './services/upload-events.ts'
 import { UploadOperations } from './services/upload-operations.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
+import { readOpenApiDocument } from './static-files.ts'
 
 export interface Gateway {
   app: FastifyInstance
@@ -60,7 +61,7 @@ export function createLogger(level: string): Logger {
 }
 
 /** The one place that chooses adapters and wires them to the services. */
-export async function createGateway(config: Config, overrides: { logger?: Logger; beforeRoutes?: AppOptions['beforeRoutes'] } = {}): Promise<Gateway> {
+export async function createGateway(config: Config, overrides: { logger?: Logger; beforeRoutes?: AppOptions['beforeRoutes']; openApiYaml?: string } = {}): Promise<Gateway> {
   const logger = overrides.logger ?? createLogger(config.GW_LOG_LEVEL)
   const objects: ObjectStore =
     config.GW_STORE === 's3'
@@ -179,7 +180,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
         idleTimeoutMs: config.GW_UPLOAD_IDLE_TIMEOUT_MS
       }),
       metrics,
-      exporter: metrics
+      exporter: metrics,
+      openApiYaml: overrides.openApiYaml ?? readOpenApiDocument()
     },
     {
       maxUploadBytes: config.GW_MAX_UPLOAD_BYTES,

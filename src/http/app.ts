@@ -17,6 +17,7 @@ import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
+import { docsRoutes } from './routes/docs-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
@@ -33,6 +34,8 @@ export interface AppDeps {
   transfer: TransferGuard
   metrics: Metrics
   exporter: MetricsExporter
+  /** The committed openapi.yaml, served at /openapi.yaml. */
+  openApiYaml: string
 }
 
 export interface AppOptions {
@@ -96,6 +99,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
     await app.register(adminRoutes, deps)
+    await app.register(docsRoutes, deps)
   }
   await app.register(healthRoutes)
   if (options.opsRoutes) {

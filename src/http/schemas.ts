@@ -73,3 +73,11 @@ export const UploadParams = Type.Object({
 })
 
 export const HealthBody = Type.Object({ ok: Type.Boolean() })
+
+/**
+ * Any request whose headers take longer than GW_HEADERS_TIMEOUT_MS is answered 408 GW_TOO_SLOW
+ * (app.ts): said on the routes that have no other client error, so every operation lists one.
+ */
+export const headersTooSlow = {
+  408: Type.Object(ErrorBody.properties, { description: 'GW_TOO_SLOW: the request headers did not arrive within GW_HEADERS_TIMEOUT_MS' })
+}
