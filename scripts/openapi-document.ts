@@ -16,7 +16,15 @@ export async function openApiDocument(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-openapi-'))
   try {
     const config = loadConfig({
-      env: { GW_FS_ROOT: dir, GW_DATABASE_URL: 'sqlite::memory:', GW_SCAN_CONCURRENCY: '0', GW_UPLOAD_KEYS: 'k'.repeat(16) },
+      env: {
+        GW_FS_ROOT: dir,
+        GW_DATABASE_URL: 'sqlite::memory:',
+        GW_SCAN_CONCURRENCY: '0',
+        GW_UPLOAD_KEYS: 'k'.repeat(16),
+        // Routes that exist only when configured are documented too (each says when it exists).
+        GW_TOKEN_SECRETS: `doc:${'s'.repeat(32)}`,
+        GW_DEMO: 'true'
+      },
       configDir: resolve(import.meta.dirname, '../config')
     })
     const gateway = await createGateway(config, {

@@ -35,7 +35,7 @@ import { UploadEvents } from './services/upload-events.ts'
 import { UploadOperations } from './services/upload-operations.ts'
 import { UploadTokens } from './services/upload-tokens.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
-import { readOpenApiDocument } from './static-files.ts'
+import { readDemoFiles, readOpenApiDocument } from './static-files.ts'
 
 export interface Gateway {
   app: FastifyInstance
@@ -188,7 +188,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       }),
       metrics,
       exporter: metrics,
-      openApiYaml: overrides.openApiYaml ?? readOpenApiDocument()
+      openApiYaml: overrides.openApiYaml ?? readOpenApiDocument(),
+      demo: config.GW_DEMO ? readDemoFiles() : null
     },
     {
       maxUploadBytes: config.GW_MAX_UPLOAD_BYTES,

@@ -11,6 +11,9 @@ t.test('openapi.yaml matches the routes', async (t) => {
   const generated = parse(await openApiDocument())
   t.same(committed, generated, 'openapi.yaml is stale: run `npm run openapi` and commit the result')
   t.same(Object.keys(committed.paths).sort(), [
+    '/demo',
+    '/demo/assets/{name}',
+    '/demo/token',
     '/healthz',
     '/metrics',
     '/openapi.yaml',
@@ -18,6 +21,7 @@ t.test('openapi.yaml matches the routes', async (t) => {
     '/v1/audit',
     '/v1/rescans',
     '/v1/rescans/{id}',
+    '/v1/upload-tokens',
     '/v1/uploads',
     '/v1/uploads/{id}',
     '/v1/uploads/{id}/release',

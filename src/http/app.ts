@@ -18,6 +18,7 @@ import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
+import { demoRoutes, type DemoDeps } from './routes/demo-routes.ts'
 import { docsRoutes } from './routes/docs-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
@@ -40,6 +41,8 @@ export interface AppDeps {
   exporter: MetricsExporter
   /** The committed openapi.yaml, served at /openapi.yaml. */
   openApiYaml: string
+  /** The demo page's files (GW_DEMO=true), else null: no /demo routes. */
+  demo: Omit<DemoDeps, 'minter'> | null
 }
 
 export interface AppOptions {
@@ -105,6 +108,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
     await app.register(docsRoutes, deps)
+    // The configuration allows the demo only with token secrets, so a minter is there.
+    if (deps.demo && deps.tokens) await app.register(demoRoutes, { ...deps.demo, minter: deps.tokens })
   }
   await app.register(healthRoutes)
   if (options.opsRoutes) {
