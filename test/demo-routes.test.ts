@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createRequire } from 'node:module'
-import { resolve } from 'node:path'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import t from 'tap'
 import { startGateway } from './helpers/gateway.ts'

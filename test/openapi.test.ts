@@ -22,6 +22,8 @@ t.test('openapi.yaml matches the routes', async (t) => {
     '/v1/rescans',
     '/v1/rescans/{id}',
     '/v1/upload-tokens',
+    '/v1/tus',
+    '/v1/tus/{id}',
     '/v1/uploads',
     '/v1/uploads/{id}',
     '/v1/uploads/{id}/release',

@@ -5,10 +5,12 @@ import multipart from '@fastify/multipart'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { GatewayError, errorCodes } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
+import type { ResumableStorage } from '../ports/resumable-storage.ts'
 import type { HistoryReader } from '../services/history-reader.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
+import type { ResumableUploads } from '../services/resumable-uploads.ts'
 import type { StatusService } from '../services/status-service.ts'
 import type { TokenMinter } from '../services/token-minting.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
@@ -23,6 +25,7 @@ import { docsRoutes } from './routes/docs-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { tokenRoutes } from './routes/token-routes.ts'
+import { tusRoutes } from './routes/tus-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
 export interface AppDeps {
@@ -43,6 +46,9 @@ export interface AppDeps {
   openApiYaml: string
   /** The demo page's files (GW_DEMO=true), else null: no /demo routes. */
   demo: Omit<DemoDeps, 'minter'> | null
+  /** tus uploads at /v1/tus: the service and the tus store and locker the composition root chose. */
+  resumable: ResumableUploads
+  resumableStorage: ResumableStorage
 }
 
 export interface AppOptions {
@@ -106,6 +112,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
     await app.register(tokenRoutes, deps)
+    await app.register(tusRoutes, { ...deps, corsOrigins: options.corsOrigins })
     await app.register(adminRoutes, deps)
     await app.register(docsRoutes, deps)
     // The configuration allows the demo only with token secrets, so a minter is there.

@@ -3,8 +3,8 @@ import { toRecord, type Row } from './row-mapping.ts'
 
 // Upload intents and idempotency keys (migration 5), shared by both adapters. Placeholders as in shared-sql.ts.
 
-/** $1 id, $2 object key, $3 created at (also when it is first due for the sweeper, once old enough). */
-export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after) VALUES ($1, $2, $3, $3)'
+/** $1 id, $2 object key, $3 created at, $4 when it is first due for the sweeper (once old enough). */
+export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after) VALUES ($1, $2, $3, $4)'
 
 /** $1 scope, $2 key, $3 upload id, $4 now. */
 export const RESERVE_KEY_SQL = 'INSERT INTO idempotency_keys (scope, key, upload_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING'

@@ -53,7 +53,7 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
             await tx.write(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
           } else await reserve(tx, idempotency, intent, now) // expired and deleted meanwhile
         }
-        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, intent.sweepAfter ?? intent.createdAt])
         return { kind: 'started' } as const
       })
     },

@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto'
+import { GatewayError } from '../domain/errors.ts'
+import { ownerOf, type Principal, type UploadOwner } from '../domain/principal.ts'
+import type { Log } from '../ports/log.ts'
+import type { Metrics } from '../ports/metrics.ts'
+import type { ObjectStore } from '../ports/object-store.ts'
+import { UploadIntentLostError, type UploadIntake } from '../ports/upload-intake.ts'
+import type { NewUpload, UploadLookup } from '../ports/upload-record.ts'
+import { sanitizeContentType, sanitizeFilename } from './filename.ts'
+import { StreamMeter } from './stream-meter.ts'
+
+export interface ResumableUploadsOptions {
+  /** GW_MAX_UPLOAD_BYTES. */
+  maxBytes: number
+  keyPrefix: string
+  /** GW_TUS_EXPIRY: an upload not completed this long after its creation is removed. */
+  expiryMs: number
+  /** Helper objects the tus store keeps beside an upload (`<key><suffix>`), removed once it is complete. */
+  companionSuffixes: readonly string[]
+}
+
+/** tus metadata the gateway sets itself at creation (a client's value is replaced): who created the upload. */
+export const OWNER_METADATA_KEY = 'gateway-owner'
+
+/** What a tus upload's metadata says, once it is complete. */
+export type TusMetadata = Record<string, string | null> | undefined
+
+/**
+ * tus (resumable) uploads, from their creation to the same pipeline as a multipart upload: the
+ * intent is recorded at creation (so the orphan sweeper leaves the upload's objects alone until it
+ * expires, and a token's use is counted), and once the last byte is stored the object is read back
+ * once from quarantine for its size and SHA-256 and its record committed as pending.
+ */
+export class ResumableUploads {
+  readonly #objects: ObjectStore
+  readonly #intake: UploadIntake
+  readonly #uploads: UploadLookup
+  readonly #metrics: Metrics
+  readonly #onCommitted: () => void
+  readonly #options: ResumableUploadsOptions
+
+  constructor(
+    deps: { objects: ObjectStore; intake: UploadIntake; uploads: UploadLookup; metrics: Metrics; onCommitted?: () => void },
+    options: ResumableUploadsOptions
+  ) {
+    this.#objects = deps.objects
+    this.#intake = deps.intake
+    this.#uploads = deps.uploads
+    this.#metrics = deps.metrics
+    this.#onCommitted = deps.onCommitted ?? (() => {})
+    this.#options = options
+  }
+
+  /** A new upload id: 128 random bits in hex, as multipart uploads' ids. */
+  newId(): string {
+    return randomBytes(16).toString('hex')
+  }
+
+  /** The largest upload this principal may make: the global limit, or its token's max_size below it. */
+  limitFor(principal: Principal): number {
+    const tokenMax = principal.kind === 'token' ? principal.maxSize : null
+    return tokenMax === null ? this.#options.maxBytes : Math.min(tokenMax, this.#options.maxBytes)
+  }
+
+  /**
+   * A new upload of `length` bytes is about to be created: refused when too large or empty, else
+   * its intent is recorded (with one use of a token). Returns the metadata to keep for it: the
+   * client's, with the owner (token id, subject and meta, all in the token its holder has) set.
+   */
+  async begin(id: string, principal: Principal, length: number, metadata: TusMetadata, log: Log): Promise<Record<string, string | null>> {
+    const limit = this.limitFor(principal)
+    if (length > limit) throw new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${limit} bytes`)
+    if (length === 0) throw new GatewayError('GW_EMPTY_FILE')
+    const now = Date.now()
+    const token = principal.kind === 'token' ? { token: { jti: principal.jti, maxUploads: principal.maxUploads, expiresAt: principal.expiresAt } } : {}
+    await this.#intake.beginUpload({ id, objectKey: this.#key(id), createdAt: now, sweepAfter: now + this.#options.expiryMs, ...token }, null, now)
+    log.info({ uploadId: id, length }, 'tus upload created')
+    const { [OWNER_METADATA_KEY]: _ignored, ...kept } = metadata ?? {}
+    const owner = ownerOf(principal)
+    return owner ? { ...kept, [OWNER_METADATA_KEY]: JSON.stringify(owner) } : kept
+  }
+
+  /** Whether this principal may resume, read or terminate an upload with this metadata: keys may, a token only its own. */
+  mayTouch(principal: Principal, metadata: TusMetadata): boolean {
+    if (principal.kind !== 'token') return true
+    return ownerIn(metadata)?.tokenId === principal.jti
+  }
+
+  /** The upload was terminated (DELETE): its intent goes to the sweeper at once, which removes what is left. */
+  async terminated(id: string): Promise<void> {
+    await this.#intake.abandonUpload(id, Date.now())
+  }
+
+  /**
+   * The last byte of upload `id` is stored: its record is committed (pending), once, however many
+   * times this is called. Returns where its status is read.
+   */
+  async finish(id: string, metadata: TusMetadata, createdAt: number, log: Log): Promise<{ statusUrl: string }> {
+    const statusUrl = `/v1/uploads/${id}`
+    if (await this.#uploads.getUpload(id)) return { statusUrl }
+    const objectKey = this.#key(id)
+    const { body } = await this.#objects.get('quarantine', objectKey)
+    const meter = new StreamMeter()
+    await meter.measure(body)
+    const upload: NewUpload = {
+      id,
+      objectKey,
+      size: meter.bytes,
+      sha256: meter.sha256 ?? '',
+      filename: sanitizeFilename(metadata?.filename ?? metadata?.name),
+      contentType: sanitizeContentType(metadata?.filetype ?? metadata?.type),
+      createdAt,
+      owner: ownerIn(metadata)
+    }
+    try {
+      await this.#intake.commitUpload(upload)
+    } catch (err) {
+      // Committed by a call that ran at the same time: the same upload, once.
+      if (!(err instanceof UploadIntentLostError) || !(await this.#uploads.getUpload(id))) throw err
+      return { statusUrl }
+    }
+    log.info({ uploadId: id, size: upload.size, sha256: upload.sha256 }, 'tus upload accepted')
+    this.#metrics.uploadBytes('stored', upload.size)
+    this.#onCommitted()
+    await this.#removeCompanions(objectKey, log)
+    return { statusUrl }
+  }
+
+  #key(id: string): string {
+    return `${this.#options.keyPrefix}${id}`
+  }
+
+  /** Best effort: what is left is known by the record's key and goes with the object. */
+  async #removeCompanions(objectKey: string, log: Log): Promise<void> {
+    for (const suffix of this.#options.companionSuffixes) {
+      await this.#objects.delete('quarantine', `${objectKey}${suffix}`).catch((err: unknown) => {
+        log.warn({ err, key: `${objectKey}${suffix}` }, 'could not remove a tus helper object')
+      })
+    }
+  }
+}
+
+function ownerIn(metadata: TusMetadata): UploadOwner | null {
+  const raw = metadata?.[OWNER_METADATA_KEY]
+  if (!raw) return null
+  try {
+    return JSON.parse(raw) as UploadOwner
+  } catch {
+    return null
+  }
+}
