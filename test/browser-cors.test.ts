@@ -19,10 +19,10 @@ const page = `<!doctype html>
 <h1>Another origin</h1><p id="result">idle</p>
 <script>
   // Upload with tus, then follow the status until a verdict (GET ?wait=25 with If-None-Match).
-  async function uploadAndFollow(gateway, token, text) {
+  async function uploadAndFollow(gateway, token, text, how) {
     const show = (s) => (document.querySelector('#result').textContent = s)
     const auth = { authorization: 'Bearer ' + token }
-    const upload = await new Promise((resolve, reject) => {
+    const upload = how === 'multipart' ? await multipart(gateway, auth, text) : await new Promise((resolve, reject) => {
       const u = new tus.Upload(new Blob([text], { type: 'text/plain' }), {
         endpoint: gateway + '/v1/tus',
         headers: auth,
@@ -50,6 +50,14 @@ const page = `<!doctype html>
       }
     }
     throw new Error('no verdict within 60 s')
+  }
+  // The README's plain fetch: one multipart POST (with an Idempotency-Key, which must pass the preflight).
+  async function multipart(gateway, auth, text) {
+    const body = new FormData()
+    body.append('file', new Blob([text], { type: 'text/plain' }), 'multipart.txt')
+    const res = await fetch(gateway + '/v1/uploads', { method: 'POST', headers: { ...auth, 'idempotency-key': crypto.randomUUID() }, body })
+    if (res.status !== 202) throw new Error('upload answered ' + res.status)
+    return { url: res.headers.get('location'), statusUrl: (await res.json()).statusUrl }
   }
 </script>`
 
@@ -107,6 +115,9 @@ t.test('a page on an allowed origin uploads with a token and follows its status'
     t.equal(result.statusUrl.split('/').pop(), result.url.split('/').pop(), 'the tus id is the upload id')
     t.ok(result.etag, 'ETag was readable')
     t.match(result.view, { status: 'clean', size: Buffer.byteLength(text) })
+    const plain = await page.evaluate(([g, token, body]) => (globalThis as any).uploadAndFollow(g, token, body, 'multipart'), [gateway, await mint(), text]) // eslint-disable-line @typescript-eslint/no-explicit-any
+    t.equal(plain.url, plain.statusUrl, 'a multipart upload from the page: Location was readable')
+    t.match(plain.view, { status: 'clean', filename: 'multipart.txt', size: Buffer.byteLength(text) })
   } finally {
     await screenshot(page, 'browser-cors')
   }

@@ -98,7 +98,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(cors, {
       origin: [...options.corsOrigins],
       methods: ['GET', 'POST', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
+      allowedHeaders: ['authorization', 'content-type', 'if-none-match', 'idempotency-key'],
       exposedHeaders: ['location', 'etag', 'retry-after', 'x-request-id'],
       maxAge: 600
     })
