@@ -22,7 +22,18 @@ export class UploadEvents {
         id: randomUUID(),
         type,
         createdAt: now,
-        data: { uploadId: upload.id, objectKey: upload.objectKey, size: upload.size, sha256: upload.sha256, filename: upload.filename, verdict: upload.verdict, ...extra }
+        data: {
+          uploadId: upload.id,
+          objectKey: upload.objectKey,
+          size: upload.size,
+          sha256: upload.sha256,
+          filename: upload.filename,
+          verdict: upload.verdict,
+          // The upload token's end user and the application's own fields; null for uploads made with a key.
+          sub: upload.owner?.subject ?? null,
+          meta: upload.owner?.meta ?? null,
+          ...extra
+        }
       }
     ]
   }

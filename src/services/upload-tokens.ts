@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { errors as jose, jwtVerify, SignJWT, type JWTPayload } from 'jose'
 import { GatewayError } from '../domain/errors.ts'
-import type { TokenPrincipal } from '../domain/principal.ts'
+import type { TokenPrincipal, UploadOwner } from '../domain/principal.ts'
 import type { MintedToken, MintRequest, TokenMinter } from './token-minting.ts'
 
 /** Clock skew allowed on `exp` (and on `iat`, `nbf`), in seconds. */
@@ -168,6 +168,16 @@ export class UploadTokens implements TokenMinter {
 export function withinAllowed(type: string, allowed: readonly string[]): boolean {
   if (allowed.length === 0) return true
   return allowed.some((a) => a === type || (a.endsWith('/*') && !type.endsWith('/*') && type.startsWith(a.slice(0, -1)) && !namedOnly.test(type)))
+}
+
+/**
+ * A token may read only the uploads it created (403 GW_FORBIDDEN), and once expired only until
+ * `readTtlMs` after the upload was created (401 GW_TOKEN_EXPIRED): a browser can follow its upload's
+ * scan without asking its application for a new token.
+ */
+export function assertTokenMayRead(principal: TokenPrincipal, upload: { owner: UploadOwner | null; createdAt: number }, readTtlMs: number, now = Date.now()): void {
+  if (upload.owner?.tokenId !== principal.jti) throw new GatewayError('GW_FORBIDDEN', 'this upload token did not create this upload')
+  if (tokenExpired(principal, now) && now > upload.createdAt + readTtlMs) throw new GatewayError('GW_TOKEN_EXPIRED', 'the upload token has expired and this upload is past GW_TOKEN_READ_TTL')
 }
 
 /** Whether a token has expired, with the allowed clock skew. */
