@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { decodeJwt, decodeProtectedHeader, SignJWT, type JWTPayload } from 'jose'
 import t from 'tap'
 import { startGateway, type RunningGateway } from './helpers/gateway.ts'
@@ -215,3 +218,36 @@ t.test('two concurrent uploads with a max_uploads=1 token (PostgreSQL): exactly 
     t.equal(results.find((r) => r.status === 403)?.json.error.code, 'GW_TOKEN_EXHAUSTED')
   }
 })
+
+t.test("the README's minting snippets (Node and Python) make tokens the gateway accepts", async (t) => {
+  const secret = 'readme-secret-'.padEnd(48, 'r')
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_UPLOAD_KEYS: uploader, GW_TOKEN_SECRETS: `2026-12:${secret}` })
+  const readme = await readFile(join(import.meta.dirname, '../README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('### Upload tokens'))
+  const block = (lang: string): string => {
+    const match = new RegExp('```' + lang + '\\n([\\s\\S]*?)```').exec(section)
+    if (!match?.[1]) throw new Error(`no ${lang} block in the README's Upload tokens section`)
+    return match[1]
+  }
+  const python = `${block('python')}\nprint(upload_token("2026-12", ${JSON.stringify(secret)}, sub="user-42", max_size=1000, meta={"orderId": 7}))\n`
+  const fromPython = (await run('python3', ['-c', python], {})).trim()
+  // Beside the tests, so that `jose` resolves from the project's node_modules.
+  const script = join(import.meta.dirname, `.readme-mint-${randomBytes(4).toString('hex')}.mjs`)
+  await writeFile(script, `${block('js')}\nconsole.log(await uploadToken({ sub: 'user-42', maxSize: 1000, meta: { orderId: 7 } }))\n`)
+  t.teardown(() => rm(script, { force: true }))
+  const fromNode = (await run(process.execPath, [script], { UPLOAD_TOKEN_SECRET: secret })).trim()
+  for (const [name, token] of [['python', fromPython], ['node', fromNode]] as const) {
+    t.match(decodeJwt(token), { aud: audience, sub: 'user-42', max_size: 1000, max_uploads: 1, meta: { orderId: 7 } }, name)
+    t.equal(decodeProtectedHeader(token).kid, '2026-12')
+    t.same(await code(await upload(gw.url, file(1001), bearer(token))), [413, 'GW_PAYLOAD_TOO_LARGE'], `${name}: its max_size holds`)
+    const res = await upload(gw.url, file(1000), bearer(token))
+    t.equal(res.status, 202, `${name}: accepted`)
+    t.match(await (await status(gw, res.json.id, bearer(token))).json(), { sub: 'user-42', meta: { orderId: 7 } })
+  }
+})
+
+function run(command: string, args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { env: { ...process.env, ...env }, timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${command}: ${stderr || err.message}`)) : resolve(stdout)))
+  })
+}
