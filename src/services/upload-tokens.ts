@@ -35,9 +35,9 @@ interface Grants {
   meta?: unknown
 }
 
-const mimeType = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})$/
-/** Types without magic bytes that could run in a browser: only ever allowed by name, never by a wildcard. */
-const namedOnly = /^(image\/svg\+xml|text\/html|application\/xhtml\+xml|text\/xml|application\/xml|[a-z]+\/[a-z0-9.+-]*\+xml)$/
+const mimeType = /^([a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})|\*\/\*)$/
+/** Types a browser runs (markup, XML, scripts, Flash): only ever allowed by name, never by a wildcard. */
+const activeType = /^(text\/html|text\/xml|application\/xml|text\/xsl|[a-z]+\/[a-z0-9!#$&^_.+-]*\+xml|(text|application)\/(x-)?(java|ecma)script|application\/x-shockwave-flash)$/
 
 /**
  * Upload tokens: HS256 JWTs an application backend mints with a shared secret (or through the
@@ -143,9 +143,9 @@ export class UploadTokens implements TokenMinter {
     }
     if (g.types !== undefined) {
       if (!Array.isArray(g.types) || g.types.length === 0 || !g.types.every((t) => typeof t === 'string' && mimeType.test(t))) {
-        return 'types must be a non-empty list of MIME types (lower case, such as image/png or image/*)'
+        return 'types must be a non-empty list of MIME types (lower case, such as image/png, image/* or */*)'
       }
-      const outside = (g.types as string[]).filter((t) => !withinAllowed(t, allowedTypes))
+      const outside = (g.types as string[]).filter((t) => !withinAllowed([t], allowedTypes))
       if (outside.length > 0) return `types outside GW_ALLOWED_TYPES: ${outside.join(', ')}`
     }
     if (g.max_uploads !== undefined && !(Number.isInteger(g.max_uploads) && (g.max_uploads as number) >= 1 && (g.max_uploads as number) <= MAX_TOKEN_UPLOADS)) {
@@ -160,14 +160,18 @@ export class UploadTokens implements TokenMinter {
 }
 
 /**
- * Whether a type a token names is within the gateway's allowed list (empty: any). A wildcard in
- * the list covers its family, except the types a browser may run, which must be named; a token's
- * own wildcard needs the same wildcard in the list.
- * (The types branch exports its own withinAllowed from content-type-check.ts: use that once merged.)
+ * Whether every type a token names lies within `allowed` (GW_ALLOWED_TYPES; empty: any): an exact
+ * type must be allowed by an entry (a wildcard never covers a type a browser runs), a wildcard must
+ * be in the list or under `*\/*`. The same rule and signature as withinAllowed in the types
+ * branch's domain/media-types.ts: once both are merged, import that one instead.
  */
-export function withinAllowed(type: string, allowed: readonly string[]): boolean {
+function withinAllowed(types: readonly string[], allowed: readonly string[]): boolean {
   if (allowed.length === 0) return true
-  return allowed.some((a) => a === type || (a.endsWith('/*') && !type.endsWith('/*') && type.startsWith(a.slice(0, -1)) && !namedOnly.test(type)))
+  return types.every((type) =>
+    type.endsWith('/*')
+      ? allowed.some((entry) => entry === type || entry === '*/*')
+      : allowed.some((entry) => entry === type || (!activeType.test(type) && (entry === '*/*' || (entry.endsWith('/*') && type.startsWith(entry.slice(0, -1))))))
+  )
 }
 
 /**
