@@ -85,25 +85,16 @@ export class UploadTokens implements TokenMinter {
   /**
    * The principal of a valid token; 401 GW_TOKEN_INVALID or GW_TOKEN_EXPIRED otherwise. forRead:
    * an expired token is still accepted (signature, audience and every other claim are checked):
-   * the caller then allows it only on uploads it created within GW_TOKEN_READ_TTL (tokenMayRead).
+   * the caller then allows it only on uploads it created within GW_TOKEN_READ_TTL (assertTokenMayRead).
    */
   async verify(token: string, options: { forRead?: boolean } = {}): Promise<TokenPrincipal> {
-    let payload: JWTPayload
-    try {
-      ;({ payload } = await jwtVerify(token, (header) => this.#keyOf(header.kid), {
-        algorithms: ['HS256'],
-        audience: this.#options.audience,
-        requiredClaims: ['exp', 'iat', 'jti'],
-        clockTolerance: TOKEN_CLOCK_SKEW_S
-      }))
-    } catch (err) {
-      // Thrown last of all checks, after the signature and every other claim: its payload is verified.
-      if (err instanceof jose.JWTExpired && err.claim === 'exp') {
-        if (!options.forRead) throw new GatewayError('GW_TOKEN_EXPIRED')
-        payload = err.payload
-      } else if (err instanceof GatewayError) throw err
-      else throw new GatewayError('GW_TOKEN_INVALID', `the upload token is not valid: ${err instanceof jose.JOSEError ? err.message : 'malformed'}`)
-    }
+    const verifying = jwtVerify(token, (header) => this.#keyOf(header.kid), {
+      algorithms: ['HS256'],
+      audience: this.#options.audience,
+      requiredClaims: ['exp', 'iat', 'jti'],
+      clockTolerance: TOKEN_CLOCK_SKEW_S
+    })
+    const payload = await verifying.then((verified) => verified.payload, (err: unknown) => expiredPayload(err, options.forRead === true))
     return this.#principalOf(payload)
   }
 
@@ -157,6 +148,17 @@ export class UploadTokens implements TokenMinter {
     }
     return null
   }
+}
+
+/** Why jose refused a token, as the gateway's error; for a read, an expired token's payload instead. */
+function expiredPayload(err: unknown, forRead: boolean): JWTPayload {
+  // jose checks exp last, after the signature and every other claim: the payload it carries is verified.
+  if (err instanceof jose.JWTExpired && err.claim === 'exp') {
+    if (forRead) return err.payload
+    throw new GatewayError('GW_TOKEN_EXPIRED')
+  }
+  if (err instanceof GatewayError) throw err
+  throw new GatewayError('GW_TOKEN_INVALID', `the upload token is not valid: ${err instanceof jose.JOSEError ? err.message : 'malformed'}`)
 }
 
 /**
