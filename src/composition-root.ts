@@ -201,7 +201,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS, tokens),
       ingest,
       tokens,
-      status: new StatusService({ uploads: state, objects }),
+      status: new StatusService({ uploads: state, objects }, { tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
       uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { errors as jose, jwtVerify, SignJWT, type JWTPayload } from 'jose'
 import { GatewayError } from '../domain/errors.ts'
-import type { TokenPrincipal } from '../domain/principal.ts'
+import type { TokenPrincipal, UploadOwner } from '../domain/principal.ts'
 import type { MintedToken, MintRequest, TokenMinter } from './token-minting.ts'
 
 /** Clock skew allowed on `exp` (and on `iat`, `nbf`), in seconds. */
@@ -35,9 +35,9 @@ interface Grants {
   meta?: unknown
 }
 
-const mimeType = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})$/
-/** Types without magic bytes that could run in a browser: only ever allowed by name, never by a wildcard. */
-const namedOnly = /^(image\/svg\+xml|text\/html|application\/xhtml\+xml|text\/xml|application\/xml|[a-z]+\/[a-z0-9.+-]*\+xml)$/
+const mimeType = /^([a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})|\*\/\*)$/
+/** Types a browser runs (markup, XML, scripts, Flash): only ever allowed by name, never by a wildcard. */
+const activeType = /^(text\/html|text\/xml|application\/xml|text\/xsl|[a-z]+\/[a-z0-9!#$&^_.+-]*\+xml|(text|application)\/(x-)?(java|ecma)script|application\/x-shockwave-flash)$/
 
 /**
  * Upload tokens: HS256 JWTs an application backend mints with a shared secret (or through the
@@ -85,25 +85,16 @@ export class UploadTokens implements TokenMinter {
   /**
    * The principal of a valid token; 401 GW_TOKEN_INVALID or GW_TOKEN_EXPIRED otherwise. forRead:
    * an expired token is still accepted (signature, audience and every other claim are checked):
-   * the caller then allows it only on uploads it created within GW_TOKEN_READ_TTL (tokenMayRead).
+   * the caller then allows it only on uploads it created within GW_TOKEN_READ_TTL (assertTokenMayRead).
    */
   async verify(token: string, options: { forRead?: boolean } = {}): Promise<TokenPrincipal> {
-    let payload: JWTPayload
-    try {
-      ;({ payload } = await jwtVerify(token, (header) => this.#keyOf(header.kid), {
-        algorithms: ['HS256'],
-        audience: this.#options.audience,
-        requiredClaims: ['exp', 'iat', 'jti'],
-        clockTolerance: TOKEN_CLOCK_SKEW_S
-      }))
-    } catch (err) {
-      // Thrown last of all checks, after the signature and every other claim: its payload is verified.
-      if (err instanceof jose.JWTExpired && err.claim === 'exp') {
-        if (!options.forRead) throw new GatewayError('GW_TOKEN_EXPIRED')
-        payload = err.payload
-      } else if (err instanceof GatewayError) throw err
-      else throw new GatewayError('GW_TOKEN_INVALID', `the upload token is not valid: ${err instanceof jose.JOSEError ? err.message : 'malformed'}`)
-    }
+    const verifying = jwtVerify(token, (header) => this.#keyOf(header.kid), {
+      algorithms: ['HS256'],
+      audience: this.#options.audience,
+      requiredClaims: ['exp', 'iat', 'jti'],
+      clockTolerance: TOKEN_CLOCK_SKEW_S
+    })
+    const payload = await verifying.then((verified) => verified.payload, (err: unknown) => expiredPayload(err, options.forRead === true))
     return this.#principalOf(payload)
   }
 
@@ -143,9 +134,9 @@ export class UploadTokens implements TokenMinter {
     }
     if (g.types !== undefined) {
       if (!Array.isArray(g.types) || g.types.length === 0 || !g.types.every((t) => typeof t === 'string' && mimeType.test(t))) {
-        return 'types must be a non-empty list of MIME types (lower case, such as image/png or image/*)'
+        return 'types must be a non-empty list of MIME types (lower case, such as image/png, image/* or */*)'
       }
-      const outside = (g.types as string[]).filter((t) => !withinAllowed(t, allowedTypes))
+      const outside = (g.types as string[]).filter((t) => !withinAllowed([t], allowedTypes))
       if (outside.length > 0) return `types outside GW_ALLOWED_TYPES: ${outside.join(', ')}`
     }
     if (g.max_uploads !== undefined && !(Number.isInteger(g.max_uploads) && (g.max_uploads as number) >= 1 && (g.max_uploads as number) <= MAX_TOKEN_UPLOADS)) {
@@ -159,15 +150,40 @@ export class UploadTokens implements TokenMinter {
   }
 }
 
+/** Why jose refused a token, as the gateway's error; for a read, an expired token's payload instead. */
+function expiredPayload(err: unknown, forRead: boolean): JWTPayload {
+  // jose checks exp last, after the signature and every other claim: the payload it carries is verified.
+  if (err instanceof jose.JWTExpired && err.claim === 'exp') {
+    if (forRead) return err.payload
+    throw new GatewayError('GW_TOKEN_EXPIRED')
+  }
+  if (err instanceof GatewayError) throw err
+  throw new GatewayError('GW_TOKEN_INVALID', `the upload token is not valid: ${err instanceof jose.JOSEError ? err.message : 'malformed'}`)
+}
+
 /**
- * Whether a type a token names is within the gateway's allowed list (empty: any). A wildcard in
- * the list covers its family, except the types a browser may run, which must be named; a token's
- * own wildcard needs the same wildcard in the list.
- * (The types branch exports its own withinAllowed from content-type-check.ts: use that once merged.)
+ * Whether every type a token names lies within `allowed` (GW_ALLOWED_TYPES; empty: any): an exact
+ * type must be allowed by an entry (a wildcard never covers a type a browser runs), a wildcard must
+ * be in the list or under `*\/*`. The same rule and signature as withinAllowed in the types
+ * branch's domain/media-types.ts: once both are merged, import that one instead.
  */
-export function withinAllowed(type: string, allowed: readonly string[]): boolean {
+function withinAllowed(types: readonly string[], allowed: readonly string[]): boolean {
   if (allowed.length === 0) return true
-  return allowed.some((a) => a === type || (a.endsWith('/*') && !type.endsWith('/*') && type.startsWith(a.slice(0, -1)) && !namedOnly.test(type)))
+  return types.every((type) =>
+    type.endsWith('/*')
+      ? allowed.some((entry) => entry === type || entry === '*/*')
+      : allowed.some((entry) => entry === type || (!activeType.test(type) && (entry === '*/*' || (entry.endsWith('/*') && type.startsWith(entry.slice(0, -1))))))
+  )
+}
+
+/**
+ * A token may read only the uploads it created (403 GW_FORBIDDEN), and once expired only until
+ * `readTtlMs` after the upload was created (401 GW_TOKEN_EXPIRED): a browser can follow its upload's
+ * scan without asking its application for a new token.
+ */
+export function assertTokenMayRead(principal: TokenPrincipal, upload: { owner: UploadOwner | null; createdAt: number }, readTtlMs: number, now = Date.now()): void {
+  if (upload.owner?.tokenId !== principal.jti) throw new GatewayError('GW_FORBIDDEN', 'this upload token did not create this upload')
+  if (tokenExpired(principal, now) && now > upload.createdAt + readTtlMs) throw new GatewayError('GW_TOKEN_EXPIRED', 'the upload token has expired and this upload is past GW_TOKEN_READ_TTL')
 }
 
 /** Whether a token has expired, with the allowed clock skew. */
