@@ -16,6 +16,7 @@ import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
 import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
+import { LiveStatus } from './services/live-status.ts'
 import { OrphanSweeper } from './services/orphan-sweeper.ts'
 import { JobRunner } from './services/job-runner.ts'
 import { PromoteStep } from './services/promote-step.ts'
@@ -163,12 +164,14 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   )
   const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
+  const status = new StatusService({ uploads: state, objects })
   const app = await buildApp(
     {
       logger,
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
-      status: new StatusService({ uploads: state, objects }),
+      status,
+      live: new LiveStatus({ changes: state, status }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
       uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),
@@ -187,6 +190,13 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       headersTimeoutMs: config.GW_HEADERS_TIMEOUT_MS,
       maxConnections: config.GW_MAX_CONNECTIONS,
       corsOrigins: config.GW_CORS_ORIGINS,
+      rateLimits: {
+        perMinute: {
+          tokens: config.GW_RATE_LIMIT_TOKENS_PER_MINUTE,
+          uploads: config.GW_RATE_LIMIT_UPLOADS_PER_MINUTE,
+          status: config.GW_RATE_LIMIT_STATUS_PER_MINUTE
+        }
+      },
       uploads: config.GW_ROLE !== 'worker',
       opsRoutes: opsApp === null,
       ...(overrides.beforeRoutes ? { beforeRoutes: overrides.beforeRoutes } : {})

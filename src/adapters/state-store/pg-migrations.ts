@@ -180,5 +180,26 @@ export const migrations: readonly { version: number; sql: string }[] = [
       );
       CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
     `
+  },
+  {
+    // Live status: a committed write to an upload that a client could see notifies the listeners of
+    // every replica (channel gw_upload_changed, payload '<schema>:<id>'), from the writing
+    // transaction, whichever code wrote it. Bookkeeping columns alone (quietUploadColumns in
+    // upload-change-columns.ts) do not.
+    version: 9,
+    sql: `
+      CREATE FUNCTION gw_upload_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        quiet CONSTANT text[] := ARRAY['run_at', 'lease_owner', 'lease_token', 'attempts', 'last_error', 'next_scan_at', 'updated_at', 'failed_retry_at', 'failed_rounds'];
+      BEGIN
+        IF TG_OP = 'UPDATE' AND (to_jsonb(OLD) - quiet) = (to_jsonb(NEW) - quiet) THEN
+          RETURN NULL;
+        END IF;
+        PERFORM pg_notify('gw_upload_changed', TG_TABLE_SCHEMA || ':' || CASE TG_OP WHEN 'DELETE' THEN OLD.id ELSE NEW.id END);
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER uploads_changed AFTER INSERT OR UPDATE OR DELETE ON uploads FOR EACH ROW EXECUTE FUNCTION gw_upload_changed();
+    `
   }
 ]
