@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { startClamd } from './helpers/clamd.ts'
 import { startGateway, waitForStatus, type RunningGateway } from './helpers/gateway.ts'
+import { poll as get, until } from './helpers/long-poll.ts'
 import { eicar, upload, uniqueContent } from './helpers/multipart.ts'
 
 // Long-polled status on the embedded defaults (SQLite, fs) with a real clamd: the in-process notices.
@@ -11,33 +12,8 @@ const uploadKey = 'upload-key-0123456789'
 const adminKey = 'admin-key-0123456789'
 const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: uploadKey, GW_ADMIN_KEYS: adminKey })
 const auth = { authorization: `Bearer ${uploadKey}` }
-
-interface Polled {
-  status: number
-  etag: string | null
-  body: any // eslint-disable-line @typescript-eslint/no-explicit-any
-  ms: number
-  at: number
-}
-
-/** GET /v1/uploads/:id with If-None-Match and ?wait, timed. */
-async function poll(base: string, id: string, etag: string | null, wait: number | string | null, signal?: AbortSignal): Promise<Polled> {
-  const started = Date.now()
-  const query = wait === null ? '' : `?wait=${wait}`
-  const res = await fetch(`${base}/v1/uploads/${id}${query}`, { headers: { ...auth, ...(etag ? { 'if-none-match': etag } : {}) }, ...(signal ? { signal } : {}) })
-  const text = await res.text()
-  const at = Date.now()
-  return { status: res.status, etag: res.headers.get('etag'), body: text ? JSON.parse(text) : null, ms: at - started, at }
-}
-
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) return false
-    await sleep(20)
-  }
-  return true
-}
+const poll = (base: string, id: string, etag: string | null, wait: number | string | null, signal?: AbortSignal) =>
+  get(base, id, { etag, wait, headers: auth, ...(signal ? { signal } : {}) })
 
 async function infectedUpload(g: RunningGateway): Promise<{ id: string; etag: string }> {
   const sent = await upload(g.url, { name: 'file', filename: 'x.doc', data: Buffer.concat([uniqueContent(2000), eicar]) }, auth)

@@ -1,0 +1,74 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { startChildGateway } from './helpers/child-gateway.ts'
+import { startClamd } from './helpers/clamd.ts'
+import { exitWhenDone } from './helpers/exit-guard.ts'
+import { PRODUCTION, QUARANTINE, s3PgEnv } from './helpers/gateway-env.ts'
+import { poll, type Polled } from './helpers/long-poll.ts'
+import { createBuckets, startMoto } from './helpers/moto.ts'
+import { freshSchema, pgQuery } from './helpers/postgres.ts'
+import { contentOf, sendUpload, TERMINAL } from './helpers/upload-load.ts'
+
+exitWhenDone()
+
+// Long polls across two gateway processes on one PostgreSQL schema: the client waits on replica A,
+// which does not scan (GW_SCAN_CONCURRENCY=0); replica B scans, promotes and takes the release.
+// B's writes reach A's waiting client through LISTEN/NOTIFY. Goal: within a second; asserted with
+// a margin for a loaded machine (3 s), and each figure printed.
+const [moto, clamd] = await Promise.all([startMoto(), startClamd()])
+t.teardown(() => Promise.all([moto.stop(), clamd.stop()]))
+await createBuckets(moto.endpoint, QUARANTINE, PRODUCTION)
+const admin = 'admin-key-live-status-0001'
+
+t.test('a client waiting on one replica hears what another replica wrote within a second', async (t) => {
+  const schema = await freshSchema(t)
+  const env = { ...s3PgEnv({ s3Endpoint: moto.endpoint, schema, clamd: clamd.url }), GW_ADMIN_KEYS: admin }
+  const a = await startChildGateway(t, { ...env, GW_SCAN_CONCURRENCY: '0' })
+  const sent = await sendUpload(a.url, contentOf('eicar', 3000))
+  t.equal(sent.status, 202)
+  const id: string = sent.json.id
+  const updatedAt = async (): Promise<number> => {
+    const { rows } = await pgQuery<{ updated_at: string }>(`SELECT updated_at FROM "${schema}".uploads WHERE id = $1`, [id])
+    return Number(rows[0]?.updated_at)
+  }
+  /** Long-polls A until the status is one of `statuses`; each change's delay from its write is checked. */
+  const follow = async (from: Polled, statuses: readonly string[]): Promise<Polled> => {
+    let last = from
+    const deadline = Date.now() + 90_000
+    while (!statuses.includes(last.body.status) && Date.now() < deadline) {
+      const next = await poll(a.url, id, { etag: last.etag, wait: 10 })
+      if (next.status === 304) continue
+      t.equal(next.status, 200)
+      const lag = next.at - (await updatedAt())
+      t.comment(`${next.body.status}: answered ${lag} ms after the write (the request waited ${next.ms} ms)`)
+      t.ok(lag < 3_000, `${next.body.status} within a second (3 s allowed)`)
+      last = next
+    }
+    return last
+  }
+
+  const pending = await poll(a.url, id)
+  t.equal(pending.body.status, 'pending', 'nobody scans yet')
+  // B starts while the client waits on A: the scan is B's.
+  const starting = startChildGateway(t, { ...env, GW_SCAN_CONCURRENCY: '2' })
+  const infected = await follow(pending, TERMINAL)
+  const b = await starting
+  t.match(infected.body, { status: 'infected', verdict: { result: 'infected', signature: /EICAR/ } })
+
+  // An operator's release on B while the client waits on A: infected → scanning → clean.
+  const waiting = poll(a.url, id, { etag: infected.etag, wait: 20 })
+  await sleep(1_000)
+  const released = Date.now()
+  const res = await fetch(`${b.url}/v1/uploads/${id}/release`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'a test file, on purpose' })
+  })
+  t.equal(res.status, 202)
+  const first = await waiting
+  t.comment(`release on B: answered on A ${first.at - released} ms after it was sent`)
+  t.equal(first.status, 200)
+  t.ok(first.at - released < 3_000, 'within a second (3 s allowed)')
+  const clean = await follow(first, ['clean'])
+  t.match(clean.body, { status: 'clean', released: { reason: 'a test file, on purpose' } })
+})
