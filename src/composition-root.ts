@@ -128,6 +128,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       outagePauseMaxMs: config.GW_RETRY_MAX_MS
     }
   )
+  // A new upload committed by any replica wakes an idle worker at once; polling stays the fallback.
+  if (concurrency > 0) state.onUploadDue(() => worker.wake())
   // Listing, rescan batches, retention and webhook delivery run in worker processes, beside the scans.
   const historyMs = durationMs(config.GW_HISTORY_RETENTION)
   const background = concurrency === 0 ? [] : [

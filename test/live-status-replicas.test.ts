@@ -72,3 +72,26 @@ t.test('a client waiting on one replica hears what another replica wrote within 
   const clean = await follow(first, ['clean'])
   t.match(clean.body, { status: 'clean', released: { reason: 'a test file, on purpose' } })
 })
+
+t.test('an upload taken by an API replica wakes an idle worker replica at once', async (t) => {
+  const schema = await freshSchema(t)
+  const env = s3PgEnv({ s3Endpoint: moto.endpoint, schema, clamd: clamd.url })
+  // The worker looks for work every 20 s on its own: a scan within seconds is the notice's doing.
+  const [api, worker] = await Promise.all([
+    startChildGateway(t, { ...env, GW_ROLE: 'api' }),
+    startChildGateway(t, { ...env, GW_ROLE: 'worker', GW_POLL_INTERVAL_MS: '20000' })
+  ])
+  // A first upload, so that the worker has surely polled once and gone idle when the second comes.
+  for (const n of [1, 2]) {
+    await sleep(1_500)
+    const sent = await sendUpload(api.url, contentOf('clean', 2000))
+    t.equal(sent.status, 202)
+    const committed = Date.now()
+    let last = await poll(api.url, sent.json.id)
+    while (!TERMINAL.includes(last.body.status) && Date.now() - committed < 30_000) last = await poll(api.url, sent.json.id, { etag: last.etag, wait: 10 })
+    t.comment(`upload ${n}: ${last.body.status} ${Date.now() - committed} ms after it was committed`)
+    t.equal(last.body.status, 'clean')
+    t.ok(Date.now() - committed < 8_000, 'scanned long before the worker would have polled (20 s)')
+  }
+  t.ok(worker.output().includes('"msg":"scanned"'), 'the worker scanned')
+})

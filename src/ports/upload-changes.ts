@@ -10,6 +10,11 @@ export type UploadChangeListener = () => void
 export interface UploadChanges {
   /** Calls listener after writes to upload `id` until the returned function is called. */
   subscribe(id: string, listener: UploadChangeListener): () => void
+  /**
+   * Calls listener when an upload becomes pending (a new upload, or one put back to be scanned), by
+   * any writer, until the returned function is called: an idle worker may look for work at once.
+   */
+  onUploadDue(listener: () => void): () => void
   /** Listeners subscribed in this process (a gauge: waiting status requests). */
   listenerCount(): number
 }

@@ -34,7 +34,11 @@ export function openStateStore(url: string, pg: Omit<PgStateStoreOptions, 'url'>
 /** One SQLite file (':memory:' for none), for one process: its change notices stay in the process. */
 export function sqliteStateStore(path: string, options: BatchOptions = {}): StateStore {
   const changes = new UploadChangeRegistry()
-  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged: (ids) => changes.publish(ids) }), changes, options)
+  const onUploadsChanged = (ids: readonly string[], due: boolean): void => {
+    changes.publish(ids)
+    if (due) changes.publishDue()
+  }
+  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged }), changes, options)
 }
 
 /** PostgreSQL, shared by replicas: change notices through LISTEN/NOTIFY. */
@@ -53,6 +57,7 @@ function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Pr
       await db.close()
     },
     subscribe: (id, listener) => changes.subscribe(id, listener),
+    onUploadDue: (listener) => changes.onUploadDue(listener),
     listenerCount: () => changes.listenerCount(),
     ...uploadIntakeSql(db),
     ...jobQueueSql(db),

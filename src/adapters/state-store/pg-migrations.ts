@@ -185,7 +185,8 @@ export const migrations: readonly { version: number; sql: string }[] = [
     // Live status: a committed write to an upload that a client could see notifies the listeners of
     // every replica (channel gw_upload_changed, payload '<schema>:<id>'), from the writing
     // transaction, whichever code wrote it. Bookkeeping columns alone (quietUploadColumns in
-    // upload-change-columns.ts) do not.
+    // upload-change-columns.ts) do not. An upload that became pending also wakes idle workers
+    // (channel gw_upload_due, payload '<schema>').
     version: 9,
     sql: `
       CREATE FUNCTION gw_upload_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -196,6 +197,9 @@ export const migrations: readonly { version: number; sql: string }[] = [
           RETURN NULL;
         END IF;
         PERFORM pg_notify('gw_upload_changed', TG_TABLE_SCHEMA || ':' || CASE TG_OP WHEN 'DELETE' THEN OLD.id ELSE NEW.id END);
+        IF TG_OP <> 'DELETE' AND NEW.status = 'pending' AND (TG_OP = 'INSERT' OR OLD.status <> 'pending') THEN
+          PERFORM pg_notify('gw_upload_due', TG_TABLE_SCHEMA);
+        END IF;
         RETURN NULL;
       END
       $$;

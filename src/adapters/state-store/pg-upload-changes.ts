@@ -1,6 +1,6 @@
 import pg from 'pg'
 import type { UploadChangeListener, UploadChanges } from '../../ports/upload-changes.ts'
-import { UPLOAD_CHANGED_CHANNEL } from './upload-change-columns.ts'
+import { UPLOAD_CHANGED_CHANNEL, UPLOAD_DUE_CHANNEL } from './upload-change-columns.ts'
 import { UploadChangeRegistry } from './upload-change-registry.ts'
 
 export interface PgUploadChangesOptions {
@@ -17,12 +17,13 @@ export interface PgUploadChangesOptions {
 const MAX_RETRY_MS = 30_000
 
 /**
- * Change notices across replicas: one dedicated connection per process LISTENs on the channel the
+ * Change notices across replicas: one dedicated connection per process LISTENs on the channels the
  * uploads trigger (migration 9) notifies from every writing transaction, and hands what it hears
- * to the listeners of this process. It connects at the first subscription (a process nobody
+ * to the listeners of this process. It connects at the first subscription (an API process nobody
  * waits on holds no connection). While it is not listening (connecting, or lost and reconnecting
- * with backoff), every listener is told to re-read each fallbackIntervalMs, and once more when
- * listening resumes, so no waiter misses a change however long the outage.
+ * with backoff), every upload's listener is told to re-read each fallbackIntervalMs, and once more
+ * when listening resumes, so no waiter misses a change however long the outage. Workers' wake-ups
+ * need no such fallback: they poll anyway.
  */
 export class PgUploadChanges implements UploadChanges {
   readonly #registry = new UploadChangeRegistry()
@@ -41,10 +42,13 @@ export class PgUploadChanges implements UploadChanges {
 
   subscribe(id: string, listener: UploadChangeListener): () => void {
     const unsubscribe = this.#registry.subscribe(id, listener)
-    if (!this.#started && !this.#closed) {
-      this.#started = true
-      this.#connect()
-    }
+    this.#start()
+    return unsubscribe
+  }
+
+  onUploadDue(listener: () => void): () => void {
+    const unsubscribe = this.#registry.onUploadDue(listener)
+    this.#start()
     return unsubscribe
   }
 
@@ -58,6 +62,12 @@ export class PgUploadChanges implements UploadChanges {
     const client = this.#client
     this.#client = null
     await client?.end().catch(() => {})
+  }
+
+  #start(): void {
+    if (this.#started || this.#closed) return
+    this.#started = true
+    this.#connect()
   }
 
   #connect(): void {
@@ -76,7 +86,7 @@ export class PgUploadChanges implements UploadChanges {
     client.on('notification', (notice) => this.#heard(notice))
     client
       .connect()
-      .then(() => client.query(`LISTEN ${UPLOAD_CHANGED_CHANNEL}`))
+      .then(() => client.query(`LISTEN ${UPLOAD_CHANGED_CHANNEL}; LISTEN ${UPLOAD_DUE_CHANNEL}`))
       .then(() => {
         if (this.#client !== client) return
         this.#retryMs = 500
@@ -92,6 +102,7 @@ export class PgUploadChanges implements UploadChanges {
   #heard(notice: pg.Notification): void {
     const prefix = `${this.#options.schema}:`
     if (notice.channel === UPLOAD_CHANGED_CHANNEL && notice.payload?.startsWith(prefix)) this.#registry.publish([notice.payload.slice(prefix.length)])
+    else if (notice.channel === UPLOAD_DUE_CHANNEL && notice.payload === this.#options.schema) this.#registry.publishDue()
   }
 
   /** The connection failed or ended: poll in the meantime, reconnect after a backoff. */

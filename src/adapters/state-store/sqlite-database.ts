@@ -8,6 +8,9 @@ import { migrations } from './sqlite-migrations.ts'
 import { sqliteStatements } from './sqlite-statements.ts'
 import { sqliteChangeTriggers } from './upload-change-columns.ts'
 
+/** The uploads a committed write changed, and whether one of them became pending. */
+export type UploadsChanged = (ids: readonly string[], due: boolean) => void
+
 /**
  * The embedded engine: one SQLite file through node:sqlite (built into Node 24, no native build).
  * WAL with synchronous=FULL, so a committed upload survives a crash. SQLite serialises writers:
@@ -33,10 +36,12 @@ export class SqliteDatabase implements SqlDatabase {
   readonly #free = this.#handle(null, false)
   /** Uploads written since the last commit (collected by the temporary triggers, see migrate()). */
   readonly #changed = new Set<string>()
-  readonly #onUploadsChanged: (ids: readonly string[]) => void
+  /** One of them became pending. */
+  #due = false
+  readonly #onUploadsChanged: UploadsChanged
 
   /** onUploadsChanged: called with the uploads each committed write changed (the in-process change notices). */
-  constructor(path: string, { onUploadsChanged = () => {} }: { onUploadsChanged?: (ids: readonly string[]) => void } = {}) {
+  constructor(path: string, { onUploadsChanged = () => {} }: { onUploadsChanged?: UploadsChanged } = {}) {
     this.#onUploadsChanged = onUploadsChanged
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path, { timeout: 5000 })
@@ -47,8 +52,9 @@ export class SqliteDatabase implements SqlDatabase {
     })
     // PostgreSQL's LEAST, used by the shared SQL (SQLite's own is the two-argument min()).
     this.#db.function('least', { deterministic: true }, (a, b) => (Number(a) <= Number(b) ? a : b))
-    this.#db.function('gw_upload_changed', { deterministic: false }, (id) => {
+    this.#db.function('gw_upload_changed', { deterministic: false }, (id, due) => {
       this.#changed.add(String(id))
+      if (Number(due) === 1) this.#due = true
       return null
     })
   }
@@ -156,8 +162,10 @@ export class SqliteDatabase implements SqlDatabase {
   #settle(committed: boolean): void {
     if (this.#changed.size === 0) return
     const ids = [...this.#changed]
+    const due = this.#due
     this.#changed.clear()
-    if (committed) this.#onUploadsChanged(ids)
+    this.#due = false
+    if (committed) this.#onUploadsChanged(ids, due)
   }
 
   async #acquire(): Promise<void> {

@@ -5,13 +5,14 @@
  */
 export const quietUploadColumns = ['run_at', 'lease_owner', 'lease_token', 'attempts', 'last_error', 'next_scan_at', 'updated_at', 'failed_retry_at', 'failed_rounds'] as const
 
-/** The channel the PostgreSQL trigger (migration 9) notifies, with payload `<schema>:<upload id>`. */
+/** The channels the PostgreSQL trigger (migration 9) notifies: payload `<schema>:<upload id>`, and `<schema>`. */
 export const UPLOAD_CHANGED_CHANNEL = 'gw_upload_changed'
+export const UPLOAD_DUE_CHANNEL = 'gw_upload_due'
 
 /**
  * SQLite's triggers for the in-process notices: temporary (on this connection only), so another
  * program writing the file needs no gw_upload_changed() function; built from the table's columns
- * as they are after the migrations.
+ * as they are after the migrations. The second argument: the upload became pending.
  */
 export function sqliteChangeTriggers(columns: readonly string[]): string {
   const quiet = new Set<string>(quietUploadColumns)
@@ -20,8 +21,8 @@ export function sqliteChangeTriggers(columns: readonly string[]): string {
     DROP TRIGGER IF EXISTS temp.gw_upload_inserted;
     DROP TRIGGER IF EXISTS temp.gw_upload_updated;
     DROP TRIGGER IF EXISTS temp.gw_upload_deleted;
-    CREATE TEMP TRIGGER gw_upload_inserted AFTER INSERT ON main.uploads BEGIN SELECT gw_upload_changed(NEW.id); END;
-    CREATE TEMP TRIGGER gw_upload_updated AFTER UPDATE ON main.uploads WHEN ${changed.join(' OR ') || '0'} BEGIN SELECT gw_upload_changed(NEW.id); END;
-    CREATE TEMP TRIGGER gw_upload_deleted AFTER DELETE ON main.uploads BEGIN SELECT gw_upload_changed(OLD.id); END;
+    CREATE TEMP TRIGGER gw_upload_inserted AFTER INSERT ON main.uploads BEGIN SELECT gw_upload_changed(NEW.id, NEW.status = 'pending'); END;
+    CREATE TEMP TRIGGER gw_upload_updated AFTER UPDATE ON main.uploads WHEN ${changed.join(' OR ') || '0'} BEGIN SELECT gw_upload_changed(NEW.id, NEW.status = 'pending' AND OLD.status IS NOT 'pending'); END;
+    CREATE TEMP TRIGGER gw_upload_deleted AFTER DELETE ON main.uploads BEGIN SELECT gw_upload_changed(OLD.id, 0); END;
   `
 }

@@ -6,6 +6,7 @@ import type { UploadChangeListener, UploadChanges } from '../../ports/upload-cha
  */
 export class UploadChangeRegistry implements UploadChanges {
   readonly #listeners = new Map<string, Set<UploadChangeListener>>()
+  readonly #due = new Set<() => void>()
   #count = 0
 
   subscribe(id: string, listener: UploadChangeListener): () => void {
@@ -25,6 +26,12 @@ export class UploadChangeRegistry implements UploadChanges {
     }
   }
 
+  onUploadDue(listener: () => void): () => void {
+    const entry = (): void => listener()
+    this.#due.add(entry)
+    return () => this.#due.delete(entry)
+  }
+
   listenerCount(): number {
     return this.#count
   }
@@ -36,6 +43,11 @@ export class UploadChangeRegistry implements UploadChanges {
       // Checked again when called: a listener unsubscribed meanwhile hears nothing more.
       if (set) for (const listener of [...set]) queueMicrotask(() => set.has(listener) && callSafely(listener))
     }
+  }
+
+  /** Tells the onUploadDue listeners that an upload became pending. */
+  publishDue(): void {
+    for (const listener of [...this.#due]) queueMicrotask(() => this.#due.has(listener) && callSafely(listener))
   }
 
   /** Tells every listener: what was written while notices could not arrive is unknown. */
