@@ -95,7 +95,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
     perUploadBytes: objects.putBufferBytes
   })
-  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
+  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission, changes: state }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
   const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })

@@ -93,6 +93,7 @@ t.test('a client that goes away takes its waiter with it', async (t) => {
   const abort = new AbortController()
   const waiting = poll(gw.url, id, etag, 30, abort.signal).catch((err: Error) => err)
   t.ok(await until(() => gw.gateway.state.listenerCount() === 1), 'waiting')
+  t.match(await gw.gateway.metrics.registry.metrics(), /^gateway_status_waiters 1$/m, 'shown in the metrics')
   abort.abort()
   t.ok((await waiting) instanceof Error)
   t.ok(await until(() => gw.gateway.state.listenerCount() === 0, 2_000), 'the listener is removed')
