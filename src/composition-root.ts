@@ -166,14 +166,13 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   )
   const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
-  const status = new StatusService({ uploads: state, objects })
   const app = await buildApp(
     {
       logger,
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
       ingest,
-      status,
-      live: new LiveStatus({ changes: state, status }),
+      status: new StatusService({ uploads: state, objects }),
+      live: new LiveStatus({ changes: state }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
       uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),

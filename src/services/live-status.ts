@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import type { UploadChanges } from '../ports/upload-changes.ts'
-import type { StatusService } from './status-service.ts'
 import type { UploadView } from './upload-view.ts'
 
 /** A strong ETag of a status view: the same view has the same tag on every replica. */
@@ -20,15 +19,13 @@ export type WaitOutcome =
  * a notice is being checked, one read. No connection is held while nothing happens.
  */
 export class LiveStatus {
-  readonly #changes: UploadChanges
-  readonly #status: Pick<StatusService, 'get'>
+  readonly #changes: Pick<UploadChanges, 'subscribe'>
   /** How to end each waiter now, for close(). */
   readonly #waiters = new Set<() => void>()
   #closed = false
 
-  constructor(deps: { changes: UploadChanges; status: Pick<StatusService, 'get'> }) {
+  constructor(deps: { changes: Pick<UploadChanges, 'subscribe'> }) {
     this.#changes = deps.changes
-    this.#status = deps.status
   }
 
   /** Waiting clients in this process. */
@@ -37,11 +34,12 @@ export class LiveStatus {
   }
 
   /**
-   * Resolves once the status view of upload `id` has an ETag other than `etag`, or after waitMs,
-   * or when `signal` aborts (the client went away) or close() is called. A read that fails
-   * rejects (the client retries), so a store outage is not reported as "unchanged".
+   * Resolves once the status view of upload `id`, as `read` shows it to the caller (the route's
+   * own read: the same view, the same access checks), has an ETag other than `etag`, or after
+   * waitMs, or when `signal` aborts (the client went away) or close() is called. A read that
+   * fails rejects (the client retries), so a store outage is not reported as "unchanged".
    */
-  waitForChange(id: string, etag: string, waitMs: number, signal?: AbortSignal): Promise<WaitOutcome> {
+  waitForChange(id: string, etag: string, waitMs: number, read: () => Promise<UploadView | null>, signal?: AbortSignal): Promise<WaitOutcome> {
     if (this.#closed || waitMs <= 0 || signal?.aborted) return Promise.resolve({ kind: 'unchanged' })
     return new Promise<WaitOutcome>((resolve, reject) => {
       let done = false
@@ -65,8 +63,7 @@ export class LiveStatus {
           return
         }
         reading = true
-        this.#status
-          .get(id)
+        read()
           .then(
             (view) => {
               if (!view) return settle(() => resolve({ kind: 'gone' }))

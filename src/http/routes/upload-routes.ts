@@ -107,12 +107,13 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
     },
     async (request, reply) => {
       const { id } = request.params
-      let view = await status.get(id)
+      const read = () => status.get(id)
+      let view = await read()
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
       let etag = statusETag(view)
       const wait = request.query.wait ?? 0
       if (wait > 0 && matches(request.headers['if-none-match'], etag)) {
-        const outcome = await untilChanged(live, request, reply, id, etag, wait * 1000)
+        const outcome = await untilChanged(request, reply, (signal) => live.waitForChange(id, etag, wait * 1000, read, signal))
         if (outcome.kind === 'gone') throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
         if (outcome.kind === 'changed') ({ view, etag } = outcome)
       }
@@ -123,8 +124,8 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
   )
 }
 
-/** Waits for a change of the status, until the client goes away or the time is up; the socket's idle timeout does not count meanwhile. */
-async function untilChanged(live: LiveStatus, request: FastifyRequest, reply: FastifyReply, id: string, etag: string, waitMs: number): Promise<WaitOutcome> {
+/** Runs a wait for a change, cut short when the client goes away; the socket's idle timeout does not count meanwhile. */
+async function untilChanged(request: FastifyRequest, reply: FastifyReply, wait: (signal: AbortSignal) => Promise<WaitOutcome>): Promise<WaitOutcome> {
   const gone = new AbortController()
   const onClose = (): void => {
     if (!reply.raw.writableFinished) gone.abort()
@@ -134,7 +135,7 @@ async function untilChanged(live: LiveStatus, request: FastifyRequest, reply: Fa
   const idleTimeout = socket.timeout ?? 0
   socket.setTimeout(0)
   try {
-    return await live.waitForChange(id, etag, waitMs, gone.signal)
+    return await wait(gone.signal)
   } finally {
     reply.raw.off('close', onClose)
     if (!socket.destroyed) socket.setTimeout(idleTimeout)
