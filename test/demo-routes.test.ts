@@ -67,3 +67,14 @@ t.test('without GW_DEMO there is no demo', async (t) => {
   t.equal((await fetch(`${url}/demo/assets/uppy.min.js`)).status, 404)
   t.equal((await fetch(`${url}/demo/token`, { method: 'POST' })).status, 404)
 })
+
+t.test('POST /demo/token counts against GW_RATE_LIMIT_TOKENS_PER_MINUTE', async (t) => {
+  const { url } = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_DEMO: 'true', GW_TOKEN_SECRETS: secrets, GW_RATE_LIMIT_TOKENS_PER_MINUTE: '2' })
+  const mint = () => fetch(`${url}/demo/token`, { method: 'POST' })
+  t.equal((await mint()).status, 201)
+  t.equal((await mint()).status, 201)
+  const limited = await mint()
+  t.equal(limited.status, 429)
+  t.ok(Number(limited.headers.get('retry-after')) > 0, 'with Retry-After')
+  t.match(await limited.json(), { error: { code: 'GW_RATE_LIMITED' } })
+})

@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
 import type { TokenMinter } from '../../services/token-minting.ts'
+import { rateLimited } from '../rate-limits.ts'
 import { ErrorBody, headersTooSlow, MintedUploadToken } from '../schemas.ts'
 
 /** A file of the demo page, as served. */
@@ -76,12 +77,13 @@ export const demoRoutes: FastifyPluginAsyncTypebox<DemoDeps> = async (app, { pag
   app.post(
     '/demo/token',
     {
+      config: rateLimited('tokens'),
       schema: {
         operationId: 'mintDemoToken',
         summary: 'An upload token for the demo page, without a key',
         description: `${demoOnly} Answers requests from this machine only (a loopback address, and a loopback name in Host). The token allows one upload and lives ten minutes.`,
         security: [],
-        response: { 201: MintedUploadToken, 403: ErrorBody, ...headersTooSlow, 503: ErrorBody }
+        response: { 201: MintedUploadToken, 403: ErrorBody, ...headersTooSlow, 429: ErrorBody, 503: ErrorBody }
       }
     },
     async (request, reply) => {

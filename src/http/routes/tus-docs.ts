@@ -54,5 +54,5 @@ export const tusDocs: Record<'create' | 'head' | 'patch' | 'delete' | 'options' 
   },
   // An operation with no success is no operation for a client generator (and redocly warns): the
   // 405 is said on HEAD instead.
-  get: { hide: true, response: { 405: ErrorBody } }
+  get: { hide: true, security: [], response: { 405: ErrorBody } }
 }
