@@ -163,12 +163,12 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   ]
   const ingest = new IngestService(
     { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
   const tusExpiryMs = durationMs(config.GW_TUS_EXPIRY)
   const resumable = new ResumableUploads(
-    { objects, intake: state, uploads: state, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, expiryMs: tusExpiryMs, companionSuffixes: RESUMABLE_COMPANIONS }
+    { objects, intake: state, uploads: state, metrics, events, onCommitted: () => worker.wake() },
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, expiryMs: tusExpiryMs, companionSuffixes: RESUMABLE_COMPANIONS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
   const resumableStorage = openResumableStorage({
     keyPrefix: config.GW_KEY_PREFIX,

@@ -6,6 +6,7 @@ import { startClamd } from './helpers/clamd.ts'
 import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { eicar, uniqueContent } from './helpers/multipart.ts'
 import { tusUpload } from './helpers/tus.ts'
+import { typedFiles } from './helpers/typed-files.ts'
 
 // tus on the embedded defaults (fs object store, SQLite) with a real clamd and tus-js-client.
 const KEY = 'tus-test-upload-key-0123456789abcdef'
@@ -14,7 +15,7 @@ const auth = { authorization: `Bearer ${KEY}` }
 const tusHeaders = { ...auth, 'tus-resumable': '1.0.0' }
 const clamd = await startClamd()
 t.teardown(() => clamd.stop())
-const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: KEY, GW_CORS_ORIGINS: ORIGIN, GW_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) })
+const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: KEY, GW_CORS_ORIGINS: ORIGIN, GW_ALLOWED_TYPES: 'application/octet-stream,application/pdf', GW_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) })
 const endpoint = `${gw.url}/v1/tus`
 const quarantine = join(gw.dir, 'objects', 'quarantine')
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -42,6 +43,16 @@ t.test('EICAR over tus ends infected', async (t) => {
   const done = await tusUpload(endpoint, Buffer.concat([uniqueContent(2000), eicar]), { headers: auth })
   const status = await waitForStatus(gw.url, idOf(done.url), ['clean', 'infected', 'unscannable', 'failed'], { headers: auth })
   t.match(status, { status: 'infected', verdict: { signature: 'Win.Test.EICAR_HDB-1.UNOFFICIAL' } })
+})
+
+t.test('a complete upload of a type that is not allowed ends rejected and stays in quarantine', async (t) => {
+  const done = await tusUpload(endpoint, typedFiles.elf(), { headers: auth, metadata: { filename: 'photo.jpg', filetype: 'image/jpeg' } })
+  const id = idOf(done.url)
+  t.equal(done.statusUrl, `/v1/uploads/${id}`)
+  const status = await waitForStatus(gw.url, id, ['rejected', 'clean', 'infected'], { headers: auth })
+  t.match(status, { status: 'rejected', contentType: 'application/x-elf', verdict: { result: 'rejected', reason: /application\/x-elf/ } })
+  t.ok(await exists(join(quarantine, id)), 'kept in quarantine')
+  t.notOk(await exists(join(quarantine, `${id}.info`)))
 })
 
 t.test('refusals: no credentials, deferred length, over the size limit, GET', async (t) => {
