@@ -10,6 +10,7 @@ import { ContentTypePolicy, rejectionReason, sniffContentType } from './content-
 import { sanitizeFilename } from './filename.ts'
 import { StreamMeter } from './stream-meter.ts'
 import type { UploadEvents } from './upload-events.ts'
+import { assertTokenMayRead } from './upload-tokens.ts'
 
 export interface ResumableUploadsOptions {
   /** GW_MAX_UPLOAD_BYTES. */
@@ -21,6 +22,8 @@ export interface ResumableUploadsOptions {
   companionSuffixes: readonly string[]
   /** GW_ALLOWED_TYPES: empty, any. */
   allowedTypes: readonly string[]
+  /** GW_TOKEN_READ_TTL: how long after its creation an upload's expired token may still resume it. */
+  tokenReadTtlMs: number
 }
 
 /** tus metadata the gateway sets itself at creation (a client's value is replaced): who created the upload. */
@@ -93,10 +96,14 @@ export class ResumableUploads {
     return { ...kept, ...(owner ? { [OWNER_METADATA_KEY]: JSON.stringify(owner) } : {}), ...(types ? { [TYPES_METADATA_KEY]: JSON.stringify(types) } : {}) }
   }
 
-  /** Whether this principal may resume, read or terminate an upload with this metadata: keys may, a token only its own. */
-  mayTouch(principal: Principal, metadata: TusMetadata): boolean {
-    if (principal.kind !== 'token') return true
-    return jsonIn<UploadOwner>(metadata, OWNER_METADATA_KEY)?.tokenId === principal.jti
+  /**
+   * Throws unless this principal may resume, read or terminate an upload with this metadata: keys
+   * may; a token only its own uploads (403), and once expired only within GW_TOKEN_READ_TTL of the
+   * upload's creation (401 GW_TOKEN_EXPIRED after), so an upload outlives its short-lived token.
+   */
+  assertMayTouch(principal: Principal, metadata: TusMetadata, createdAt: number): void {
+    if (principal.kind !== 'token') return
+    assertTokenMayRead(principal, { owner: jsonIn<UploadOwner>(metadata, OWNER_METADATA_KEY), createdAt }, this.#options.tokenReadTtlMs)
   }
 
   /** The upload was terminated (DELETE): its intent goes to the sweeper at once, which removes what is left. */

@@ -73,8 +73,11 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
       if (req.method === 'POST') return
       const upload = await resumableStorage.store.getUpload(id).catch(() => null)
       // An unknown upload is the handler's to answer (404 or 410).
-      if (upload && !resumable.mayTouch(requestOf(req).principal, upload.metadata)) {
-        throw gatewayBody(new GatewayError('GW_FORBIDDEN', 'this upload was created by another token'))
+      if (!upload) return
+      try {
+        resumable.assertMayTouch(requestOf(req).principal, upload.metadata, upload.creation_date ? Date.parse(upload.creation_date) : 0)
+      } catch (err) {
+        throw gatewayBody(toGatewayError(err))
       }
     },
     async onUploadFinish(req, upload) {
@@ -113,8 +116,9 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     await server.handle(request.raw, reply.raw)
   }
   const byId = `${PATH}/:id`
+  // An upload's own token may go on with it after expiring (within GW_TOKEN_READ_TTL, see onIncomingRequest); creating one needs a live token.
   const tusRoute = (method: 'POST' | 'HEAD' | 'PATCH' | 'DELETE', url: string, schema: FastifySchema): void => {
-    app.route({ method, url, onRequest: auth.require('upload'), config: { cors }, schema, handler: handle })
+    app.route({ method, url, onRequest: auth.require('upload', { tokens: method === 'POST' ? 'accept' : 'read' }), config: { cors }, schema, handler: handle })
   }
   tusRoute('POST', PATH, tusDocs.create)
   tusRoute('HEAD', byId, tusDocs.head)
