@@ -118,6 +118,19 @@ t.test('CORS: a preflight needs no credentials; tus answers carry the CORS heade
   t.equal(refused.headers.get('access-control-allow-origin'), ORIGIN, 'a refusal is readable by the page')
 })
 
+t.test('a live upload older than GW_ORPHAN_AFTER is no orphan while within GW_TUS_EXPIRY', async (t) => {
+  const long = await startGateway(t, { GW_CLAMD: clamd.url, GW_TUS_EXPIRY: '1h', GW_ORPHAN_AFTER: '1s', GW_ORPHAN_SWEEP_INTERVAL_MS: '100' })
+  const content = uniqueContent(64 * 1024)
+  const first = await tusUpload(`${long.url}/v1/tus`, content, { chunkSize: 16 * 1024, abortAt: content.length / 2 })
+  const id = idOf(first.url)
+  await new Promise((r) => setTimeout(r, 2500))
+  const dir = join(long.dir, 'objects', 'quarantine')
+  t.ok(await exists(join(dir, id)) && (await exists(join(dir, `${id}.info`))), 'its file and info are kept')
+  const done = await tusUpload(`${long.url}/v1/tus`, content, { chunkSize: 16 * 1024, uploadUrl: first.url })
+  t.ok(done.resumedAt !== null && done.resumedAt > 0, `resumed from ${done.resumedAt}`)
+  t.match(await waitForStatus(long.url, id, ['clean', 'infected', 'unscannable', 'failed']), { status: 'clean', sha256: sha256(content) })
+})
+
 t.test('an expired upload is refused and removed with its intent', async (t) => {
   const short = await startGateway(t, { GW_CLAMD: clamd.url, GW_TUS_EXPIRY: '1s', GW_ORPHAN_AFTER: '1s', GW_ORPHAN_SWEEP_INTERVAL_MS: '100' })
   const created = await fetch(`${short.url}/v1/tus`, { method: 'POST', headers: { 'tus-resumable': '1.0.0', 'upload-length': '100' } })
