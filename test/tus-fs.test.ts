@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
+import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { startClamd } from './helpers/clamd.ts'
 import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { eicar, uniqueContent } from './helpers/multipart.ts'
@@ -90,6 +91,29 @@ t.test('HEAD echoes the offset; DELETE terminates and the sweeper removes what i
   t.equal((await fetch(url, { method: 'HEAD', headers: tusHeaders })).status, 404)
   t.notOk(await exists(join(quarantine, id)), 'its file is gone')
   t.notOk(await exists(join(quarantine, `${id}.info`)), 'its info is gone')
+})
+
+t.test('a final PATCH whose record could not be written is recorded at the next HEAD', async (t) => {
+  const state = gw.gateway.state
+  const commit = state.commitUpload
+  state.commitUpload = async () => {
+    state.commitUpload = commit
+    throw new StateUnavailableError('state store down (test)')
+  }
+  t.teardown(() => {
+    state.commitUpload = commit
+  })
+  const created = await create(50)
+  const url = `${gw.url}${created.headers.get('location')}`
+  const content = uniqueContent(50)
+  const patched = await fetch(url, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: new Uint8Array(content) })
+  t.equal(patched.status, 503)
+  t.match(await patched.json(), { error: { code: 'GW_STATE_UNAVAILABLE' } })
+  const head = await fetch(url, { method: 'HEAD', headers: tusHeaders })
+  t.equal(head.status, 200)
+  t.equal(head.headers.get('upload-offset'), '50', 'complete, as a client resuming sees it')
+  const status = await waitForStatus(gw.url, idOf(url), ['clean', 'infected', 'unscannable', 'failed'], { headers: auth })
+  t.match(status, { status: 'clean', size: 50, sha256: sha256(content) })
 })
 
 t.test('CORS: a preflight needs no credentials; tus answers carry the CORS headers', async (t) => {

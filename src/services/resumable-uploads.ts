@@ -114,8 +114,9 @@ export class ResumableUploads {
   /**
    * The last byte of upload `id` is stored: its record is committed (pending, or rejected for its
    * content type), once, however many times this is called. Returns where its status is read.
+   * keepHelpers: leave the tus helper objects, for a HEAD that is still to be answered from them.
    */
-  async finish(id: string, metadata: TusMetadata, createdAt: number, log: Log): Promise<{ statusUrl: string }> {
+  async finish(id: string, metadata: TusMetadata, createdAt: number, log: Log, { keepHelpers = false } = {}): Promise<{ statusUrl: string }> {
     const statusUrl = `/v1/uploads/${id}`
     if (await this.#uploads.getUpload(id)) return { statusUrl }
     const objectKey = this.#key(id)
@@ -149,7 +150,7 @@ export class ResumableUploads {
     log.info({ uploadId: id, size: upload.size, sha256: upload.sha256, contentType: detected, allowed: judgement.allowed }, judgement.allowed ? 'tus upload accepted' : 'tus upload rejected: content type not allowed')
     this.#metrics.uploadBytes('stored', upload.size)
     if (judgement.allowed) this.#onCommitted()
-    await this.#removeCompanions(objectKey, log)
+    if (!keepHelpers) await this.#removeCompanions(objectKey, log)
     return { statusUrl }
   }
 

@@ -74,8 +74,15 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
       const upload = await resumableStorage.store.getUpload(id).catch(() => null)
       // An unknown upload is the handler's to answer (404 or 410).
       if (!upload) return
+      const request = requestOf(req)
+      const created = upload.creation_date ? Date.parse(upload.creation_date) : 0
       try {
-        resumable.assertMayTouch(requestOf(req).principal, upload.metadata, upload.creation_date ? Date.parse(upload.creation_date) : 0)
+        resumable.assertMayTouch(request.principal, upload.metadata, created)
+        // Every byte is stored but the upload is not recorded: its final PATCH failed after the
+        // write (a client then learns from HEAD that it is done). Recorded now, so it is scanned.
+        if (req.method === 'HEAD' && upload.size !== undefined && upload.offset === upload.size) {
+          await resumable.finish(id, upload.metadata, created, request.log, { keepHelpers: true })
+        }
       } catch (err) {
         throw gatewayBody(toGatewayError(err))
       }
