@@ -117,15 +117,17 @@ t.test('a final PATCH whose record could not be written is recorded at the next 
 })
 
 t.test('CORS: a preflight needs no credentials; tus answers carry the CORS headers', async (t) => {
-  const preflight = await fetch(endpoint, {
-    method: 'OPTIONS',
-    headers: { origin: ORIGIN, 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'authorization, tus-resumable, upload-offset, content-type' }
-  })
-  t.equal(preflight.status, 204)
-  t.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN)
-  t.match(preflight.headers.get('access-control-allow-methods'), /PATCH/)
-  t.match(preflight.headers.get('access-control-allow-headers'), /Upload-Offset/i)
   const created = await create(5, { origin: ORIGIN })
+  for (const [url, method] of [[endpoint, 'POST'], [`${gw.url}${created.headers.get('location')}`, 'PATCH']] as const) {
+    const preflight = await fetch(url, {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': method, 'access-control-request-headers': 'authorization, tus-resumable, upload-offset, upload-length, upload-metadata, content-type' }
+    })
+    t.equal(preflight.status, 204, `preflight of ${method}`)
+    t.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN)
+    t.match(preflight.headers.get('access-control-allow-methods'), method)
+    t.match(preflight.headers.get('access-control-allow-headers'), /Upload-Offset/i)
+  }
   t.equal(created.headers.get('access-control-allow-origin'), ORIGIN)
   const patched = await fetch(`${gw.url}${created.headers.get('location')}`, {
     method: 'PATCH',
@@ -137,6 +139,7 @@ t.test('CORS: a preflight needs no credentials; tus answers carry the CORS heade
   const exposed = (patched.headers.get('access-control-expose-headers') ?? '').toLowerCase()
   for (const h of ['location', 'upload-offset', 'upload-length', 'tus-resumable', 'upload-status-url']) t.match(exposed, h, `exposes ${h}`)
   t.ok(patched.headers.get('upload-status-url'))
+  t.ok(patched.headers.get('x-request-id'), 'tus answers name their request too')
   const refused = await fetch(endpoint, { method: 'POST', headers: { origin: ORIGIN, 'tus-resumable': '1.0.0', 'upload-length': '5' } })
   t.equal(refused.status, 401)
   t.equal(refused.headers.get('access-control-allow-origin'), ORIGIN, 'a refusal is readable by the page')
