@@ -84,7 +84,9 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
           await resumable.finish(id, upload.metadata, created, request.log, { keepHelpers: true })
         }
       } catch (err) {
-        throw gatewayBody(toGatewayError(err))
+        const error = toGatewayError(err)
+        if (error.status >= 500) request.log.error({ err, code: error.code, uploadId: id }, error.message)
+        throw gatewayBody(error)
       }
     },
     async onUploadFinish(req, upload) {
