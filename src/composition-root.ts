@@ -170,15 +170,10 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
-  const tokenKeys = tokenSecrets(config.GW_TOKEN_SECRETS)
-  const tokens =
-    tokenKeys.length === 0
-      ? null
-      : new UploadTokens({ keys: tokenKeys, audience: config.GW_TOKEN_AUDIENCE, maxUploadBytes: config.GW_MAX_UPLOAD_BYTES, allowedTypes: config.GW_ALLOWED_TYPES })
   const tusExpiryMs = durationMs(config.GW_TUS_EXPIRY)
   const resumable = new ResumableUploads(
-    { objects, intake: state, uploads: state, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, expiryMs: tusExpiryMs, companionSuffixes: RESUMABLE_COMPANIONS }
+    { objects, intake: state, uploads: state, metrics, events, onCommitted: () => worker.wake() },
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, expiryMs: tusExpiryMs, companionSuffixes: RESUMABLE_COMPANIONS, allowedTypes: config.GW_ALLOWED_TYPES, tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }
   )
   const resumableStorage = openResumableStorage({
     keyPrefix: config.GW_KEY_PREFIX,
@@ -196,6 +191,11 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
           }
         : { kind: 'fs', directory: objects.location('quarantine', '').bucket }
   })
+  const tokenKeys = tokenSecrets(config.GW_TOKEN_SECRETS)
+  const tokens =
+    tokenKeys.length === 0
+      ? null
+      : new UploadTokens({ keys: tokenKeys, audience: config.GW_TOKEN_AUDIENCE, maxUploadBytes: config.GW_MAX_UPLOAD_BYTES, allowedTypes: config.GW_ALLOWED_TYPES })
   const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
   const app = await buildApp(

@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto'
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
+import { StateUnavailableError } from '../src/ports/state-database.ts'
 import { startClamd } from './helpers/clamd.ts'
 import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { eicar, uniqueContent } from './helpers/multipart.ts'
 import { tusUpload } from './helpers/tus.ts'
+import { typedFiles } from './helpers/typed-files.ts'
 
 // tus on the embedded defaults (fs object store, SQLite) with a real clamd and tus-js-client.
 const KEY = 'tus-test-upload-key-0123456789abcdef'
@@ -14,7 +16,7 @@ const auth = { authorization: `Bearer ${KEY}` }
 const tusHeaders = { ...auth, 'tus-resumable': '1.0.0' }
 const clamd = await startClamd()
 t.teardown(() => clamd.stop())
-const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: KEY, GW_CORS_ORIGINS: ORIGIN, GW_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) })
+const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: KEY, GW_CORS_ORIGINS: ORIGIN, GW_ALLOWED_TYPES: 'application/octet-stream,application/pdf', GW_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) })
 const endpoint = `${gw.url}/v1/tus`
 const quarantine = join(gw.dir, 'objects', 'quarantine')
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -42,6 +44,16 @@ t.test('EICAR over tus ends infected', async (t) => {
   const done = await tusUpload(endpoint, Buffer.concat([uniqueContent(2000), eicar]), { headers: auth })
   const status = await waitForStatus(gw.url, idOf(done.url), ['clean', 'infected', 'unscannable', 'failed'], { headers: auth })
   t.match(status, { status: 'infected', verdict: { signature: 'Win.Test.EICAR_HDB-1.UNOFFICIAL' } })
+})
+
+t.test('a complete upload of a type that is not allowed ends rejected and stays in quarantine', async (t) => {
+  const done = await tusUpload(endpoint, typedFiles.elf(), { headers: auth, metadata: { filename: 'photo.jpg', filetype: 'image/jpeg' } })
+  const id = idOf(done.url)
+  t.equal(done.statusUrl, `/v1/uploads/${id}`)
+  const status = await waitForStatus(gw.url, id, ['rejected', 'clean', 'infected'], { headers: auth })
+  t.match(status, { status: 'rejected', contentType: 'application/x-elf', verdict: { result: 'rejected', reason: /application\/x-elf/ } })
+  t.ok(await exists(join(quarantine, id)), 'kept in quarantine')
+  t.notOk(await exists(join(quarantine, `${id}.info`)))
 })
 
 t.test('refusals: no credentials, deferred length, over the size limit, GET', async (t) => {
@@ -81,16 +93,41 @@ t.test('HEAD echoes the offset; DELETE terminates and the sweeper removes what i
   t.notOk(await exists(join(quarantine, `${id}.info`)), 'its info is gone')
 })
 
-t.test('CORS: a preflight needs no credentials; tus answers carry the CORS headers', async (t) => {
-  const preflight = await fetch(endpoint, {
-    method: 'OPTIONS',
-    headers: { origin: ORIGIN, 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'authorization, tus-resumable, upload-offset, content-type' }
+t.test('a final PATCH whose record could not be written is recorded at the next HEAD', async (t) => {
+  const state = gw.gateway.state
+  const commit = state.commitUpload
+  state.commitUpload = async () => {
+    state.commitUpload = commit
+    throw new StateUnavailableError('state store down (test)')
+  }
+  t.teardown(() => {
+    state.commitUpload = commit
   })
-  t.equal(preflight.status, 204)
-  t.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN)
-  t.match(preflight.headers.get('access-control-allow-methods'), /PATCH/)
-  t.match(preflight.headers.get('access-control-allow-headers'), /Upload-Offset/i)
+  const created = await create(50)
+  const url = `${gw.url}${created.headers.get('location')}`
+  const content = uniqueContent(50)
+  const patched = await fetch(url, { method: 'PATCH', headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: new Uint8Array(content) })
+  t.equal(patched.status, 503)
+  t.match(await patched.json(), { error: { code: 'GW_STATE_UNAVAILABLE' } })
+  const head = await fetch(url, { method: 'HEAD', headers: tusHeaders })
+  t.equal(head.status, 200)
+  t.equal(head.headers.get('upload-offset'), '50', 'complete, as a client resuming sees it')
+  const status = await waitForStatus(gw.url, idOf(url), ['clean', 'infected', 'unscannable', 'failed'], { headers: auth })
+  t.match(status, { status: 'clean', size: 50, sha256: sha256(content) })
+})
+
+t.test('CORS: a preflight needs no credentials; tus answers carry the CORS headers', async (t) => {
   const created = await create(5, { origin: ORIGIN })
+  for (const [url, method] of [[endpoint, 'POST'], [`${gw.url}${created.headers.get('location')}`, 'PATCH']] as const) {
+    const preflight = await fetch(url, {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': method, 'access-control-request-headers': 'authorization, tus-resumable, upload-offset, upload-length, upload-metadata, content-type' }
+    })
+    t.equal(preflight.status, 204, `preflight of ${method}`)
+    t.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN)
+    t.match(preflight.headers.get('access-control-allow-methods'), method)
+    t.match(preflight.headers.get('access-control-allow-headers'), /Upload-Offset/i)
+  }
   t.equal(created.headers.get('access-control-allow-origin'), ORIGIN)
   const patched = await fetch(`${gw.url}${created.headers.get('location')}`, {
     method: 'PATCH',
@@ -102,9 +139,23 @@ t.test('CORS: a preflight needs no credentials; tus answers carry the CORS heade
   const exposed = (patched.headers.get('access-control-expose-headers') ?? '').toLowerCase()
   for (const h of ['location', 'upload-offset', 'upload-length', 'tus-resumable', 'upload-status-url']) t.match(exposed, h, `exposes ${h}`)
   t.ok(patched.headers.get('upload-status-url'))
+  t.ok(patched.headers.get('x-request-id'), 'tus answers name their request too')
   const refused = await fetch(endpoint, { method: 'POST', headers: { origin: ORIGIN, 'tus-resumable': '1.0.0', 'upload-length': '5' } })
   t.equal(refused.status, 401)
   t.equal(refused.headers.get('access-control-allow-origin'), ORIGIN, 'a refusal is readable by the page')
+})
+
+t.test('a live upload older than GW_ORPHAN_AFTER is no orphan while within GW_TUS_EXPIRY', async (t) => {
+  const long = await startGateway(t, { GW_CLAMD: clamd.url, GW_TUS_EXPIRY: '1h', GW_ORPHAN_AFTER: '1s', GW_ORPHAN_SWEEP_INTERVAL_MS: '100' })
+  const content = uniqueContent(64 * 1024)
+  const first = await tusUpload(`${long.url}/v1/tus`, content, { chunkSize: 16 * 1024, abortAt: content.length / 2 })
+  const id = idOf(first.url)
+  await new Promise((r) => setTimeout(r, 2500))
+  const dir = join(long.dir, 'objects', 'quarantine')
+  t.ok(await exists(join(dir, id)) && (await exists(join(dir, `${id}.info`))), 'its file and info are kept')
+  const done = await tusUpload(`${long.url}/v1/tus`, content, { chunkSize: 16 * 1024, uploadUrl: first.url })
+  t.ok(done.resumedAt !== null && done.resumedAt > 0, `resumed from ${done.resumedAt}`)
+  t.match(await waitForStatus(long.url, id, ['clean', 'infected', 'unscannable', 'failed']), { status: 'clean', sha256: sha256(content) })
 })
 
 t.test('an expired upload is refused and removed with its intent', async (t) => {

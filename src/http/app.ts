@@ -26,8 +26,8 @@ import { demoRoutes, type DemoDeps } from './routes/demo-routes.ts'
 import { docsRoutes } from './routes/docs-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
-import { tokenRoutes } from './routes/token-routes.ts'
 import { tusRoutes } from './routes/tus-routes.ts'
+import { tokenRoutes } from './routes/token-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
 export interface AppDeps {
@@ -118,8 +118,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   await options.beforeRoutes?.(app)
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
-    await app.register(tokenRoutes, deps)
     await app.register(tusRoutes, { ...deps, corsOrigins: options.corsOrigins })
+    await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
     await app.register(docsRoutes, deps)
     // The configuration allows the demo only with token secrets, so a minter is there.

@@ -5,8 +5,8 @@ import pg from 'pg'
 /** First key of every tus lock ('tu'): apart from the state store's own advisory locks (one-key form). */
 const LOCK_CLASS = 0x7475
 const CHANNEL = 'gateway_tus_release'
-const LOCK_SQL = 'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked'
-const UNLOCK_SQL = 'SELECT pg_advisory_unlock($1, hashtext($2))'
+const LOCK_SQL = `SELECT pg_try_advisory_lock(${LOCK_CLASS}, hashtext($1)) AS locked`
+const UNLOCK_SQL = `SELECT pg_advisory_unlock(${LOCK_CLASS}, hashtext($1))`
 
 export interface PgAdvisoryLockerOptions {
   url: string
@@ -89,10 +89,9 @@ export class PgAdvisoryLocker implements Locker {
     }
   }
 
-  async #query(sql: string, ...params: (string | number)[]): Promise<Array<Record<string, unknown>>> {
+  async #query(sql: string, ...params: string[]): Promise<Array<Record<string, unknown>>> {
     const client = await this.#connect()
-    const values = sql === LOCK_SQL || sql === UNLOCK_SQL ? [LOCK_CLASS, ...params] : params
-    const result = await client.query(sql, values)
+    const result = await client.query(sql, params)
     return result.rows as Array<Record<string, unknown>>
   }
 

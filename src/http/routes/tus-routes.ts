@@ -74,8 +74,20 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
       if (req.method === 'POST') return
       const upload = await resumableStorage.store.getUpload(id).catch(() => null)
       // An unknown upload is the handler's to answer (404 or 410).
-      if (upload && !resumable.mayTouch(requestOf(req).principal, upload.metadata)) {
-        throw gatewayBody(new GatewayError('GW_FORBIDDEN', 'this upload was created by another token'))
+      if (!upload) return
+      const request = requestOf(req)
+      const created = upload.creation_date ? Date.parse(upload.creation_date) : 0
+      try {
+        resumable.assertMayTouch(request.principal, upload.metadata, created)
+        // Every byte is stored but the upload is not recorded: its final PATCH failed after the
+        // write (a client then learns from HEAD that it is done). Recorded now, so it is scanned.
+        if (req.method === 'HEAD' && upload.size !== undefined && upload.offset === upload.size) {
+          await resumable.finish(id, upload.metadata, created, request.log, { keepHelpers: true })
+        }
+      } catch (err) {
+        const error = toGatewayError(err)
+        if (error.status >= 500) request.log.error({ err, code: error.code, uploadId: id }, error.message)
+        throw gatewayBody(error)
       }
     },
     async onUploadFinish(req, upload) {
@@ -114,8 +126,9 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     await server.handle(request.raw, reply.raw)
   }
   const byId = `${PATH}/:id`
+  // An upload's own token may go on with it after expiring (within GW_TOKEN_READ_TTL, see onIncomingRequest); creating one needs a live token.
   const tusRoute = (method: 'POST' | 'HEAD' | 'PATCH' | 'DELETE', url: string, schema: FastifySchema): void => {
-    app.route({ method, url, onRequest: auth.require('upload'), config: { cors }, schema, handler: handle })
+    app.route({ method, url, onRequest: auth.require('upload', { tokens: method === 'POST' ? 'accept' : 'read' }), config: { cors }, schema, handler: handle })
   }
   tusRoute('POST', PATH, tusDocs.create)
   tusRoute('HEAD', byId, tusDocs.head)
