@@ -92,7 +92,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
-        description: 'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed.',
+        description: 'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed.',
         params: UploadParams,
         response: { 200: UploadView, 304: NotModified, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
       }
