@@ -43,7 +43,7 @@ export interface UploadRequest {
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
   idempotency?: { scope: string; key: string }
-  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES; null or absent: no narrowing. */
+  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES (never widening it); null or absent: no narrowing, empty: nothing. */
   allowedTypes?: readonly string[] | null
 }
 
