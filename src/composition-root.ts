@@ -159,7 +159,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   ]
   const ingest = new IngestService(
     { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
   const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })

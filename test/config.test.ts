@@ -74,12 +74,15 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
     [{ GW_RETRY_BASE_MS: '1000', GW_RETRY_MAX_MS: '10' }, /^GW_RETRY_MAX_MS: /],
     [{ GW_KEY_PREFIX: '../up' }, /^GW_KEY_PREFIX: /],
     [{ GW_LOG_LEVEL: 'loud' }, /^GW_LOG_LEVEL: must be one of fatal, error/],
-    [{ GW_PROT: '1' }, /^GW_PROT: unknown setting/]
+    [{ GW_PROT: '1' }, /^GW_PROT: unknown setting/],
+    [{ GW_ALLOWED_TYPES: 'image/png,pdf' }, /^GW_ALLOWED_TYPES: "pdf" is not a MIME type/],
+    [{ GW_ALLOWED_TYPES: '*/png' }, /^GW_ALLOWED_TYPES: "\*\/png" is not a MIME type/]
   ]
   for (const [env, message] of cases) t.throws(() => load(env), { name: 'ConfigError', message }, JSON.stringify(env))
   t.ok(load({ GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'abcdefghijklmnop' }), 'any address with upload keys')
   t.match(load({ GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' }), { GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' })
   t.type(new ConfigError('x'), Error)
+  t.match(load({ GW_ALLOWED_TYPES: 'image/*, application/pdf,Text/CSV' }), { GW_ALLOWED_TYPES: ['image/*', 'application/pdf', 'Text/CSV'] }, 'MIME types and wildcards, any case')
 })
 
 t.test('clamd endpoints are parsed strictly', async (t) => {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import Value from 'typebox/value'
+import { isMediaRange } from '../domain/media-types.ts'
 import { parseClamdEndpoint } from './clamd-endpoints.ts'
 import { configSchema, type Config, type ConfigKey, type Settings } from './config-schema.ts'
 
@@ -110,6 +111,8 @@ function checkCombinations(config: Settings): Config {
       throw new ConfigError(`GW_CLAMD: ${(err as Error).message}`)
     }
   })
+  const notAType = config.GW_ALLOWED_TYPES.find((entry) => !isMediaRange(entry))
+  if (notAType !== undefined) throw new ConfigError(`GW_ALLOWED_TYPES: ${JSON.stringify(notAType)} is not a MIME type: write type/subtype, type/* or */*`)
   if (config.GW_CLAMD.length === 0 && config.GW_SCAN_CONCURRENCY > 0) {
     throw new ConfigError('GW_CLAMD: at least one clamd endpoint is needed when GW_SCAN_CONCURRENCY > 0')
   }

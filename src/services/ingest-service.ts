@@ -7,6 +7,7 @@ import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
 import { UploadIntentLostError, type UploadIntake } from '../ports/upload-intake.ts'
 import type { NewUpload, UploadLookup, UploadRecord } from '../ports/upload-record.ts'
+import { ContentTypePolicy, rejectionReason, sniffContentType } from './content-type-check.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
 import { gatewayErrorOf } from './port-errors.ts'
 import type { UploadAdmission } from './upload-admission.ts'
@@ -21,6 +22,8 @@ export interface IngestOptions {
   keyPrefix: string
   /** A put whose store makes no progress for this long fails with GW_STORE_UNAVAILABLE. */
   storeTimeoutMs: number
+  /** GW_ALLOWED_TYPES: what an upload's content may be; empty or absent: any type. */
+  allowedTypes?: readonly string[]
 }
 
 /** One file of an upload request, as the client sent it. */
@@ -40,6 +43,8 @@ export interface UploadRequest {
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
   idempotency?: { scope: string; key: string }
+  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES (never widening it); null or absent: no narrowing, empty: nothing. */
+  allowedTypes?: readonly string[] | null
 }
 
 /** An object written to quarantine whose record is not committed yet. */
@@ -65,6 +70,7 @@ export class IngestService {
   readonly #options: IngestOptions
   readonly #onCommitted: () => void
   readonly #metrics: Metrics
+  readonly #types: ContentTypePolicy
 
   constructor(
     deps: { objects: ObjectStore; intake: UploadIntake; uploads: UploadLookup; admission: UploadAdmission; metrics: Metrics; onCommitted?: () => void },
@@ -77,6 +83,7 @@ export class IngestService {
     this.#metrics = deps.metrics
     this.#options = options
     this.#onCommitted = deps.onCommitted ?? (() => {})
+    this.#types = new ContentTypePolicy(options.allowedTypes ?? [])
   }
 
   /**
@@ -125,7 +132,17 @@ export class IngestService {
     }
     if (begun.kind === 'committed') return { replayOf: await this.#compare(file, request.signal, begun.upload) }
     const meter = new StreamMeter(this.#options.maxBytes)
-    pipeline(file.body, meter, () => {})
+    const sniffed = sniffContentType(file.body)
+    pipeline(sniffed.output, meter, () => {})
+    // Judged from the first bytes: a refused type stops the upload there (the meter fails with the
+    // refusal, as with the size limit), and is refused after the put in case the put won the race.
+    const judged = sniffed.detected.then((detected) => {
+      const judgement = this.#types.judge(detected, request.allowedTypes ?? null)
+      const refusal = judgement.allowed ? null : new GatewayError('GW_TYPE_NOT_ALLOWED', rejectionReason(detected))
+      if (refusal) meter.destroy(refusal)
+      return { detected, refusal }
+    })
+    judged.catch(() => undefined)
     log.info({ uploadId: id }, 'upload started')
     const stalled = new AbortController()
     const watchdog = watchStore(meter, this.#options.storeTimeoutMs, () =>
@@ -154,7 +171,15 @@ export class IngestService {
       await this.#discard(stored, log)
       throw new GatewayError('GW_EMPTY_FILE')
     }
-    return stored
+    // Settled: the sample was complete before the last byte reached the store.
+    const { detected, refusal } = await judged
+    if (refusal) {
+      await this.#discard(stored, log)
+      throw refusal
+    }
+    if (detected !== contentType) log.info({ uploadId: id, declared: contentType, detected }, 'content type detected')
+    // The record keeps what the content is, never what the client declared.
+    return { ...stored, contentType: detected }
   }
 
   /** A retry under a key already used: its bytes are hashed, not stored, and must be the same. */

@@ -3,7 +3,7 @@ import type { Area } from '../../ports/object-store.ts'
 import type { NewEvent, OutboxEvent } from '../../ports/event-outbox.ts'
 import type { AuditEntry, ScanRecord } from '../../ports/history-store.ts'
 import type { AdoptionClaim, RescanRecord } from '../../ports/rescan-store.ts'
-import type { ReleasableStatus, UploadRecord, Verdict } from '../../ports/upload-record.ts'
+import type { Rejection, ReleasableStatus, UploadRecord, Verdict } from '../../ports/upload-record.ts'
 
 /**
  * Rows to records, shared by both adapters. Every number goes through Number(): pg returns
@@ -32,7 +32,7 @@ export function toRecord(row: Row): UploadRecord {
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     scannedAt: nullableNumber(row.scanned_at),
-    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict),
+    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict | Rejection),
     scannedVersion: nullableString(row.scanned_version),
     attempts: Number(row.attempts),
     lastError: nullableString(row.last_error),

@@ -1,5 +1,6 @@
 import { type BeginResult, type IdempotencyKey, type OrphanLedger, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
-import type { NewUpload, UploadLookup, UploadRecord } from '../../ports/upload-record.ts'
+import type { NewEvent } from '../../ports/event-outbox.ts'
+import { rejection, type NewUpload, type UploadLookup, type UploadRecord } from '../../ports/upload-record.ts'
 import {
   ABANDON_SQL,
   COMMIT_INTENT_SQL,
@@ -15,6 +16,7 @@ import {
   UPLOAD_SQL
 } from './intent-sql.ts'
 import { toRecord } from './row-mapping.ts'
+import { INSERT_EVENT_SQL } from './shared-sql.ts'
 import type { SqlDatabase, SqlHandle } from './sql-database.ts'
 
 /**
@@ -24,6 +26,9 @@ import type { SqlDatabase, SqlHandle } from './sql-database.ts'
 const INSERT_UPLOAD_SQL = `
   INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
   VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`
+
+/** A record just inserted, ending as rejected in the same transaction (so it shares every column of the insert). */
+const REJECT_UPLOAD_SQL = `UPDATE uploads SET status = 'rejected', verdict = $2 WHERE id = $1`
 
 const insertValues = (u: NewUpload): unknown[] => [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
 
@@ -62,6 +67,15 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
       await db.transaction(async (tx) => {
         if ((await tx.write(COMMIT_INTENT_SQL, [u.id])) !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
         await tx.write(INSERT_UPLOAD_SQL, insertValues(u))
+      }, { now: u.createdAt })
+    },
+
+    async commitRejectedUpload(u: NewUpload, reason: string, events: readonly NewEvent[] = []): Promise<void> {
+      await db.transaction(async (tx) => {
+        if ((await tx.write(COMMIT_INTENT_SQL, [u.id])) !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
+        await tx.write(INSERT_UPLOAD_SQL, insertValues(u))
+        await tx.write(REJECT_UPLOAD_SQL, [u.id, JSON.stringify(rejection(reason))])
+        for (const e of events) await tx.write(INSERT_EVENT_SQL, [e.id, e.type, JSON.stringify(e.data), e.createdAt])
       }, { now: u.createdAt })
     },
 

@@ -31,7 +31,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       onRequest: auth.require('upload'),
       schema: {
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. Send an Idempotency-Key to retry safely.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
         headers: UploadHeaders,
         response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody }
@@ -92,7 +92,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
-        description: 'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed.',
+        description: 'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed.',
         params: UploadParams,
         response: { 200: UploadView, 304: NotModified, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
       }
