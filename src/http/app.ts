@@ -10,6 +10,7 @@ import type { IngestService } from '../services/ingest-service.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
+import type { TokenMinter } from '../services/token-minting.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
 import type { UploadOperations } from '../services/upload-operations.ts'
 import type { Auth } from './auth.ts'
@@ -19,6 +20,7 @@ import { endWithAnswer } from './lingering-close.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
+import { tokenRoutes } from './routes/token-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
 export interface AppDeps {
@@ -26,6 +28,8 @@ export interface AppDeps {
   auth: Auth
   ingest: IngestService
   status: StatusService
+  /** Mints upload tokens; null when GW_TOKEN_SECRETS is empty. */
+  tokens: TokenMinter | null
   readiness: ReadinessService
   rescans: RescanService
   uploadOperations: UploadOperations
@@ -95,6 +99,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   await options.beforeRoutes?.(app)
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
+    await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
   }
   await app.register(healthRoutes)

@@ -66,6 +66,8 @@ export interface UploadRecord extends NewUpload {
   failedRounds: number
   /** For a failed upload: when it goes back to pending on its own (an infrastructure failure), null: never. */
   failedRetryAt: number | null
+  /** Who owns it: the upload token that created it (its jti, subject and meta); null for keys and anonymous uploads. */
+  owner: UploadOwner | null
 }
 
 /** What an operator may release. */

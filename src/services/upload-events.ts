@@ -14,7 +14,7 @@ export class UploadEvents {
   }
 
   /** The events to write with a change: one about the upload, or none when webhooks are off. */
-  about(type: NewEvent['type'], upload: Pick<UploadRecord, 'id' | 'objectKey' | 'size' | 'sha256' | 'filename' | 'verdict'>, now: number, extra: { verdict?: Verdict | null; [key: string]: unknown } = {}): NewEvent[] {
+  about(type: NewEvent['type'], upload: Pick<UploadRecord, 'id' | 'objectKey' | 'size' | 'sha256' | 'filename' | 'verdict'> & { owner?: UploadRecord['owner'] | undefined }, now: number, extra: { verdict?: Verdict | null; [key: string]: unknown } = {}): NewEvent[] {
     if (!this.enabled) return []
     return [
       {
@@ -22,7 +22,18 @@ export class UploadEvents {
         id: randomUUID(),
         type,
         createdAt: now,
-        data: { uploadId: upload.id, objectKey: upload.objectKey, size: upload.size, sha256: upload.sha256, filename: upload.filename, verdict: upload.verdict, ...extra }
+        data: {
+          uploadId: upload.id,
+          objectKey: upload.objectKey,
+          size: upload.size,
+          sha256: upload.sha256,
+          filename: upload.filename,
+          verdict: upload.verdict,
+          // The upload token's end user and the application's own fields; null for uploads made with a key.
+          sub: upload.owner?.subject ?? null,
+          meta: upload.owner?.meta ?? null,
+          ...extra
+        }
       }
     ]
   }

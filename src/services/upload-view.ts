@@ -39,6 +39,10 @@ export const UploadView = Type.Object(
     object: Type.Optional(
       Type.Object({ bucket: Type.String(), key: Type.String() }, { description: 'Where the clean file is, once status is clean.' })
     ),
+    sub: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "The upload token's `sub` (the end user), when a token created the upload." })),
+    meta: Type.Optional(
+      Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: "The upload token's `meta`, when a token created the upload." })
+    ),
     released: Type.Optional(
       Type.Object(
         { by: Type.String(), at: Type.String({ format: 'date-time' }), reason: Type.String() },

@@ -50,7 +50,15 @@ export function toRecord(row: Row): UploadRecord {
             signature: nullableString(row.released_signature)
           },
     failedRounds: Number(row.failed_rounds ?? 0),
-    failedRetryAt: nullableNumber(row.failed_retry_at)
+    failedRetryAt: nullableNumber(row.failed_retry_at),
+    owner:
+      row.owner_token_id === null || row.owner_token_id === undefined
+        ? null
+        : {
+            tokenId: String(row.owner_token_id),
+            subject: nullableString(row.owner_subject),
+            meta: row.owner_meta === null ? null : (JSON.parse(String(row.owner_meta)) as Record<string, unknown>)
+          }
   }
 }
 

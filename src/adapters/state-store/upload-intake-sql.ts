@@ -1,4 +1,4 @@
-import { type BeginResult, type IdempotencyKey, type OrphanLedger, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
+import { type BeginResult, type IdempotencyKey, type OrphanLedger, TokenExhaustedError, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
 import type { NewEvent } from '../../ports/event-outbox.ts'
 import { rejection, type NewUpload, type UploadLookup, type UploadRecord } from '../../ports/upload-record.ts'
 import {
@@ -6,12 +6,14 @@ import {
   COMMIT_INTENT_SQL,
   DELETE_INTENT_SQL,
   EXPIRE_KEYS_SQL,
+  GIVE_BACK_TOKEN_USE_SQL,
   INSERT_INTENT_SQL,
   INTENT_SQL,
   RESERVATION_SQL,
   reservationState,
   RESERVE_KEY_SQL,
   TAKE_OVER_KEY_SQL,
+  TAKE_TOKEN_USE_SQL,
   toIntent,
   UPLOAD_SQL
 } from './intent-sql.ts'
@@ -24,15 +26,18 @@ import type { SqlDatabase, SqlHandle } from './sql-database.ts'
  * createdAt, so run_at is createdAt there.
  */
 const INSERT_UPLOAD_SQL = `
-  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
-  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`
+  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at, owner_token_id, owner_subject, owner_meta)
+  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()), $8, $9, $10)`
 
 /** A record just inserted, ending as rejected in the same transaction (so it shares every column of the insert). */
 const REJECT_UPLOAD_SQL = `UPDATE uploads SET status = 'rejected', verdict = $2 WHERE id = $1`
 
-const insertValues = (u: NewUpload): unknown[] => [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
+const insertValues = (u: NewUpload): unknown[] => [
+  u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt,
+  u.owner?.tokenId ?? null, u.owner?.subject ?? null, u.owner?.meta ? JSON.stringify(u.owner.meta) : null
+]
 
-/** Uploads, their intents and idempotency keys (migration 5): the lookup, the intake and the orphan ledger. */
+/** Uploads, their intents, idempotency keys (migration 5) and token uses (6): the lookup, the intake and the orphan ledger. */
 export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & OrphanLedger {
   const { statements } = db
   return {
@@ -58,7 +63,12 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
             await tx.write(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
           } else await reserve(tx, idempotency, intent, now) // expired and deleted meanwhile
         }
-        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+        const { token } = intent
+        if (token && (await tx.write(TAKE_TOKEN_USE_SQL, [token.jti, token.expiresAt, token.maxUploads])) === 0) {
+          // Thrown inside the transaction: the idempotency key reserved above goes with it.
+          throw new TokenExhaustedError(`upload token ${token.jti} has created its ${token.maxUploads} upload(s)`)
+        }
+        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, token?.jti ?? null])
         return { kind: 'started' } as const
       })
     },
@@ -80,7 +90,10 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
     },
 
     async abandonUpload(id: string, now: number): Promise<void> {
-      await db.write(ABANDON_SQL, [id, now])
+      await db.transaction(async (tx) => {
+        const [abandoned] = await tx.rows(ABANDON_SQL, [id, now])
+        if (abandoned?.token_id) await tx.write(GIVE_BACK_TOKEN_USE_SQL, [abandoned.token_id])
+      })
     },
 
     async claimIntents(now: number, cutoff: number, retryAt: number, limit: number): Promise<UploadIntent[]> {

@@ -4,7 +4,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
-import type { IncomingFile, IngestService } from '../../services/ingest-service.ts'
+import { ownerOf, type Principal } from '../../domain/principal.ts'
+import type { IncomingFile, IngestService, UploadRequest } from '../../services/ingest-service.ts'
 import type { StatusService } from '../../services/status-service.ts'
 import type { TransferGuard } from '../../services/transfer-guard.ts'
 import { UploadView } from '../../services/upload-view.ts'
@@ -63,7 +64,8 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
             files: fileParts(untilAborted(request.parts(), cancel.signal)),
             contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
             signal: cancel.signal,
-            ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } })
+            ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } }),
+            ...tokenGrants(request.principal)
           },
           request.log
         )
@@ -87,19 +89,20 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
   app.get(
     '/v1/uploads/:id',
     {
-      onRequest: auth.require('upload'),
+      // An upload token reads the uploads it created, even expired (up to GW_TOKEN_READ_TTL): the status service checks.
+      onRequest: auth.require('upload', { tokens: 'read' }),
       // Pollers call this often: log failures, not every request.
       logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
-        description: 'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed.',
+        description: 'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. An upload token reads only the uploads it created (403 otherwise), for GW_TOKEN_READ_TTL after each was created even once the token has expired.',
         params: UploadParams,
         response: { 200: UploadView, 304: NotModified, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
       }
     },
     async (request, reply) => {
       const { id } = request.params
-      const view = await status.get(id)
+      const view = await status.get(id, request.principal)
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
       const etag = `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
       reply.header('etag', etag).header('cache-control', 'no-cache')
@@ -107,6 +110,13 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       return view
     }
   )
+}
+
+/** What an upload token brings to its upload: its owner fields, its size limit and one of its uses. */
+function tokenGrants(principal: Principal): Pick<UploadRequest, 'owner' | 'maxBytes' | 'token' | 'allowedTypes'> {
+  if (principal.kind !== 'token') return {}
+  const { jti, maxUploads, expiresAt, maxSize, types } = principal
+  return { owner: ownerOf(principal), token: { jti, maxUploads, expiresAt }, allowedTypes: types, ...(maxSize === null ? {} : { maxBytes: maxSize }) }
 }
 
 /** The files of a multipart body, sent in field `file`; other fields are skipped. */
