@@ -7,7 +7,7 @@ import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
 import { HttpWebhookSink } from './adapters/webhook/http-webhook-sink.ts'
 import { openStateStore } from './adapters/state-store/open-state-store.ts'
 import type { Config } from './config/config-schema.ts'
-import { durationMs } from './config/load-config.ts'
+import { durationMs, tokenSecrets } from './config/load-config.ts'
 import { buildApp, type AppOptions } from './http/app.ts'
 import { Auth } from './http/auth.ts'
 import { buildOpsApp } from './http/ops-app.ts'
@@ -34,6 +34,7 @@ import { TransferGuard } from './services/transfer-guard.ts'
 import { UploadAdmission } from './services/upload-admission.ts'
 import { UploadEvents } from './services/upload-events.ts'
 import { UploadOperations } from './services/upload-operations.ts'
+import { UploadTokens } from './services/upload-tokens.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
 
 export interface Gateway {
@@ -53,7 +54,7 @@ export interface Gateway {
 }
 
 /** Secrets never reach the logs, whatever logs them (plugins log request headers at trace level). */
-const secretKeys = ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', 'GW_DATABASE_URL', 'GW_WEBHOOK_SECRET']
+const secretKeys = ['GW_UPLOAD_KEYS', 'GW_ADMIN_KEYS', 'GW_DATABASE_URL', 'GW_WEBHOOK_SECRET', 'GW_TOKEN_SECRETS']
 const redactPaths = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie', ...secretKeys, ...secretKeys.map((k) => `*.${k}`)]
 
 export function createLogger(level: string): Logger {
@@ -162,16 +163,22 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   ]
   const ingest = new IngestService(
     { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
-    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS }
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
+  const tokenKeys = tokenSecrets(config.GW_TOKEN_SECRETS)
+  const tokens =
+    tokenKeys.length === 0
+      ? null
+      : new UploadTokens({ keys: tokenKeys, audience: config.GW_TOKEN_AUDIENCE, maxUploadBytes: config.GW_MAX_UPLOAD_BYTES, allowedTypes: config.GW_ALLOWED_TYPES })
   const readiness = new ReadinessService({ objects, database: state, scanner }, { scannerRequired: config.GW_ROLE !== 'api' })
   const opsApp = config.GW_OPS_PORT === 0 ? null : await buildOpsApp({ logger, readiness, exporter: metrics })
   const app = await buildApp(
     {
       logger,
-      auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS),
+      auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS, tokens),
       ingest,
-      status: new StatusService({ uploads: state, objects }),
+      tokens,
+      status: new StatusService({ uploads: state, objects }, { tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }),
       live: new LiveStatus({ changes: state }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),

@@ -23,6 +23,7 @@ const config = loadConfig({
     GW_CLAMD_HEALTH_INTERVAL_MS: '0',
     GW_UPLOAD_KEYS: uploader,
     GW_ADMIN_KEYS: admin,
+    GW_TOKEN_SECRETS: `k1:${'s'.repeat(32)}`,
     GW_LOG_LEVEL: process.env.GW_TEST_LOGS ? 'debug' : 'silent'
   },
   configDir: resolve(import.meta.dirname, '../config')
@@ -47,7 +48,7 @@ function malformed(method: string, url: string): { path: string; init: RequestIn
   const path = `${url.replace(/:id/g, 'not-an-id')}?limit=0`
   if (method === 'GET' || method === 'DELETE') return { path, init: { method } }
   if (url === '/v1/uploads') return { path, init: { method, headers: { 'content-type': 'text/xml' }, body: '<file/>' } }
-  return { path, init: { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scope: {}, reason: '' }) } }
+  return { path, init: { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scope: {}, reason: '', ttlSeconds: 0 }) } }
 }
 
 const send = async (method: string, url: string, key?: string) => {
@@ -70,7 +71,7 @@ for (const { method, url } of guarded) {
     t.ok([400, 415].includes(valid.status), `with an admin key: ${valid.status} ${valid.code}`)
     t.same(await send(method, url), { status: 401, code: 'GW_UNAUTHORIZED' }, 'no key')
     t.same(await send(method, url, stranger), { status: 403, code: 'GW_FORBIDDEN' }, 'an unknown key')
-    const adminOnly = !['/v1/uploads', '/v1/uploads/:id', '/v1/uploads/:id/scans'].includes(url)
+    const adminOnly = !['/v1/uploads', '/v1/uploads/:id', '/v1/uploads/:id/scans', '/v1/upload-tokens'].includes(url)
     if (adminOnly) t.same(await send(method, url, uploader), { status: 403, code: 'GW_FORBIDDEN' }, 'an upload key on an admin route')
     else t.equal((await send(method, url, uploader)).status, valid.status, 'an upload key may call it: validation answers')
   })

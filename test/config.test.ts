@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { parseClamdEndpoint } from '../src/config/clamd-endpoints.ts'
-import { ConfigError, isLoopback, loadConfig } from '../src/config/load-config.ts'
+import { ConfigError, isLoopback, loadConfig, tokenSecrets } from '../src/config/load-config.ts'
 
 const configDir = resolve(import.meta.dirname, '../config')
 const load = (env: Record<string, string>) => loadConfig({ env, configDir })
@@ -74,12 +74,24 @@ t.test('bad values stop start-up with the key that is wrong', async (t) => {
     [{ GW_RETRY_BASE_MS: '1000', GW_RETRY_MAX_MS: '10' }, /^GW_RETRY_MAX_MS: /],
     [{ GW_KEY_PREFIX: '../up' }, /^GW_KEY_PREFIX: /],
     [{ GW_LOG_LEVEL: 'loud' }, /^GW_LOG_LEVEL: must be one of fatal, error/],
-    [{ GW_PROT: '1' }, /^GW_PROT: unknown setting/]
+    [{ GW_PROT: '1' }, /^GW_PROT: unknown setting/],
+    [{ GW_ALLOWED_TYPES: 'image/png,pdf' }, /^GW_ALLOWED_TYPES: "pdf" is not a MIME type/],
+    [{ GW_ALLOWED_TYPES: '*/png' }, /^GW_ALLOWED_TYPES: "\*\/png" is not a MIME type/],
+    [{ GW_TOKEN_SECRETS: `k1:${'s'.repeat(31)}` }, /^GW_TOKEN_SECRETS: the secret of kid k1 must be 32 bytes or more$/],
+    [{ GW_TOKEN_SECRETS: 's'.repeat(40) }, /^GW_TOKEN_SECRETS: pair 1 must be kid:secret/],
+    [{ GW_TOKEN_SECRETS: `:${'s'.repeat(40)}` }, /^GW_TOKEN_SECRETS: pair 1 must be kid:secret/],
+    [{ GW_TOKEN_SECRETS: `k1:${'a'.repeat(32)},k 2:${'b'.repeat(32)}` }, /^GW_TOKEN_SECRETS: pair 2 must be kid:secret/],
+    [{ GW_TOKEN_SECRETS: `k1:${'a'.repeat(32)},k1:${'b'.repeat(32)}` }, /^GW_TOKEN_SECRETS: kid k1 is named twice$/]
   ]
   for (const [env, message] of cases) t.throws(() => load(env), { name: 'ConfigError', message }, JSON.stringify(env))
   t.ok(load({ GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'abcdefghijklmnop' }), 'any address with upload keys')
   t.match(load({ GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' }), { GW_DATABASE_URL: 'postgresql://gw:secret@db:5432/gw', GW_ROLE: 'api' })
   t.type(new ConfigError('x'), Error)
+  t.match(load({ GW_ALLOWED_TYPES: 'image/*, application/pdf,Text/CSV' }), { GW_ALLOWED_TYPES: ['image/*', 'application/pdf', 'Text/CSV'] }, 'MIME types and wildcards, any case')
+  t.same(tokenSecrets(load({ GW_TOKEN_SECRETS: `new:${'n'.repeat(32)}, old:${'o:'.repeat(16)}` }).GW_TOKEN_SECRETS), [
+    { kid: 'new', secret: 'n'.repeat(32) },
+    { kid: 'old', secret: 'o:'.repeat(16) }
+  ], 'kid:secret pairs in order; a secret may hold colons')
 })
 
 t.test('clamd endpoints are parsed strictly', async (t) => {

@@ -85,6 +85,20 @@ export function objectStoreContract(t: Test, name: string, makeStore: () => Prom
       t.ok(await store.head('quarantine', key), 'copy is not a move')
     })
 
+    t.test('copy with a content type replaces it (and sets a disposition), keeping metadata and tags as given', async (t) => {
+      const key = `${prefix()}/drawing.png`
+      await put(key, Readable.from([Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>')]))
+      await store.copy('quarantine', 'production', key, { verdict: 'clean' }, { contentType: 'image/svg+xml', contentDisposition: 'attachment' })
+      const info = await store.head('production', key)
+      t.match(info, { contentType: 'image/svg+xml', contentDisposition: 'attachment', metadata: { sha256: 'abc', 'original-name': 'a.pdf' } })
+      t.same(await store.getTags('production', key), { verdict: 'clean' }, 'tags replaced by the copy, whatever the metadata directive')
+      t.match((await store.get('production', key)).info, { contentType: 'image/svg+xml', contentDisposition: 'attachment' })
+      await store.copy('quarantine', 'production', key, { verdict: 'clean' }, { contentType: 'image/png' })
+      t.notOk((await store.head('production', key))?.contentDisposition, 'a new type without a disposition has none')
+      await store.copy('production', 'quarantine', key, {})
+      t.match(await store.head('quarantine', key), { contentType: 'image/png' }, 'a copy without a type keeps the source\'s')
+    })
+
     t.test('copy with ifVersion copies only that version of the source', async (t) => {
       const key = `${prefix()}/pinned.bin`
       await put(key, Readable.from([Buffer.from('the scanned bytes')]))

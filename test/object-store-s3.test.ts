@@ -43,14 +43,14 @@ objectStoreContract(t, 's3 (moto)', async () => {
   return { store, cleanup: () => store.close(), listIncomplete: incomplete }
 })
 
-t.test('objects above the threshold are copied in parts with content type, metadata and tags', async (t) => {
+t.test('objects above the threshold are copied in parts with the given content type and disposition, metadata and tags', async (t) => {
   const store = storeFor({ multipartCopyThresholdBytes: 5 * MiB, copyPartSizeBytes: 5 * MiB })
   t.teardown(() => store.close())
   const data = randomBytes(12 * MiB)
   await store.put('quarantine', 'mpc/big.bin', Readable.from([data]), { contentType: 'application/zip', metadata: { sha256: 'x' } })
-  await store.copy('quarantine', 'production', 'mpc/big.bin', { verdict: 'clean' })
+  await store.copy('quarantine', 'production', 'mpc/big.bin', { verdict: 'clean' }, { contentType: 'text/html', contentDisposition: 'attachment' })
   const { body, info } = await store.get('production', 'mpc/big.bin')
-  t.match(info, { size: data.length, contentType: 'application/zip', metadata: { sha256: 'x' }, version: /-3"?$/ })
+  t.match(info, { size: data.length, contentType: 'text/html', contentDisposition: 'attachment', metadata: { sha256: 'x' }, version: /-3"?$/ })
   t.same(await digest(body), { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length })
   t.same(await store.getTags('production', 'mpc/big.bin'), { verdict: 'clean' })
   const head = await admin.send(new HeadObjectCommand({ Bucket: PRODUCTION, Key: 'mpc/big.bin' }))

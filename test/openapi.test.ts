@@ -16,6 +16,7 @@ t.test('openapi.yaml matches the routes', async (t) => {
     '/v1/audit',
     '/v1/rescans',
     '/v1/rescans/{id}',
+    '/v1/upload-tokens',
     '/v1/uploads',
     '/v1/uploads/{id}',
     '/v1/uploads/{id}/release',

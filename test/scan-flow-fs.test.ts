@@ -25,7 +25,8 @@ t.test('a clean file is promoted to production and reported clean', async (t) =>
   t.match(res.json, { status: 'pending', size: content.length, filename: 'report.pdf', statusUrl: `/v1/uploads/${res.json.id}` })
   t.match(res.json.sha256, /^[0-9a-f]{64}$/)
   const done = await waitForStatus(gw.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])
-  t.match(done, { status: 'clean', contentType: 'application/pdf', verdict: { result: 'clean', signature: null, engine: /^ClamAV / } })
+  // Declared a PDF, but random bytes: the record has the detected type.
+  t.match(done, { status: 'clean', contentType: 'application/octet-stream', verdict: { result: 'clean', signature: null, engine: /^ClamAV / } })
   t.ok(Date.parse(done.scannedAt) >= Date.parse(done.createdAt))
   t.same(done.object, { bucket: join(objects, 'production'), key: res.json.id })
   t.same(await readFile(join(objects, 'production', res.json.id)), content, 'production holds the same bytes')

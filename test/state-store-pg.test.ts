@@ -34,6 +34,7 @@ async function makeStore(t: Test, over: Partial<PgStateStoreOptions> = {}): Prom
 const nowOf: Record<string, (args: unknown[]) => unknown> = {
   insertUpload: (a) => (a[0] as NewUpload).createdAt,
   commitUpload: (a) => (a[0] as NewUpload).createdAt,
+  commitRejectedUpload: (a) => (a[0] as NewUpload).createdAt,
   claim: (a) => a[3],
   claimRescans: (a) => a[3],
   renewLease: (a) => a[2],

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assertTransition, backoffMs, isReleasedVerdict, publicStatus } from '../src/domain/upload-state.ts'
+import { assertTransition, backoffMs, claimableStatuses, isReleasedVerdict, publicStatus, releasableStatuses, rescannableStatuses } from '../src/domain/upload-state.ts'
 
 t.test('the state machine allows only its written transitions', async (t) => {
   for (const [from, to] of [
@@ -33,7 +33,10 @@ t.test('the state machine allows only its written transitions', async (t) => {
     ['infected', 'clean'],
     ['failed', 'clean'],
     ['clean', 'infected'],
-    ['unscannable', 'clean']
+    ['unscannable', 'clean'],
+    ['rejected', 'promoting'],
+    ['rejected', 'pending'],
+    ['rejected', 'rejected']
   ] as const) {
     t.throws(() => assertTransition(from, to), { message: `illegal upload transition ${from} -> ${to}` })
   }
@@ -42,6 +45,11 @@ t.test('the state machine allows only its written transitions', async (t) => {
 t.test('promoting shows as scanning: clean only once the production copy exists', async (t) => {
   t.equal(publicStatus('promoting'), 'scanning')
   t.equal(publicStatus('clean'), 'clean')
+})
+
+t.test('rejected is final: shown as it is, never claimed, rescanned or released', async (t) => {
+  t.equal(publicStatus('rejected', 'rejected'), 'rejected')
+  for (const list of [claimableStatuses, rescannableStatuses, releasableStatuses]) t.notOk(list.includes('rejected'))
 })
 
 t.test('backoff doubles, is capped, and is jittered within [ceiling/2, ceiling]', async (t) => {

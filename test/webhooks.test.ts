@@ -59,9 +59,13 @@ t.test('every event is delivered, signed, despite failed attempts, exactly once 
     GW_WEBHOOK_URL: hooks.url,
     GW_WEBHOOK_SECRET: secret,
     GW_ADMIN_KEYS: admin,
-    GW_SCANNER_MAX_BYTES: '100000'
+    GW_SCANNER_MAX_BYTES: '100000',
+    GW_TOKEN_SECRETS: `k1:${'t'.repeat(32)}`
   })
-  const clean = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(1000) })
+  // The clean file comes with an upload token (minted anonymously: loopback without upload keys), whose sub and meta the events carry.
+  const minted = await fetch(`${gw.url}/v1/upload-tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'user-42', meta: { orderId: 7 } }) })
+  const { token } = (await minted.json()) as { token: string }
+  const clean = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(1000) }, { authorization: `Bearer ${token}` })
   const infected = await upload(gw.url, { name: 'file', filename: 'b.txt', data: Buffer.concat([uniqueContent(100), eicar]) })
   const big = await upload(gw.url, { name: 'file', filename: 'c.bin', data: uniqueContent(200_000) })
   for (const r of [clean, infected, big]) await waitForStatus(gw.url, r.json.id, final)
@@ -90,7 +94,9 @@ t.test('every event is delivered, signed, despite failed attempts, exactly once 
   }
   t.equal(hooks.badSignatures(), 0, 'every signature checked out')
   const released = [...hooks.accepted.values()].flat().find((e) => e.type === 'upload.released')
-  t.match(released?.data, { released: { by: /^admin-/, reason: 'known test file' } })
+  t.match(released?.data, { released: { by: /^admin-/, reason: 'known test file' }, sub: null, meta: null })
+  const cleanEvent = [...hooks.accepted.values()].flat().find((e) => e.type === 'upload.clean')
+  t.match(cleanEvent?.data, { uploadId: clean.json.id, sub: 'user-42', meta: { orderId: 7 } }, "the token's sub and meta")
 })
 
 t.test('without a webhook URL nothing is queued', async (t) => {

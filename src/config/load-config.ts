@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import Value from 'typebox/value'
+import { isMediaRange } from '../domain/media-types.ts'
 import { parseClamdEndpoint } from './clamd-endpoints.ts'
 import { configSchema, type Config, type ConfigKey, type Settings } from './config-schema.ts'
 
@@ -110,6 +111,8 @@ function checkCombinations(config: Settings): Config {
       throw new ConfigError(`GW_CLAMD: ${(err as Error).message}`)
     }
   })
+  const notAType = config.GW_ALLOWED_TYPES.find((entry) => !isMediaRange(entry))
+  if (notAType !== undefined) throw new ConfigError(`GW_ALLOWED_TYPES: ${JSON.stringify(notAType)} is not a MIME type: write type/subtype, type/* or */*`)
   if (config.GW_CLAMD.length === 0 && config.GW_SCAN_CONCURRENCY > 0) {
     throw new ConfigError('GW_CLAMD: at least one clamd endpoint is needed when GW_SCAN_CONCURRENCY > 0')
   }
@@ -131,9 +134,28 @@ function checkCombinations(config: Settings): Config {
   if (config.GW_UPLOAD_KEYS.length === 0 && !isLoopback(config.GW_HOST)) {
     throw new ConfigError(`GW_UPLOAD_KEYS: required when listening on ${config.GW_HOST}; anonymous uploads are allowed only on a loopback address`)
   }
+  tokenSecrets(config.GW_TOKEN_SECRETS)
   if (config.GW_RETRY_MAX_MS < config.GW_RETRY_BASE_MS) throw new ConfigError('GW_RETRY_MAX_MS: must be at least GW_RETRY_BASE_MS')
   if (config.GW_OPS_PORT !== 0 && config.GW_OPS_PORT === config.GW_PORT) throw new ConfigError('GW_OPS_PORT: must differ from GW_PORT')
   return { ...config, GW_CLAMD: clamd }
+}
+
+/**
+ * GW_TOKEN_SECRETS as `kid:secret` pairs, in order (the first signs). Refuses a pair without a kid,
+ * a secret under 32 bytes or a kid named twice, naming the key but never the secret.
+ */
+export function tokenSecrets(pairs: readonly string[]): { kid: string; secret: string }[] {
+  const seen = new Set<string>()
+  return pairs.map((pair, i) => {
+    const colon = pair.indexOf(':')
+    const kid = colon > 0 ? pair.slice(0, colon) : ''
+    const secret = pair.slice(colon + 1)
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(kid)) throw new ConfigError(`GW_TOKEN_SECRETS: pair ${i + 1} must be kid:secret, the kid 1 to 64 letters, digits, '.', '_' or '-'`)
+    if (Buffer.byteLength(secret) < 32) throw new ConfigError(`GW_TOKEN_SECRETS: the secret of kid ${kid} must be 32 bytes or more`)
+    if (seen.has(kid)) throw new ConfigError(`GW_TOKEN_SECRETS: kid ${kid} is named twice`)
+    seen.add(kid)
+    return { kid, secret }
+  })
 }
 
 export function isLoopback(host: string): boolean {

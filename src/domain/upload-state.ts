@@ -9,6 +9,7 @@
  *   clean ──rescan finds infected / unscannable──▶ requarantining ──moved──▶ infected | unscannable
  *   infected | unscannable | failed ──admin release──▶ promoting ──copied──▶ clean (released)
  *   failed ──admin rescan, or an automatic round after an infrastructure failure──▶ pending
+ *   (no record) ──content type not allowed (a completed tus upload)──▶ rejected   (final)
  *
  * Released uploads stay in rolling rescans: a later verdict other than the one released takes
  * them out of production again (requarantining), the same one does not.
@@ -19,10 +20,14 @@
  * Objects adopted from the production bucket start pending with their bytes in production;
  * their clean verdict needs no promotion and a detection takes them out (requarantining).
  * Rescans do not change the status while they run: their lease is kept with the next scan time.
+ * "rejected" is written once, with the record (commitRejectedUpload), for an upload whose content
+ * type is not allowed and whose bytes could not be refused before they were stored (tus). It is
+ * final: it was never scanned, so it may not be released (that would promote unscanned bytes),
+ * and a rescan would not change its type. The object stays in quarantine for an operator.
  */
-export type StoredStatus = 'pending' | 'scanning' | 'promoting' | 'clean' | 'infected' | 'unscannable' | 'failed' | 'requarantining'
+export type StoredStatus = 'pending' | 'scanning' | 'promoting' | 'clean' | 'infected' | 'unscannable' | 'failed' | 'requarantining' | 'rejected'
 
-export const publicStatuses = ['pending', 'scanning', 'clean', 'infected', 'unscannable', 'failed'] as const
+export const publicStatuses = ['pending', 'scanning', 'clean', 'infected', 'unscannable', 'failed', 'rejected'] as const
 export type PublicStatus = (typeof publicStatuses)[number]
 
 const transitions: Record<StoredStatus, readonly StoredStatus[]> = {
@@ -33,7 +38,8 @@ const transitions: Record<StoredStatus, readonly StoredStatus[]> = {
   clean: ['clean', 'requarantining'],
   infected: ['infected', 'promoting'],
   unscannable: ['unscannable', 'promoting'],
-  failed: ['promoting', 'pending']
+  failed: ['promoting', 'pending'],
+  rejected: []
 }
 
 /** Statuses a worker claims: work that is due, or whose previous worker lost its lease. */
@@ -54,7 +60,7 @@ export function assertTransition(from: StoredStatus, to: StoredStatus): void {
 }
 
 /** What clients see: internal steps are shown as the status they lead to or come from. */
-export function publicStatus(status: StoredStatus, verdict: 'clean' | 'infected' | 'unscannable' | null = null): PublicStatus {
+export function publicStatus(status: StoredStatus, verdict: 'clean' | 'infected' | 'unscannable' | 'rejected' | null = null): PublicStatus {
   if (status === 'promoting') return 'scanning'
   if (status === 'requarantining') return verdict === 'unscannable' ? 'unscannable' : 'infected'
   return status

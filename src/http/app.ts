@@ -11,6 +11,7 @@ import type { LiveStatus } from '../services/live-status.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
+import type { TokenMinter } from '../services/token-minting.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
 import type { UploadOperations } from '../services/upload-operations.ts'
 import type { Auth } from './auth.ts'
@@ -21,6 +22,7 @@ import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
+import { tokenRoutes } from './routes/token-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
 export interface AppDeps {
@@ -29,6 +31,8 @@ export interface AppDeps {
   ingest: IngestService
   status: StatusService
   live: LiveStatus
+  /** Mints upload tokens; null when GW_TOKEN_SECRETS is empty. */
+  tokens: TokenMinter | null
   readiness: ReadinessService
   rescans: RescanService
   uploadOperations: UploadOperations
@@ -102,6 +106,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   await options.beforeRoutes?.(app)
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
+    await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
   }
   await app.register(healthRoutes)

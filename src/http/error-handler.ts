@@ -36,6 +36,7 @@ export function toGatewayError(err: unknown): GatewayError {
 function sendError(reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.status === 503 || error.code === 'GW_IDEMPOTENCY_IN_PROGRESS') reply.header('retry-after', String(retryAfterSeconds))
   if (error.code === 'GW_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer')
+  if (error.code === 'GW_TOKEN_INVALID' || error.code === 'GW_TOKEN_EXPIRED') reply.header('www-authenticate', 'Bearer error="invalid_token"')
   return reply.code(error.status).type('application/json').send({ error: { code: error.code, message: error.message } })
 }
 

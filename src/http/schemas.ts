@@ -83,3 +83,25 @@ export const StatusQuery = Type.Object({
 })
 
 export const HealthBody = Type.Object({ ok: Type.Boolean() })
+
+export const UploadTokenRequest = Type.Object(
+  {
+    sub: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'The end user: recorded with each upload and sent in webhooks.' })),
+    maxSize: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest upload in bytes, at most GW_MAX_UPLOAD_BYTES (the default).' })),
+    types: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { minItems: 1, maxItems: 100, description: 'Allowed MIME types (`image/png`, `image/*`), within GW_ALLOWED_TYPES; default: what the gateway allows.' })
+    ),
+    maxUploads: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'How many uploads the token may create; default 1.' })),
+    meta: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Any JSON object of at most 1 KiB, shown in the status and sent in webhooks.' })),
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'Lifetime in seconds; default 900, at most 3600.' }))
+  },
+  { $id: 'UploadTokenRequest', additionalProperties: false }
+)
+
+export const MintedUploadToken = Type.Object(
+  {
+    token: Type.String({ description: 'An HS256 JWT: send it as `Authorization: Bearer <token>`.' }),
+    expiresAt: Type.String({ format: 'date-time' })
+  },
+  { $id: 'UploadToken' }
+)

@@ -2,7 +2,7 @@
 export interface NewEvent {
   /** Unique per event: receivers deduplicate on it. */
   id: string
-  type: 'upload.clean' | 'upload.infected' | 'upload.unscannable' | 'upload.failed' | 'object.requarantined' | 'upload.released'
+  type: 'upload.clean' | 'upload.infected' | 'upload.unscannable' | 'upload.failed' | 'object.requarantined' | 'upload.released' | 'upload.rejected'
   data: Record<string, unknown>
   createdAt: number
 }

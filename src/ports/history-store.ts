@@ -27,6 +27,8 @@ export interface PruneCutoffs {
   historyBefore: number
   /** Audit rows; null: kept for ever. */
   auditBefore: number | null
+  /** Upload token use counts of tokens that expired before this (absent: none go). */
+  tokenUsesBefore?: number
 }
 
 /** One row per scan try. */

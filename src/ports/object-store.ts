@@ -19,6 +19,16 @@ export interface ObjectInfo {
   version: string
   contentType: string
   metadata: Record<string, string>
+  /** How a browser is to take it (`attachment` for active content), when set. */
+  contentDisposition?: string
+}
+
+/** A copy's options. `contentType` and `contentDisposition` replace the source's (promotion sets the detected type). */
+export interface CopyOptions {
+  ifVersion?: string
+  signal?: AbortSignal
+  contentType?: string
+  contentDisposition?: string
 }
 
 /** Where an object lives, as a client would address it (S3 bucket, or fs directory). */
@@ -69,12 +79,12 @@ export interface ObjectStore {
   /** null when the object does not exist. */
   head(area: Area, key: string): Promise<ObjectInfo | null>
   /**
-   * Copies from one area to the other with content type and metadata, replacing the target's
-   * tags with `tags`. Overwrites. With `ifVersion`, copies only that version of the source and
+   * Copies from one area to the other with content type and metadata (or the content type and
+   * disposition given), replacing the target's tags with `tags`. Overwrites. With `ifVersion`, copies only that version of the source and
    * throws ObjectChangedError when the source is another one. An aborted `signal` stops it before
    * it is sent (and the request if it is under way: the store may still have applied it).
    */
-  copy(from: Area, to: Area, key: string, tags: Record<string, string>, options?: { ifVersion?: string; signal?: AbortSignal }): Promise<void>
+  copy(from: Area, to: Area, key: string, tags: Record<string, string>, options?: CopyOptions): Promise<void>
   setTags(area: Area, key: string, tags: Record<string, string>, options?: { signal?: AbortSignal }): Promise<void>
   /** {} when the object has no tags. Throws ObjectNotFoundError when it does not exist. */
   getTags(area: Area, key: string): Promise<Record<string, string>>

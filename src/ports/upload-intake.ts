@@ -1,3 +1,4 @@
+import type { NewEvent } from './event-outbox.ts'
 import type { NewUpload, UploadRecord } from './upload-record.ts'
 
 /** An upload being received: written before its first byte is stored, so no object is ever without a trace. */
@@ -48,6 +49,12 @@ export interface UploadIntake {
    * (nothing written) when the intent was abandoned or taken by the sweeper meanwhile.
    */
   commitUpload(upload: NewUpload): Promise<void>
+  /**
+   * Commits the record in status `rejected` (its verdict the rejection with this reason, its bytes
+   * left in quarantine) and removes its intent, with `events` (upload.rejected, when webhooks are
+   * on) in the outbox, in one transaction. Fenced by the intent like commitUpload.
+   */
+  commitRejectedUpload(upload: NewUpload, reason: string, events?: readonly NewEvent[]): Promise<void>
   /** The upload will not be committed: its intent is due for the sweeper at once. */
   abandonUpload(id: string, now: number): Promise<void>
 }

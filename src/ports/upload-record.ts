@@ -13,6 +13,21 @@ export interface Verdict {
   signatureVersion: number | null
 }
 
+/** Why an upload was refused without a scan: its content type. Kept where a verdict goes. */
+export interface Rejection {
+  result: 'rejected'
+  signature: null
+  /** Names the detected type. */
+  reason: string
+  engine: 'content-type'
+  signatureVersion: null
+}
+
+/** The rejection a reason stands for, as stored and shown. */
+export function rejection(reason: string): Rejection {
+  return { result: 'rejected', signature: null, reason, engine: 'content-type', signatureVersion: null }
+}
+
 export interface NewUpload {
   id: string
   objectKey: string
@@ -29,7 +44,8 @@ export interface UploadRecord extends NewUpload {
   status: StoredStatus
   updatedAt: number
   scannedAt: number | null
-  verdict: Verdict | null
+  /** The scanner's verdict; for status rejected, the rejection. */
+  verdict: Verdict | Rejection | null
   /** The object version (store's ETag) that was scanned: promotion copies only that version. */
   scannedVersion: string | null
   /** Claims made so far in the current step (scan or promotion). */
@@ -50,6 +66,8 @@ export interface UploadRecord extends NewUpload {
   failedRounds: number
   /** For a failed upload: when it goes back to pending on its own (an infrastructure failure), null: never. */
   failedRetryAt: number | null
+  /** Who owns it: the upload token that created it (its jti, subject and meta); null for keys and anonymous uploads. */
+  owner: UploadOwner | null
 }
 
 /** What an operator may release. */

@@ -5,8 +5,10 @@ import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { GatewayError } from '../domain/errors.ts'
 import { StoreUnavailableError, type ObjectStore } from '../ports/object-store.ts'
-import { UploadIntentLostError, type UploadIntake } from '../ports/upload-intake.ts'
+import type { UploadOwner } from '../domain/principal.ts'
+import { UploadIntentLostError, type UploadIntake, type UploadIntent } from '../ports/upload-intake.ts'
 import type { NewUpload, UploadLookup, UploadRecord } from '../ports/upload-record.ts'
+import { ContentTypePolicy, rejectionReason, sniffContentType } from './content-type-check.ts'
 import { sanitizeContentType, sanitizeFilename } from './filename.ts'
 import { gatewayErrorOf } from './port-errors.ts'
 import type { UploadAdmission } from './upload-admission.ts'
@@ -21,6 +23,8 @@ export interface IngestOptions {
   keyPrefix: string
   /** A put whose store makes no progress for this long fails with GW_STORE_UNAVAILABLE. */
   storeTimeoutMs: number
+  /** GW_ALLOWED_TYPES: what an upload's content may be; empty or absent: any type. */
+  allowedTypes?: readonly string[]
 }
 
 /** One file of an upload request, as the client sent it. */
@@ -40,6 +44,14 @@ export interface UploadRequest {
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
   idempotency?: { scope: string; key: string }
+  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES (never widening it); null or absent: no narrowing, empty: nothing. */
+  allowedTypes?: readonly string[] | null
+  /** The upload token's owner fields, recorded with the upload; null or absent for keys and anonymous uploads. */
+  owner?: UploadOwner | null
+  /** A limit below the gateway's (the token's max_size): 413 above it. */
+  maxBytes?: number
+  /** The upload token creating it: one of its uses is taken with the intent (403 GW_TOKEN_EXHAUSTED when none is left). */
+  token?: UploadIntent['token']
 }
 
 /** An object written to quarantine whose record is not committed yet. */
@@ -65,6 +77,7 @@ export class IngestService {
   readonly #options: IngestOptions
   readonly #onCommitted: () => void
   readonly #metrics: Metrics
+  readonly #types: ContentTypePolicy
 
   constructor(
     deps: { objects: ObjectStore; intake: UploadIntake; uploads: UploadLookup; admission: UploadAdmission; metrics: Metrics; onCommitted?: () => void },
@@ -77,6 +90,7 @@ export class IngestService {
     this.#metrics = deps.metrics
     this.#options = options
     this.#onCommitted = deps.onCommitted ?? (() => {})
+    this.#types = new ContentTypePolicy(options.allowedTypes ?? [])
   }
 
   /**
@@ -98,7 +112,7 @@ export class IngestService {
       if (replayed) return replayed
       if (!stored) throw new GatewayError('GW_MISSING_FILE')
       // From here commit cleans up after itself: what it leaves may be a committed upload.
-      const committing = stored
+      const committing = { ...stored, owner: request.owner ?? null }
       stored = null
       return await this.#commit(committing, log)
     } catch (err) {
@@ -119,13 +133,23 @@ export class IngestService {
     const now = Date.now()
     // Before the first byte is stored: from here on the object cannot be lost track of.
     const idempotency = request.idempotency ? { ...request.idempotency, ttlMs: IDEMPOTENCY_TTL_MS } : null
-    const begun = await this.#intake.beginUpload({ id, objectKey, createdAt: now }, idempotency, now)
+    const begun = await this.#intake.beginUpload({ id, objectKey, createdAt: now, ...(request.token ? { token: request.token } : {}) }, idempotency, now)
     if (begun.kind === 'inFlight') {
       throw new GatewayError('GW_IDEMPOTENCY_IN_PROGRESS', `an upload with this Idempotency-Key (${begun.uploadId}) is still being received`)
     }
     if (begun.kind === 'committed') return { replayOf: await this.#compare(file, request.signal, begun.upload) }
-    const meter = new StreamMeter(this.#options.maxBytes)
-    pipeline(file.body, meter, () => {})
+    const meter = new StreamMeter(this.#limit(request))
+    const sniffed = sniffContentType(file.body)
+    pipeline(sniffed.output, meter, () => {})
+    // Judged from the first bytes: a refused type stops the upload there (the meter fails with the
+    // refusal, as with the size limit), and is refused after the put in case the put won the race.
+    const judged = sniffed.detected.then((detected) => {
+      const judgement = this.#types.judge(detected, request.allowedTypes ?? null)
+      const refusal = judgement.allowed ? null : new GatewayError('GW_TYPE_NOT_ALLOWED', rejectionReason(detected))
+      if (refusal) meter.destroy(refusal)
+      return { detected, refusal }
+    })
+    judged.catch(() => undefined)
     log.info({ uploadId: id }, 'upload started')
     const stalled = new AbortController()
     const watchdog = watchStore(meter, this.#options.storeTimeoutMs, () =>
@@ -141,7 +165,7 @@ export class IngestService {
       // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])
     } catch (err) {
-      const failure = this.#storeFailure(err, meter, request.signal, stalled.signal)
+      const failure = this.#storeFailure(err, meter, this.#limit(request), request.signal, stalled.signal)
       // A store that is failing is not waited for again: the sweeper finishes the cleanup.
       const storeFailing = gatewayErrorOf(failure)?.code === 'GW_STORE_UNAVAILABLE'
       await this.#discard({ id, objectKey, size: meter.bytes }, log, storeFailing ? 0 : this.#options.storeTimeoutMs)
@@ -154,7 +178,15 @@ export class IngestService {
       await this.#discard(stored, log)
       throw new GatewayError('GW_EMPTY_FILE')
     }
-    return stored
+    // Settled: the sample was complete before the last byte reached the store.
+    const { detected, refusal } = await judged
+    if (refusal) {
+      await this.#discard(stored, log)
+      throw refusal
+    }
+    if (detected !== contentType) log.info({ uploadId: id, declared: contentType, detected }, 'content type detected')
+    // The record keeps what the content is, never what the client declared.
+    return { ...stored, contentType: detected }
   }
 
   /** A retry under a key already used: its bytes are hashed, not stored, and must be the same. */
@@ -163,7 +195,7 @@ export class IngestService {
     try {
       await meter.measure(file.body, signal)
     } catch (err) {
-      throw this.#storeFailure(err, meter, signal)
+      throw this.#storeFailure(err, meter, this.#options.maxBytes, signal)
     }
     if (meter.bytes !== original.size || meter.sha256 !== original.sha256) {
       throw new GatewayError('GW_IDEMPOTENCY_CONFLICT', `this Idempotency-Key was used for upload ${original.id} with a different file (size or SHA-256)`)
@@ -171,7 +203,7 @@ export class IngestService {
     return original
   }
 
-  async #commit(stored: StoredUpload, log: Log): Promise<UploadRecord> {
+  async #commit(stored: StoredUpload & { owner: UploadOwner | null }, log: Log): Promise<UploadRecord> {
     const createdAt = Date.now()
     try {
       await this.#intake.commitUpload({ ...stored, createdAt })
@@ -224,9 +256,14 @@ export class IngestService {
     timeout.abort()
   }
 
-  #storeFailure(err: unknown, meter: StreamMeter, signal: AbortSignal, stalled?: AbortSignal): unknown {
+  /** The largest upload this request may store: the gateway's limit, or the token's below it. */
+  #limit(request: UploadRequest): number {
+    return Math.min(this.#options.maxBytes, request.maxBytes ?? Number.POSITIVE_INFINITY)
+  }
+
+  #storeFailure(err: unknown, meter: StreamMeter, limit: number, signal: AbortSignal, stalled?: AbortSignal): unknown {
     const cause = meter.errored ?? err
-    if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${this.#options.maxBytes} bytes`)
+    if (cause instanceof StreamLimitError) return new GatewayError('GW_PAYLOAD_TOO_LARGE', `the file is larger than ${limit} bytes`)
     if (cause instanceof GatewayError) return cause
     // The reason the caller stopped the upload (the client left, or sent too slowly).
     if (signal.aborted) return signal.reason instanceof GatewayError ? signal.reason : new GatewayError('GW_CLIENT_ABORTED', undefined, { cause: err })

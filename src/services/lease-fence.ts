@@ -1,5 +1,5 @@
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
-import type { Area, ObjectStore } from '../ports/object-store.ts'
+import type { Area, CopyOptions, ObjectStore } from '../ports/object-store.ts'
 
 /** The claim's lease is gone: another worker owns the upload now, and this run must write nothing more. */
 export class LeaseLostError extends Error {
@@ -33,7 +33,7 @@ export class FencedWrites {
     this.#leaseMs = leaseMs
   }
 
-  async copy(claim: Claim, from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async copy(claim: Claim, from: Area, to: Area, key: string, tags: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     await fence(this.#jobs, claim, this.#leaseMs, options.signal)
     await this.#objects.copy(from, to, key, tags, options)
   }

@@ -1,7 +1,7 @@
-import type { Verdict } from '../ports/upload-record.ts'
+import type { Rejection, Verdict } from '../ports/upload-record.ts'
 
 /** Tags put on objects so bucket policies and people can see a verdict without the gateway. */
-export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | null, at: number): Record<string, string> {
+export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | Rejection | null, at: number): Record<string, string> {
   const tags: Record<string, string> = { 'av-status': status, 'av-upload-id': uploadId, 'av-scanned-at': new Date(at).toISOString() }
   if (verdict) {
     tags['av-engine'] = verdict.engine
@@ -16,6 +16,6 @@ export function verdictTags(status: 'clean' | 'infected' | 'unscannable' | 'fail
  * Tags of a detection, or of an object that could not be verified: one left in production (tag
  * mode) carries av-status=infected whatever its status, which the bucket policy denies.
  */
-export function detectionTags(status: 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | null, at: number, inProduction: boolean): Record<string, string> {
+export function detectionTags(status: 'infected' | 'unscannable' | 'failed', uploadId: string, verdict: Verdict | Rejection | null, at: number, inProduction: boolean): Record<string, string> {
   return { ...verdictTags(status, uploadId, verdict, at), ...(inProduction ? { 'av-status': 'infected' } : {}) }
 }

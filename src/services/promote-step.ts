@@ -1,3 +1,4 @@
+import { isActiveType } from '../domain/media-types.ts'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
@@ -69,7 +70,9 @@ export class PromoteStep implements JobStep {
     }
     try {
       // Only the bytes that were scanned (or, for a release, verified): if the quarantined object changed since, nothing is copied.
-      await this.#writes.copy(claim, 'quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), signal })
+      // As the detected type; active content (HTML, SVG, XML, scripts) only as a download, never rendered inline.
+      const type = { contentType: upload.contentType, ...(isActiveType(upload.contentType) ? { contentDisposition: 'attachment' } : {}) }
+      await this.#writes.copy(claim, 'quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), ...type, signal })
     } catch (err) {
       if (err instanceof ObjectChangedError) return this.#changed(claim, log, signal)
       // A run that crashed after deleting the quarantined copy left only the production one.

@@ -34,7 +34,7 @@ export class RequarantineStep implements JobStep {
   async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
     const upload = claim.upload
     const verdict = upload.verdict
-    if (upload.status !== 'requarantining' || !verdict || verdict.result === 'clean') {
+    if (upload.status !== 'requarantining' || !verdict || verdict.result === 'clean' || verdict.result === 'rejected') {
       throw new Error(`upload ${upload.id} has no detection: refusing to requarantine it`)
     }
     const now = Date.now()

@@ -11,15 +11,15 @@ const literals = <T extends readonly string[]>(values: T) => values.map((v) => T
 
 export const UploadStatus = Type.Union(
   literals(publicStatuses),
-  { description: 'pending → scanning → clean | infected | unscannable | failed' }
+  { description: 'pending → scanning → clean | infected | unscannable | failed; rejected: a tus upload whose content type is not allowed (never scanned)' }
 )
 
 export const Verdict = Type.Object(
   {
-    result: Type.Union([Type.Literal('clean'), Type.Literal('infected'), Type.Literal('unscannable')]),
+    result: Type.Union([Type.Literal('clean'), Type.Literal('infected'), Type.Literal('unscannable'), Type.Literal('rejected')]),
     signature: Type.Union([Type.String(), Type.Null()], { description: 'Signature name, for infected.' }),
-    reason: Type.Union([Type.String(), Type.Null()], { description: 'Why the file could not be fully scanned, for unscannable.' }),
-    engine: Type.String(),
+    reason: Type.Union([Type.String(), Type.Null()], { description: 'Why the file could not be fully scanned, for unscannable; which content type was refused, for rejected.' }),
+    engine: Type.String({ description: 'The scanner engine; `content-type` for rejected.' }),
     signatureVersion: Type.Union([Type.Integer(), Type.Null()])
   },
   { $id: 'Verdict' }
@@ -38,6 +38,10 @@ export const UploadView = Type.Object(
     verdict: Type.Union([Verdict, Type.Null()]),
     object: Type.Optional(
       Type.Object({ bucket: Type.String(), key: Type.String() }, { description: 'Where the clean file is, once status is clean.' })
+    ),
+    sub: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "The upload token's `sub` (the end user), when a token created the upload." })),
+    meta: Type.Optional(
+      Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: "The upload token's `meta`, when a token created the upload." })
     ),
     released: Type.Optional(
       Type.Object(

@@ -38,6 +38,7 @@ export function uploadRecord(fields: Partial<UploadRecord> & { id: string }): Up
     released: null,
     failedRounds: 0,
     failedRetryAt: null,
+    owner: null,
     ...fields
   }
 }

@@ -5,6 +5,7 @@ import { historyContract } from './history.ts'
 import { jobQueueContract } from './job-queue.ts'
 import { outboxContract } from './outbox.ts'
 import { rescanStoreContract } from './rescan-store.ts'
+import { tokenUsesContract } from './token-uses.ts'
 import { uploadActionsContract } from './upload-actions.ts'
 import { uploadIntakeContract } from './upload-intake.ts'
 
@@ -17,4 +18,5 @@ export function stateStoreContract(t: Test, makeStore: MakeStore): void {
   adoptionContract(t, makeStore)
   outboxContract(t, makeStore)
   historyContract(t, makeStore)
+  tokenUsesContract(t, makeStore)
 }

@@ -1,6 +1,6 @@
 import type { Test } from 'tap'
 import type { NewUpload } from '../../src/ports/upload-record.ts'
-import { setups, upload, type MakeStore } from './harness.ts'
+import { event, setups, upload, type MakeStore } from './harness.ts'
 
 /** Upload lookup, intake (intents and idempotency keys) and the orphan ledger. */
 export function uploadIntakeContract(t: Test, makeStore: MakeStore): void {
@@ -38,6 +38,33 @@ export function uploadIntakeContract(t: Test, makeStore: MakeStore): void {
     t.same((await store.claimIntents(200_000, 400, 260_000, 1)).map((i) => i.objectKey), [], 'the young one stays until the cutoff passes it')
     t.same((await store.claimIntents(200_000, 6_000, 260_000, 1)).map((i) => i.objectKey), [d.objectKey])
     t.same(await store.knownKeys([a.objectKey, b.objectKey, d.objectKey]), new Set([a.objectKey, d.objectKey]), 'a record names its key too')
+  })
+
+  t.test('a rejected upload: committed as rejected with its event, never claimed, fenced by its intent like a commit', async (t) => {
+    const store = await setup(t)
+    const [u, abandoned] = [upload({ createdAt: 1_000, contentType: 'text/html' }), upload({ createdAt: 1_000 })]
+    for (const x of [u, abandoned]) await store.beginUpload({ id: x.id, objectKey: x.objectKey, createdAt: x.createdAt }, null, x.createdAt)
+    const e = event({ type: 'upload.rejected', data: { uploadId: u.id }, createdAt: 1_000 })
+    await store.commitRejectedUpload(u, 'text/html is not allowed', [e])
+    t.match(await store.getUpload(u.id), {
+      ...u,
+      status: 'rejected',
+      location: 'quarantine',
+      verdict: { result: 'rejected', signature: null, reason: 'text/html is not allowed', engine: 'content-type', signatureVersion: null },
+      scannedAt: null,
+      nextScanAt: null
+    })
+    t.same(await store.claim('w1', 10, 60_000, 5_000), [], 'a rejected upload is not work')
+    t.same(await store.claimRescans('w1', 10, 60_000, 1e12), [], 'nor a rescan')
+    const claimed = await store.claimEvents('d1', 10, 30_000, 1_000)
+    t.match(claimed, [{ id: e.id, type: 'upload.rejected', data: { uploadId: u.id } }], 'its event is in the outbox')
+    await store.eventDelivered(claimed[0]!, 1_100)
+    await t.rejects(store.commitRejectedUpload(u, 'again'), 'its intent is gone: a second commit fails')
+    await store.abandonUpload(abandoned.id, 1_100)
+    await t.rejects(store.commitRejectedUpload(abandoned, 'late', [event({ type: 'upload.rejected' })]), { name: 'UploadIntentLostError' })
+    t.equal(await store.getUpload(abandoned.id), null)
+    t.same(await store.claimEvents('d2', 10, 30_000, 1e12), [], 'nothing written for the abandoned one')
+    t.same(await store.knownKeys([u.objectKey]), new Set([u.objectKey]), 'the record keeps its object from the sweeper')
   })
 
   t.test('idempotency keys: a retry finds the committed upload or the one in flight; an abandoned or expired key is taken over', async (t) => {

@@ -12,6 +12,7 @@ import {
   type OpenUpload,
   type OpenUploadPage,
   type AreaHealth,
+  type CopyOptions,
   type ObjectInfo,
   type ObjectLocation,
   type ObjectStore,
@@ -31,6 +32,7 @@ export interface FsObjectStoreOptions {
 
 interface Sidecar {
   contentType: string
+  contentDisposition?: string | undefined
   metadata: Record<string, string>
   tags: Record<string, string>
 }
@@ -109,7 +111,7 @@ export class FsObjectStore implements ObjectStore {
       const sidecar = await readSidecar(meta)
       const body = file.createReadStream()
       if (signal) addAbortSignal(signal, body)
-      return { body, info: { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata } }
+      return { body, info: { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata, ...dispositionOf(sidecar) } }
     } catch (err) {
       await file.close()
       throw err
@@ -121,10 +123,10 @@ export class FsObjectStore implements ObjectStore {
     const st = await stat(data).catch((err: unknown) => (isMissing(err) ? null : this.#fail(err, area, key, 'head')))
     if (!st?.isFile()) return null
     const sidecar = await readSidecar(meta)
-    return { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata }
+    return { size: st.size, version: versionOf(st), contentType: sidecar.contentType, metadata: sidecar.metadata, ...dispositionOf(sidecar) }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     options.signal?.throwIfAborted()
     const clean = sanitizeTags(tags)
     const src = this.#paths(from, key)
@@ -141,7 +143,8 @@ export class FsObjectStore implements ObjectStore {
       // copyFile may share extents (reflink); the fsync makes the copy durable before it becomes visible.
       await copyFile(src.data, tmp, constants.COPYFILE_EXCL)
       await fsyncPath(tmp)
-      await writeAtomic(key, dst.meta, JSON.stringify({ ...sidecar, tags: clean }))
+      const type = options.contentType === undefined ? {} : { contentType: options.contentType, contentDisposition: options.contentDisposition }
+      await writeAtomic(key, dst.meta, JSON.stringify({ ...sidecar, ...type, tags: clean }))
       await commit(key, tmp, dst.data)
     } catch (err) {
       await unlink(tmp).catch(() => undefined)
@@ -264,12 +267,17 @@ export class FsObjectStore implements ObjectStore {
 async function readSidecar(path: string): Promise<Sidecar> {
   try {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as Partial<Sidecar>
-    return { contentType: parsed.contentType ?? DEFAULT_CONTENT_TYPE, metadata: parsed.metadata ?? {}, tags: parsed.tags ?? {} }
+    const disposition = parsed.contentDisposition === undefined ? {} : { contentDisposition: parsed.contentDisposition }
+    return { contentType: parsed.contentType ?? DEFAULT_CONTENT_TYPE, ...disposition, metadata: parsed.metadata ?? {}, tags: parsed.tags ?? {} }
   } catch (err) {
     // Files put into the directory by hand have no sidecar.
     if (isMissing(err)) return { contentType: DEFAULT_CONTENT_TYPE, metadata: {}, tags: {} }
     throw err
   }
+}
+
+function dispositionOf(sidecar: Sidecar): { contentDisposition?: string } {
+  return sidecar.contentDisposition === undefined ? {} : { contentDisposition: sidecar.contentDisposition }
 }
 
 function isMissing(err: unknown): boolean {

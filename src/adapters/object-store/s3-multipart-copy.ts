@@ -17,6 +17,7 @@ export interface MultipartCopyInput {
   bucket: string
   key: string
   contentType: string | undefined
+  contentDisposition: string | undefined
   metadata: Record<string, string> | undefined
   /** URL-encoded tag set for the new object. */
   tagging: string
@@ -38,6 +39,7 @@ export async function multipartCopy(input: MultipartCopyInput): Promise<void> {
       Bucket: bucket,
       Key: key,
       ContentType: input.contentType,
+      ContentDisposition: input.contentDisposition,
       Metadata: input.metadata,
       Tagging: input.tagging
     })

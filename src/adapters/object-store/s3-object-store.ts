@@ -19,6 +19,7 @@ import {
   type OpenUploadPage,
   type OpenUpload,
   type AreaHealth,
+  type CopyOptions,
   type ObjectInfo,
   type ObjectLocation,
   type ObjectStore,
@@ -137,7 +138,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: { ifVersion?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     const tagging = encodeTagging(sanitizeTags(tags))
     const source = await this.#head(from, key)
     if (!source) throw new ObjectNotFoundError(from, key)
@@ -156,7 +157,8 @@ export class S3ObjectStore implements ObjectStore {
           size,
           bucket: Bucket,
           key,
-          contentType: source.ContentType,
+          contentType: options.contentType ?? source.ContentType,
+          contentDisposition: options.contentType === undefined ? source.ContentDisposition : options.contentDisposition,
           metadata: source.Metadata,
           tagging,
           partSizeBytes: this.#copyPartSize,
@@ -169,7 +171,11 @@ export class S3ObjectStore implements ObjectStore {
             Key: key,
             CopySource: copySource,
             ...(options.ifVersion !== undefined ? { CopySourceIfMatch: options.ifVersion } : {}),
-            MetadataDirective: 'COPY',
+            // A new content type needs REPLACE, which drops what is not given again: the metadata is.
+            ...(options.contentType === undefined
+              ? { MetadataDirective: 'COPY' }
+              : { MetadataDirective: 'REPLACE', ContentType: options.contentType, ContentDisposition: options.contentDisposition, Metadata: source.Metadata }),
+            // Tags have their own directive: they are the ones given, whatever the metadata.
             TaggingDirective: 'REPLACE',
             Tagging: tagging
           }),
@@ -254,6 +260,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
-function infoOf(out: { ContentLength?: number; ContentType?: string; Metadata?: Record<string, string>; ETag?: string }): ObjectInfo {
-  return { size: out.ContentLength ?? 0, version: out.ETag ?? '', contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE, metadata: out.Metadata ?? {} }
+function infoOf(out: { ContentLength?: number; ContentType?: string; ContentDisposition?: string; Metadata?: Record<string, string>; ETag?: string }): ObjectInfo {
+  const disposition = out.ContentDisposition === undefined ? {} : { contentDisposition: out.ContentDisposition }
+  return { size: out.ContentLength ?? 0, version: out.ETag ?? '', contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE, metadata: out.Metadata ?? {}, ...disposition }
 }

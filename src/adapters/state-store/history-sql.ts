@@ -1,4 +1,5 @@
 import type { AuditEntry, AuditLog, HistoryPruning, PruneCutoffs, ScanHistory, ScanRecord } from '../../ports/history-store.ts'
+import { PRUNE_TOKEN_USES_SQL } from './intent-sql.ts'
 import { toAudit, toScan } from './row-mapping.ts'
 import type { SqlDatabase } from './sql-database.ts'
 
@@ -56,6 +57,7 @@ export function historySql(db: SqlDatabase, batchSize: number): ScanHistory & Au
       // Each statement is its own short write: SQLite's single writer is never held for long.
       let deleted = (await db.write(PRUNE_OUTBOX_SQL, [cutoffs.historyBefore, n])) + (await db.write(PRUNE_SCANS_SQL, [cutoffs.historyBefore, n]))
       if (cutoffs.auditBefore !== null) deleted += await db.write(PRUNE_AUDIT_SQL, [cutoffs.auditBefore, n])
+      if (cutoffs.tokenUsesBefore !== undefined) deleted += await db.write(PRUNE_TOKEN_USES_SQL, [cutoffs.tokenUsesBefore, n])
       const [old] = await db.rows(OLD_RESCAN_SQL, [cutoffs.historyBefore])
       if (old) {
         const items = await db.write(PRUNE_RESCAN_ITEMS_SQL, [old.id, n])

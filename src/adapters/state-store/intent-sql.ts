@@ -3,8 +3,22 @@ import { toRecord, type Row } from './row-mapping.ts'
 
 // Upload intents and idempotency keys (migration 5), shared by both adapters. Placeholders as in shared-sql.ts.
 
-/** $1 id, $2 object key, $3 created at (also when it is first due for the sweeper, once old enough). */
-export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after) VALUES ($1, $2, $3, $3)'
+/** $1 id, $2 object key, $3 created at (also when it is first due for the sweeper, once old enough), $4 the token's jti or null. */
+export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after, token_id) VALUES ($1, $2, $3, $3, $4)'
+
+/**
+ * One use of an upload token (migration 6), counted by jti: the first use inserts its row, each
+ * next one adds to it while under the token's max_uploads. One statement, so concurrent uploads
+ * with one token take turns on the row: n = 0 when the token has no use left. $1 jti, $2 its
+ * expiry (the row may be pruned after it), $3 max_uploads.
+ */
+export const TAKE_TOKEN_USE_SQL = `
+  INSERT INTO token_uses (jti, uses, expires_at) VALUES ($1, 1, $2)
+  ON CONFLICT (jti) DO UPDATE SET uses = token_uses.uses + 1 WHERE token_uses.uses < $3`
+/** An abandoned upload gives its token's use back. $1 jti. */
+export const GIVE_BACK_TOKEN_USE_SQL = 'UPDATE token_uses SET uses = uses - 1 WHERE jti = $1 AND uses > 0'
+/** Retention: token uses of tokens expired before $1, a batch ($2) at a time. */
+export const PRUNE_TOKEN_USES_SQL = 'DELETE FROM token_uses WHERE jti IN (SELECT jti FROM token_uses WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)'
 
 /** $1 scope, $2 key, $3 upload id, $4 now. */
 export const RESERVE_KEY_SQL = 'INSERT INTO idempotency_keys (scope, key, upload_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING'
@@ -17,8 +31,8 @@ export const INTENT_SQL = 'SELECT abandoned_at FROM upload_intents WHERE id = $1
 
 /** The fence of a commit: only an intent nobody abandoned or claimed may become a record. $1 id. */
 export const COMMIT_INTENT_SQL = 'DELETE FROM upload_intents WHERE id = $1 AND abandoned_at IS NULL'
-/** $1 id, $2 now. */
-export const ABANDON_SQL = 'UPDATE upload_intents SET abandoned_at = $2, sweep_after = $2 WHERE id = $1 AND abandoned_at IS NULL'
+/** $1 id, $2 now; returns the token the intent used (once: a second abandon changes nothing). */
+export const ABANDON_SQL = 'UPDATE upload_intents SET abandoned_at = $2, sweep_after = $2 WHERE id = $1 AND abandoned_at IS NULL RETURNING token_id'
 export const DELETE_INTENT_SQL = 'DELETE FROM upload_intents WHERE id = $1'
 /** Due for the sweeper: $1 now, $2 cutoff. */
 export const SWEEPABLE_SQL = 'sweep_after <= $1 AND (abandoned_at IS NOT NULL OR created_at <= $2)'

@@ -182,6 +182,25 @@ export const migrations: readonly { version: number; sql: string }[] = [
     `
   },
   {
+    // Upload tokens: how many uploads each token (by jti) has created, kept until it expires so
+    // retention can prune it; which token an intent used (an abandoned upload gives its use back);
+    // who owns an upload a token created.
+    version: 6,
+    sql: `
+      CREATE TABLE token_uses (
+        jti TEXT PRIMARY KEY,
+        uses INTEGER NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX token_uses_expires ON token_uses (expires_at);
+      ALTER TABLE upload_intents ADD COLUMN token_id TEXT;
+      ALTER TABLE uploads ADD COLUMN owner_token_id TEXT;
+      ALTER TABLE uploads ADD COLUMN owner_subject TEXT;
+      -- JSON as text, like the verdict.
+      ALTER TABLE uploads ADD COLUMN owner_meta TEXT;
+    `
+  },
+  {
     // Live status: a committed write to an upload that a client could see notifies the listeners of
     // every replica (channel gw_upload_changed, payload '<schema>:<id>'), from the writing
     // transaction, whichever code wrote it. Bookkeeping columns alone (quietUploadColumns in

@@ -3,7 +3,7 @@ import type { Area } from '../../ports/object-store.ts'
 import type { NewEvent, OutboxEvent } from '../../ports/event-outbox.ts'
 import type { AuditEntry, ScanRecord } from '../../ports/history-store.ts'
 import type { AdoptionClaim, RescanRecord } from '../../ports/rescan-store.ts'
-import type { ReleasableStatus, UploadRecord, Verdict } from '../../ports/upload-record.ts'
+import type { Rejection, ReleasableStatus, UploadRecord, Verdict } from '../../ports/upload-record.ts'
 
 /**
  * Rows to records, shared by both adapters. Every number goes through Number(): pg returns
@@ -32,7 +32,7 @@ export function toRecord(row: Row): UploadRecord {
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     scannedAt: nullableNumber(row.scanned_at),
-    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict),
+    verdict: row.verdict === null ? null : (JSON.parse(String(row.verdict)) as Verdict | Rejection),
     scannedVersion: nullableString(row.scanned_version),
     attempts: Number(row.attempts),
     lastError: nullableString(row.last_error),
@@ -50,7 +50,15 @@ export function toRecord(row: Row): UploadRecord {
             signature: nullableString(row.released_signature)
           },
     failedRounds: Number(row.failed_rounds ?? 0),
-    failedRetryAt: nullableNumber(row.failed_retry_at)
+    failedRetryAt: nullableNumber(row.failed_retry_at),
+    owner:
+      row.owner_token_id === null || row.owner_token_id === undefined
+        ? null
+        : {
+            tokenId: String(row.owner_token_id),
+            subject: nullableString(row.owner_subject),
+            meta: row.owner_meta === null ? null : (JSON.parse(String(row.owner_meta)) as Record<string, unknown>)
+          }
   }
 }
 

@@ -1,20 +1,24 @@
-import { type BeginResult, type IdempotencyKey, type OrphanLedger, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
-import type { NewUpload, UploadLookup, UploadRecord } from '../../ports/upload-record.ts'
+import { type BeginResult, type IdempotencyKey, type OrphanLedger, TokenExhaustedError, type UploadIntake, type UploadIntent, UploadIntentLostError } from '../../ports/upload-intake.ts'
+import type { NewEvent } from '../../ports/event-outbox.ts'
+import { rejection, type NewUpload, type UploadLookup, type UploadRecord } from '../../ports/upload-record.ts'
 import {
   ABANDON_SQL,
   COMMIT_INTENT_SQL,
   DELETE_INTENT_SQL,
   EXPIRE_KEYS_SQL,
+  GIVE_BACK_TOKEN_USE_SQL,
   INSERT_INTENT_SQL,
   INTENT_SQL,
   RESERVATION_SQL,
   reservationState,
   RESERVE_KEY_SQL,
   TAKE_OVER_KEY_SQL,
+  TAKE_TOKEN_USE_SQL,
   toIntent,
   UPLOAD_SQL
 } from './intent-sql.ts'
 import { toRecord } from './row-mapping.ts'
+import { INSERT_EVENT_SQL } from './shared-sql.ts'
 import type { SqlDatabase, SqlHandle } from './sql-database.ts'
 
 /**
@@ -22,12 +26,18 @@ import type { SqlDatabase, SqlHandle } from './sql-database.ts'
  * createdAt, so run_at is createdAt there.
  */
 const INSERT_UPLOAD_SQL = `
-  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at)
-  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()))`
+  INSERT INTO uploads (id, object_key, size, sha256, filename, content_type, status, location, created_at, updated_at, run_at, owner_token_id, owner_subject, owner_meta)
+  VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'quarantine', $7, $7, LEAST($7, gw_now()), $8, $9, $10)`
 
-const insertValues = (u: NewUpload): unknown[] => [u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt]
+/** A record just inserted, ending as rejected in the same transaction (so it shares every column of the insert). */
+const REJECT_UPLOAD_SQL = `UPDATE uploads SET status = 'rejected', verdict = $2 WHERE id = $1`
 
-/** Uploads, their intents and idempotency keys (migration 5): the lookup, the intake and the orphan ledger. */
+const insertValues = (u: NewUpload): unknown[] => [
+  u.id, u.objectKey, u.size, u.sha256, u.filename, u.contentType, u.createdAt,
+  u.owner?.tokenId ?? null, u.owner?.subject ?? null, u.owner?.meta ? JSON.stringify(u.owner.meta) : null
+]
+
+/** Uploads, their intents, idempotency keys (migration 5) and token uses (6): the lookup, the intake and the orphan ledger. */
 export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & OrphanLedger {
   const { statements } = db
   return {
@@ -53,7 +63,12 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
             await tx.write(TAKE_OVER_KEY_SQL, [intent.id, now, idempotency.scope, idempotency.key])
           } else await reserve(tx, idempotency, intent, now) // expired and deleted meanwhile
         }
-        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt])
+        const { token } = intent
+        if (token && (await tx.write(TAKE_TOKEN_USE_SQL, [token.jti, token.expiresAt, token.maxUploads])) === 0) {
+          // Thrown inside the transaction: the idempotency key reserved above goes with it.
+          throw new TokenExhaustedError(`upload token ${token.jti} has created its ${token.maxUploads} upload(s)`)
+        }
+        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, token?.jti ?? null])
         return { kind: 'started' } as const
       })
     },
@@ -65,8 +80,20 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
       }, { now: u.createdAt })
     },
 
+    async commitRejectedUpload(u: NewUpload, reason: string, events: readonly NewEvent[] = []): Promise<void> {
+      await db.transaction(async (tx) => {
+        if ((await tx.write(COMMIT_INTENT_SQL, [u.id])) !== 1) throw new UploadIntentLostError(`upload ${u.id} was abandoned before its record was committed`)
+        await tx.write(INSERT_UPLOAD_SQL, insertValues(u))
+        await tx.write(REJECT_UPLOAD_SQL, [u.id, JSON.stringify(rejection(reason))])
+        for (const e of events) await tx.write(INSERT_EVENT_SQL, [e.id, e.type, JSON.stringify(e.data), e.createdAt])
+      }, { now: u.createdAt })
+    },
+
     async abandonUpload(id: string, now: number): Promise<void> {
-      await db.write(ABANDON_SQL, [id, now])
+      await db.transaction(async (tx) => {
+        const [abandoned] = await tx.rows(ABANDON_SQL, [id, now])
+        if (abandoned?.token_id) await tx.write(GIVE_BACK_TOKEN_USE_SQL, [abandoned.token_id])
+      })
     },
 
     async claimIntents(now: number, cutoff: number, retryAt: number, limit: number): Promise<UploadIntent[]> {

@@ -117,7 +117,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
   app.get(
     '/v1/uploads/:id/scans',
     {
-      onRequest: auth.require('upload'),
+      // Scan history is for the application's backend: an upload token is refused.
+      onRequest: auth.require('upload', { tokens: 'refuse' }),
       schema: { summary: 'Every scan of an upload, oldest first', params: UploadParams, response: { 200: Type.Object({ scans: Type.Array(ScanView) }), ...errors } }
     },
     async (request) => {

@@ -4,7 +4,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
-import type { IncomingFile, IngestService } from '../../services/ingest-service.ts'
+import { ownerOf, type Principal } from '../../domain/principal.ts'
+import type { IncomingFile, IngestService, UploadRequest } from '../../services/ingest-service.ts'
 import { statusETag, type LiveStatus, type WaitOutcome } from '../../services/live-status.ts'
 import type { StatusService } from '../../services/status-service.ts'
 import type { TransferGuard } from '../../services/transfer-guard.ts'
@@ -35,7 +36,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       config: rateLimited('uploads'),
       schema: {
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. Send an Idempotency-Key to retry safely.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
         headers: UploadHeaders,
         response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody }
@@ -67,7 +68,8 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
             files: fileParts(untilAborted(request.parts(), cancel.signal)),
             contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
             signal: cancel.signal,
-            ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } })
+            ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } }),
+            ...tokenGrants(request.principal)
           },
           request.log
         )
@@ -91,15 +93,17 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
   app.get(
     '/v1/uploads/:id',
     {
-      onRequest: auth.require('upload'),
+      // An upload token reads the uploads it created, even expired (up to GW_TOKEN_READ_TTL): the status service checks.
+      onRequest: auth.require('upload', { tokens: 'read' }),
       config: rateLimited('status'),
       // Pollers call this often: log failures, not every request.
       logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
         description:
-          'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
-          'Add ?wait=N (seconds, at most 30) to long-poll: the answer comes as soon as the status differs from that ETag (200 with the new ETag), or 304 after N seconds.',
+          'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
+          'Add ?wait=N (seconds, at most 30) to long-poll: the answer comes as soon as the status differs from that ETag (200 with the new ETag), or 304 after N seconds. ' +
+          'An upload token reads only the uploads it created (403 otherwise), for GW_TOKEN_READ_TTL after each was created even once the token has expired.',
         params: UploadParams,
         querystring: StatusQuery,
         response: { 200: UploadView, 304: NotModified, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody }
@@ -107,7 +111,8 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
     },
     async (request, reply) => {
       const { id } = request.params
-      const read = () => status.get(id)
+      // Long-poll re-reads go through the same access checks.
+      const read = () => status.get(id, request.principal)
       let view = await read()
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
       let etag = statusETag(view)
@@ -140,6 +145,13 @@ async function untilChanged(request: FastifyRequest, reply: FastifyReply, wait: 
     reply.raw.off('close', onClose)
     if (!socket.destroyed) socket.setTimeout(idleTimeout)
   }
+}
+
+/** What an upload token brings to its upload: its owner fields, its size limit and one of its uses. */
+function tokenGrants(principal: Principal): Pick<UploadRequest, 'owner' | 'maxBytes' | 'token' | 'allowedTypes'> {
+  if (principal.kind !== 'token') return {}
+  const { jti, maxUploads, expiresAt, maxSize, types } = principal
+  return { owner: ownerOf(principal), token: { jti, maxUploads, expiresAt }, allowedTypes: types, ...(maxSize === null ? {} : { maxBytes: maxSize }) }
 }
 
 /** The files of a multipart body, sent in field `file`; other fields are skipped. */
