@@ -10,7 +10,7 @@ const clamd = await startClamd()
 t.teardown(() => clamd.stop())
 const uploadKey = 'upload-key-0123456789'
 const adminKey = 'admin-key-0123456789'
-const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: uploadKey, GW_ADMIN_KEYS: adminKey })
+const gw = await startGateway(t, { GW_CLAMD: clamd.url, GW_UPLOAD_KEYS: uploadKey, GW_ADMIN_KEYS: adminKey, GW_TOKEN_SECRETS: `k1:${'s'.repeat(40)}` })
 const auth = { authorization: `Bearer ${uploadKey}` }
 const poll = (base: string, id: string, etag: string | null, wait: number | string | null, signal?: AbortSignal) =>
   get(base, id, { etag, wait, headers: auth, ...(signal ? { signal } : {}) })
@@ -112,4 +112,21 @@ t.test('shutdown answers waiting clients at once', async (t) => {
   t.comment(`answered ${answer.at - stopping} ms after shutdown began; stopped in ${Date.now() - stopping} ms`)
   t.equal(answer.status, 304)
   t.ok(Date.now() - stopping < 5_000, 'the drain was not held up by the long poll')
+})
+
+t.test('an upload token long-polls its own upload, and no other', async (t) => {
+  const mint = async (sub: string): Promise<Record<string, string>> => {
+    const res = await fetch(`${gw.url}/v1/upload-tokens`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ sub }) })
+    return { authorization: `Bearer ${(await res.json()).token}` }
+  }
+  const [mine, theirs] = await Promise.all([mint('ann'), mint('bob')])
+  const sent = await upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(100) }, mine)
+  t.equal(sent.status, 202)
+  await waitForStatus(gw.url, sent.json.id, ['clean'], { headers: mine })
+  const now = await get(gw.url, sent.json.id, { headers: mine })
+  const waited = await get(gw.url, sent.json.id, { headers: mine, etag: now.etag, wait: 1 })
+  t.equal(waited.status, 304, 'waited, then not modified')
+  const other = await get(gw.url, sent.json.id, { headers: theirs, etag: now.etag, wait: 10 })
+  t.equal(other.status, 403, "another token's upload")
+  t.ok(other.ms < 2_000, 'refused at once, without waiting')
 })

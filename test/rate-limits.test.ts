@@ -9,8 +9,10 @@ const gw = await startGateway(t, {
   GW_UPLOAD_KEYS: keys.join(','),
   GW_SCAN_CONCURRENCY: '0',
   GW_CLAMD_HEALTH_INTERVAL_MS: '0',
+  GW_TOKEN_SECRETS: `k1:${'s'.repeat(40)}`,
   GW_RATE_LIMIT_STATUS_PER_MINUTE: '3',
-  GW_RATE_LIMIT_UPLOADS_PER_MINUTE: '2'
+  GW_RATE_LIMIT_UPLOADS_PER_MINUTE: '2',
+  GW_RATE_LIMIT_TOKENS_PER_MINUTE: '4'
 })
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` })
 const unknown = 'a'.repeat(32)
@@ -40,6 +42,19 @@ t.test('uploads have a count of their own', async (t) => {
   t.equal(sent[2]?.json.error.code, 'GW_RATE_LIMITED')
   t.ok(Number(sent[2]?.headers['retry-after']) > 0)
   t.equal((await gw.gateway.state.getUpload(sent[0]?.json.id))?.status, 'pending')
+})
+
+t.test('tokens minted count per key; uploads with tokens count per end user (sub), not per token', async (t) => {
+  const mint = (body: object) =>
+    fetch(`${gw.url}/v1/upload-tokens`, { method: 'POST', headers: { ...bearer(keys[1]), 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const minted = []
+  for (const sub of ['ann', 'ann', 'bob', 'bob', 'cy']) minted.push(await mint({ sub, maxUploads: 5 }))
+  t.same(minted.map((r) => r.status), [201, 201, 201, 201, 429], 'four a minute for this key')
+  t.match(await (minted[4] as Response).json(), { error: { code: 'GW_RATE_LIMITED' } })
+  const [ann1, ann2, bob] = await Promise.all(minted.slice(0, 3).map(async (r) => (await r.json()).token as string))
+  const send = (token: string) => upload(gw.url, { name: 'file', filename: 'a.txt', data: uniqueContent(100) }, bearer(token))
+  t.same([(await send(ann1!)).status, (await send(ann2!)).status, (await send(ann1!)).status], [202, 202, 429], "ann's two tokens share her count")
+  t.equal((await send(bob!)).status, 202, 'bob counts on his own')
 })
 
 t.test('who is counted: a token by its subject (else itself), a key by its id, anyone else by address', async (t) => {

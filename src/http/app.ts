@@ -35,9 +35,9 @@ export interface AppDeps {
   auth: Auth
   ingest: IngestService
   status: StatusService
+  live: LiveStatus
   /** Mints upload tokens; null when GW_TOKEN_SECRETS is empty. */
   tokens: TokenMinter | null
-  live: LiveStatus
   readiness: ReadinessService
   rescans: RescanService
   uploadOperations: UploadOperations

@@ -44,7 +44,7 @@ export interface UploadRequest {
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
   idempotency?: { scope: string; key: string }
-  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES; null or absent: no narrowing. */
+  /** The upload token's `types`, narrowing GW_ALLOWED_TYPES (never widening it); null or absent: no narrowing, empty: nothing. */
   allowedTypes?: readonly string[] | null
   /** The upload token's owner fields, recorded with the upload; null or absent for keys and anonymous uploads. */
   owner?: UploadOwner | null

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { errors as jose, jwtVerify, SignJWT, type JWTPayload } from 'jose'
 import { GatewayError } from '../domain/errors.ts'
+import { withinAllowed } from '../domain/media-types.ts'
 import type { TokenPrincipal, UploadOwner } from '../domain/principal.ts'
 import type { MintedToken, MintRequest, TokenMinter } from './token-minting.ts'
 
@@ -36,8 +37,6 @@ interface Grants {
 }
 
 const mimeType = /^([a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,126})|\*\/\*)$/
-/** Types a browser runs (markup, XML, scripts, Flash): only ever allowed by name, never by a wildcard. */
-const activeType = /^(text\/html|text\/xml|application\/xml|text\/xsl|[a-z]+\/[a-z0-9!#$&^_.+-]*\+xml|(text|application)\/(x-)?(java|ecma)script|application\/x-shockwave-flash)$/
 
 /**
  * Upload tokens: HS256 JWTs an application backend mints with a shared secret (or through the
@@ -159,21 +158,6 @@ function expiredPayload(err: unknown, forRead: boolean): JWTPayload {
   }
   if (err instanceof GatewayError) throw err
   throw new GatewayError('GW_TOKEN_INVALID', `the upload token is not valid: ${err instanceof jose.JOSEError ? err.message : 'malformed'}`)
-}
-
-/**
- * Whether every type a token names lies within `allowed` (GW_ALLOWED_TYPES; empty: any): an exact
- * type must be allowed by an entry (a wildcard never covers a type a browser runs), a wildcard must
- * be in the list or under `*\/*`. The same rule and signature as withinAllowed in the types
- * branch's domain/media-types.ts: once both are merged, import that one instead.
- */
-function withinAllowed(types: readonly string[], allowed: readonly string[]): boolean {
-  if (allowed.length === 0) return true
-  return types.every((type) =>
-    type.endsWith('/*')
-      ? allowed.some((entry) => entry === type || entry === '*/*')
-      : allowed.some((entry) => entry === type || (!activeType.test(type) && (entry === '*/*' || (entry.endsWith('/*') && type.startsWith(entry.slice(0, -1))))))
-  )
 }
 
 /**

@@ -103,7 +103,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
         operationId: 'getUploadStatus',
         summary: 'Status of an upload',
         description:
-          'Poll until status is clean, infected, unscannable or failed. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
+          'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
           'Add ?wait=N (seconds, at most 30) to long-poll: the answer comes as soon as the status differs from that ETag (200 with the new ETag), or 304 after N seconds. ' +
           'An upload token reads only the uploads it created (403 otherwise), for GW_TOKEN_READ_TTL after each was created even once the token has expired.',
         params: UploadParams,
@@ -113,6 +113,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
     },
     async (request, reply) => {
       const { id } = request.params
+      // Long-poll re-reads go through the same access checks.
       const read = () => status.get(id, request.principal)
       let view = await read()
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
@@ -128,13 +129,6 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       return view
     }
   )
-}
-
-/** What an upload token brings to its upload: its owner fields, its size limit and one of its uses. */
-function tokenGrants(principal: Principal): Pick<UploadRequest, 'owner' | 'maxBytes' | 'token'> {
-  if (principal.kind !== 'token') return {}
-  const { jti, maxUploads, expiresAt, maxSize } = principal
-  return { owner: ownerOf(principal), token: { jti, maxUploads, expiresAt }, ...(maxSize === null ? {} : { maxBytes: maxSize }) }
 }
 
 /** Runs a wait for a change, cut short when the client goes away; the socket's idle timeout does not count meanwhile. */
@@ -153,6 +147,13 @@ async function untilChanged(request: FastifyRequest, reply: FastifyReply, wait: 
     reply.raw.off('close', onClose)
     if (!socket.destroyed) socket.setTimeout(idleTimeout)
   }
+}
+
+/** What an upload token brings to its upload: its owner fields, its size limit and one of its uses. */
+function tokenGrants(principal: Principal): Pick<UploadRequest, 'owner' | 'maxBytes' | 'token' | 'allowedTypes'> {
+  if (principal.kind !== 'token') return {}
+  const { jti, maxUploads, expiresAt, maxSize, types } = principal
+  return { owner: ownerOf(principal), token: { jti, maxUploads, expiresAt }, allowedTypes: types, ...(maxSize === null ? {} : { maxBytes: maxSize }) }
 }
 
 /** The files of a multipart body, sent in field `file`; other fields are skipped. */
