@@ -16,6 +16,7 @@ import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
 import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
+import { LiveStatus } from './services/live-status.ts'
 import { OrphanSweeper } from './services/orphan-sweeper.ts'
 import { JobRunner } from './services/job-runner.ts'
 import { PromoteStep } from './services/promote-step.ts'
@@ -95,7 +96,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
     perUploadBytes: objects.putBufferBytes
   })
-  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
+  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission, changes: state }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
   const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })
@@ -128,6 +129,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       outagePauseMaxMs: config.GW_RETRY_MAX_MS
     }
   )
+  // A new upload committed by any replica wakes an idle worker at once; polling stays the fallback.
+  if (concurrency > 0) state.onUploadDue(() => worker.wake())
   // Listing, rescan batches, retention and webhook delivery run in worker processes, beside the scans.
   const historyMs = durationMs(config.GW_HISTORY_RETENTION)
   const background = concurrency === 0 ? [] : [
@@ -176,6 +179,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       ingest,
       tokens,
       status: new StatusService({ uploads: state, objects }, { tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }),
+      live: new LiveStatus({ changes: state }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),
       uploadOperations: new UploadOperations({ uploads: state, actions: state, audit: state, objects }),
@@ -194,6 +198,13 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       headersTimeoutMs: config.GW_HEADERS_TIMEOUT_MS,
       maxConnections: config.GW_MAX_CONNECTIONS,
       corsOrigins: config.GW_CORS_ORIGINS,
+      rateLimits: {
+        perMinute: {
+          tokens: config.GW_RATE_LIMIT_TOKENS_PER_MINUTE,
+          uploads: config.GW_RATE_LIMIT_UPLOADS_PER_MINUTE,
+          status: config.GW_RATE_LIMIT_STATUS_PER_MINUTE
+        }
+      },
       uploads: config.GW_ROLE !== 'worker',
       opsRoutes: opsApp === null,
       ...(overrides.beforeRoutes ? { beforeRoutes: overrides.beforeRoutes } : {})

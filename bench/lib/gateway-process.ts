@@ -48,7 +48,8 @@ export async function startGatewayProcess(resources: Resources, env: Record<stri
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GW_')))
   const child = spawn(process.execPath, [...args, options.script ?? 'src/server.ts'], {
     cwd: REPO_ROOT,
-    env: { ...inherited, GW_LOG_LEVEL: 'info', GW_SHUTDOWN_GRACE_MS: '3000', ...env, GW_HOST: '127.0.0.1', GW_PORT: String(port) },
+    // Rate limits off: a benchmark is one caller sending as fast as it can.
+    env: { ...inherited, GW_LOG_LEVEL: 'info', GW_SHUTDOWN_GRACE_MS: '3000', ...noRateLimits, ...env, GW_HOST: '127.0.0.1', GW_PORT: String(port) },
     stdio: ['ignore', fd, fd]
   })
   closeSync(fd)
@@ -110,3 +111,5 @@ export async function metricValue(url: string, name: string): Promise<number> {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `))
   return line ? Number(line.slice(name.length + 1)) : Number.NaN
 }
+
+const noRateLimits = { GW_RATE_LIMIT_TOKENS_PER_MINUTE: '0', GW_RATE_LIMIT_UPLOADS_PER_MINUTE: '0', GW_RATE_LIMIT_STATUS_PER_MINUTE: '0' }

@@ -7,6 +7,7 @@ import { GatewayError, errorCodes } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import type { HistoryReader } from '../services/history-reader.ts'
 import type { IngestService } from '../services/ingest-service.ts'
+import type { LiveStatus } from '../services/live-status.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
 import type { StatusService } from '../services/status-service.ts'
@@ -17,6 +18,7 @@ import type { Auth } from './auth.ts'
 import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
+import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
@@ -28,6 +30,7 @@ export interface AppDeps {
   auth: Auth
   ingest: IngestService
   status: StatusService
+  live: LiveStatus
   /** Mints upload tokens; null when GW_TOKEN_SECRETS is empty. */
   tokens: TokenMinter | null
   readiness: ReadinessService
@@ -45,6 +48,7 @@ export interface AppOptions {
   headersTimeoutMs: number
   maxConnections: number
   corsOrigins: readonly string[]
+  rateLimits: RateLimitOptions
   /** false for a worker-only process: health and metrics, no upload routes. */
   uploads: boolean
   /** false when /readyz and /metrics are on the ops listener (GW_OPS_PORT). */
@@ -76,6 +80,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   const overCap = limitConnections(app, options)
   answerHeaderTimeouts(app, options.headersTimeoutMs)
   answerWhileDraining(app)
+  // Long polls are answered as the app starts closing, so they do not hold up the drain.
+  app.addHook('preClose', async () => deps.live.close())
   app.addHook('onRequest', async (request, reply) => {
     if (overCap(request.raw.socket) && request.routeOptions.url !== '/healthz') {
       reply.header('connection', 'close')
@@ -96,6 +102,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     // mid-stream (at exactly the limit busboy would silently truncate and read on to the end).
     limits: { fileSize: options.maxUploadBytes + 1, files: 2, fields: 20, fieldSize: 64 * 1024, parts: 25, headerPairs: 100 }
   })
+  await registerRateLimits(app, options.rateLimits)
   await options.beforeRoutes?.(app)
   if (options.uploads) {
     await app.register(uploadRoutes, deps)

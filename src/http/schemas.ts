@@ -72,6 +72,16 @@ export const UploadParams = Type.Object({
   id: Type.String({ pattern: '^[0-9a-f]{32}$', description: 'Upload id.' })
 })
 
+export const StatusQuery = Type.Object({
+  wait: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 30,
+      description: 'Long poll: with If-None-Match, wait up to this many seconds for the status to differ from that ETag (then 200 at once), else 304. 0 or absent: answer at once.'
+    })
+  )
+})
+
 export const HealthBody = Type.Object({ ok: Type.Boolean() })
 
 export const UploadTokenRequest = Type.Object(

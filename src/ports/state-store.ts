@@ -4,6 +4,7 @@ import type { JobQueue } from './job-queue.ts'
 import type { AdoptionStore, RescanStore } from './rescan-store.ts'
 import type { StateDatabase } from './state-database.ts'
 import type { UploadActions } from './upload-actions.ts'
+import type { UploadChanges } from './upload-changes.ts'
 import type { OrphanLedger, UploadIntake } from './upload-intake.ts'
 import type { UploadLookup } from './upload-record.ts'
 
@@ -23,4 +24,5 @@ export interface StateStore
     EventOutbox,
     ScanHistory,
     AuditLog,
-    HistoryPruning {}
+    HistoryPruning,
+    UploadChanges {}

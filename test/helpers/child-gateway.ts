@@ -2,6 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { resolve } from 'node:path'
 import type { Test } from 'tap'
 import { freePort } from './free-port.ts'
+import { noRateLimits } from './gateway.ts'
 
 export interface ChildGateway {
   url: string
@@ -15,7 +16,7 @@ export async function startChildGateway(t: Test, env: Record<string, string>, st
   const port = await freePort()
   const child = spawn(process.execPath, ['src/server.ts'], {
     cwd: resolve(import.meta.dirname, '../..'),
-    env: { ...process.env, GW_LOG_LEVEL: 'info', ...env, GW_PORT: String(port) },
+    env: { ...process.env, GW_LOG_LEVEL: 'info', ...noRateLimits, ...env, GW_PORT: String(port) },
     stdio: 'pipe'
   })
   t.teardown(() => {

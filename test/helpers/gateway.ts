@@ -15,6 +15,9 @@ export interface RunningGateway {
   stop(): Promise<void>
 }
 
+/** Tests are one caller polling and uploading fast: rate limits are off unless a test sets them. */
+export const noRateLimits = { GW_RATE_LIMIT_TOKENS_PER_MINUTE: '0', GW_RATE_LIMIT_UPLOADS_PER_MINUTE: '0', GW_RATE_LIMIT_STATUS_PER_MINUTE: '0' }
+
 /**
  * Starts a whole gateway in this process on a free loopback port, with its own state and
  * object directories, from the same config loader the server uses. Stopped at teardown.
@@ -31,6 +34,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, di
       GW_RETRY_BASE_MS: '100',
       GW_RETRY_MAX_MS: '500',
       GW_LOG_LEVEL: process.env.GW_TEST_LOGS ? 'debug' : 'silent',
+      ...noRateLimits,
       ...env
     },
     configDir: resolve(import.meta.dirname, '../../config')

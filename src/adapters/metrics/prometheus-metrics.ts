@@ -2,12 +2,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { BytesOutcome, Metrics, PromotionOutcome, ScanOutcome, UploadOutcome } from '../../ports/metrics.ts'
 import type { Scanner } from '../../ports/scanner.ts'
 import type { JobQueue } from '../../ports/job-queue.ts'
+import type { UploadChanges } from '../../ports/upload-changes.ts'
 
 /** What the gauges read at scrape time. */
 export interface MetricSources {
   jobs: JobQueue
   scanner: Scanner
   admission: { uploads: number; reservedBytes: number }
+  changes: Pick<UploadChanges, 'listenerCount'>
 }
 
 /** A scrape must answer quickly even when clamd or the database does not. */
@@ -44,11 +46,12 @@ export class PrometheusMetrics implements Metrics {
     })
     this.#promotions = new Counter({ name: 'gateway_promotions_total', help: 'Promotions to production by how they ended.', labelNames: ['outcome'], registers })
 
-    const { jobs, scanner, admission } = sources
+    const { jobs, scanner, admission, changes } = sources
     gauge('gateway_uploads_in_flight', 'Uploads being received by this process.', async (g) => g.set(admission.uploads))
     gauge('gateway_upload_memory_reserved_bytes', 'Upload buffer memory reserved by uploads in flight (bounded by GW_UPLOAD_MEMORY_BYTES).', async (g) =>
       g.set(admission.reservedBytes)
     )
+    gauge('gateway_status_waiters', 'Status requests of this process waiting for a change (GET /v1/uploads/:id?wait=N).', async (g) => g.set(changes.listenerCount()))
     // Each gauge reads its source in its own collect(); one read per scrape is shared between them.
     const scrape = () => this.#scrapes
     // The queue query counts every unfinished upload: with a backlog of millions, one per scrape

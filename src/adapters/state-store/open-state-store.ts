@@ -1,13 +1,16 @@
 import type { StateStore } from '../../ports/state-store.ts'
+import type { UploadChanges } from '../../ports/upload-changes.ts'
 import { adoptionSql } from './adoption-sql.ts'
 import { historySql } from './history-sql.ts'
 import { jobQueueSql } from './job-queue-sql.ts'
 import { outboxSql } from './outbox-sql.ts'
 import { PgDatabase, type PgDatabaseOptions } from './pg-database.ts'
+import { PgUploadChanges } from './pg-upload-changes.ts'
 import { rescanStoreSql } from './rescan-store-sql.ts'
 import type { SqlDatabase } from './sql-database.ts'
 import { SqliteDatabase } from './sqlite-database.ts'
 import { uploadActionsSql } from './upload-actions-sql.ts'
+import { UploadChangeRegistry } from './upload-change-registry.ts'
 import { uploadIntakeSql } from './upload-intake-sql.ts'
 
 /** Uploads per batch of a rescan's selection or cancellation, and rows per retention statement. */
@@ -28,22 +31,34 @@ export function openStateStore(url: string, pg: Omit<PgStateStoreOptions, 'url'>
   return url.startsWith('sqlite:') ? sqliteStateStore(url.slice('sqlite:'.length), pg) : pgStateStore({ ...pg, url })
 }
 
-/** One SQLite file (':memory:' for none), for one process. */
+/** One SQLite file (':memory:' for none), for one process: its change notices stay in the process. */
 export function sqliteStateStore(path: string, options: BatchOptions = {}): StateStore {
-  return stateStoreOver(new SqliteDatabase(path), options)
+  const changes = new UploadChangeRegistry()
+  const onUploadsChanged = (ids: readonly string[], due: boolean): void => {
+    changes.publish(ids)
+    if (due) changes.publishDue()
+  }
+  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged }), changes, options)
 }
 
-/** PostgreSQL, shared by replicas. */
+/** PostgreSQL, shared by replicas: change notices through LISTEN/NOTIFY. */
 export function pgStateStore(options: PgStateStoreOptions): StateStore {
-  return stateStoreOver(new PgDatabase(options), options)
+  const { url, schema, applicationName } = options
+  return stateStoreOver(new PgDatabase(options), new PgUploadChanges({ url, schema, ...(applicationName ? { applicationName } : {}) }), options)
 }
 
 /** Every port's adapter over one database; their methods use no `this`, so they combine as they are. */
-function stateStoreOver(db: SqlDatabase, { batchSize = DEFAULT_BATCH_SIZE }: BatchOptions): StateStore {
+function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Promise<void> }, { batchSize = DEFAULT_BATCH_SIZE }: BatchOptions): StateStore {
   return {
     migrate: () => db.migrate(),
     ping: () => db.ping(),
-    close: () => db.close(),
+    close: async () => {
+      await changes.close?.()
+      await db.close()
+    },
+    subscribe: (id, listener) => changes.subscribe(id, listener),
+    onUploadDue: (listener) => changes.onUploadDue(listener),
+    listenerCount: () => changes.listenerCount(),
     ...uploadIntakeSql(db),
     ...jobQueueSql(db),
     ...uploadActionsSql(db),

@@ -199,5 +199,30 @@ export const migrations: readonly { version: number; sql: string }[] = [
       -- JSON as text, like the verdict.
       ALTER TABLE uploads ADD COLUMN owner_meta TEXT;
     `
+  },
+  {
+    // Live status: a committed write to an upload that a client could see notifies the listeners of
+    // every replica (channel gw_upload_changed, payload '<schema>:<id>'), from the writing
+    // transaction, whichever code wrote it. Bookkeeping columns alone (quietUploadColumns in
+    // upload-change-columns.ts) do not. An upload that became pending also wakes idle workers
+    // (channel gw_upload_due, payload '<schema>').
+    version: 9,
+    sql: `
+      CREATE FUNCTION gw_upload_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        quiet CONSTANT text[] := ARRAY['run_at', 'lease_owner', 'lease_token', 'attempts', 'last_error', 'next_scan_at', 'updated_at', 'failed_retry_at', 'failed_rounds'];
+      BEGIN
+        IF TG_OP = 'UPDATE' AND (to_jsonb(OLD) - quiet) = (to_jsonb(NEW) - quiet) THEN
+          RETURN NULL;
+        END IF;
+        PERFORM pg_notify('gw_upload_changed', TG_TABLE_SCHEMA || ':' || CASE TG_OP WHEN 'DELETE' THEN OLD.id ELSE NEW.id END);
+        IF TG_OP <> 'DELETE' AND NEW.status = 'pending' AND (TG_OP = 'INSERT' OR OLD.status <> 'pending') THEN
+          PERFORM pg_notify('gw_upload_due', TG_TABLE_SCHEMA);
+        END IF;
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER uploads_changed AFTER INSERT OR UPDATE OR DELETE ON uploads FOR EACH ROW EXECUTE FUNCTION gw_upload_changed();
+    `
   }
 ]

@@ -6,6 +6,10 @@ import type { Row } from './row-mapping.ts'
 import { applyMigrations, type SqlDatabase, type SqlHandle, type TransactionOptions } from './sql-database.ts'
 import { migrations } from './sqlite-migrations.ts'
 import { sqliteStatements } from './sqlite-statements.ts'
+import { sqliteChangeTriggers } from './upload-change-columns.ts'
+
+/** The uploads a committed write changed, and whether one of them became pending. */
+export type UploadsChanged = (ids: readonly string[], due: boolean) => void
 
 /**
  * The embedded engine: one SQLite file through node:sqlite (built into Node 24, no native build).
@@ -30,8 +34,15 @@ export class SqliteDatabase implements SqlDatabase {
   #busy = false
   readonly #waiting: (() => void)[] = []
   readonly #free = this.#handle(null, false)
+  /** Uploads written since the last commit (collected by the temporary triggers, see migrate()). */
+  readonly #changed = new Set<string>()
+  /** One of them became pending. */
+  #due = false
+  readonly #onUploadsChanged: UploadsChanged
 
-  constructor(path: string) {
+  /** onUploadsChanged: called with the uploads each committed write changed (the in-process change notices). */
+  constructor(path: string, { onUploadsChanged = () => {} }: { onUploadsChanged?: UploadsChanged } = {}) {
+    this.#onUploadsChanged = onUploadsChanged
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path, { timeout: 5000 })
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
@@ -41,6 +52,11 @@ export class SqliteDatabase implements SqlDatabase {
     })
     // PostgreSQL's LEAST, used by the shared SQL (SQLite's own is the two-argument min()).
     this.#db.function('least', { deterministic: true }, (a, b) => (Number(a) <= Number(b) ? a : b))
+    this.#db.function('gw_upload_changed', { deterministic: false }, (id, due) => {
+      this.#changed.add(String(id))
+      if (Number(due) === 1) this.#due = true
+      return null
+    })
   }
 
   rows(sql: string, values?: unknown[]): Promise<Row[]> {
@@ -67,8 +83,10 @@ export class SqliteDatabase implements SqlDatabase {
       try {
         const result = await fn(this.#handle(options.now ?? null, true))
         this.#run(() => this.#db.exec('COMMIT'))
+        this.#settle(true)
         return result
       } catch (err) {
+        this.#settle(false)
         try {
           this.#db.exec('ROLLBACK')
         } catch {
@@ -83,6 +101,8 @@ export class SqliteDatabase implements SqlDatabase {
 
   async migrate(): Promise<void> {
     await this.transaction((tx) => applyMigrations(tx, migrations, this.statements.versionsTable))
+    const columns = await this.rows("SELECT name FROM pragma_table_info('uploads')")
+    await this.exec(sqliteChangeTriggers(columns.map((c) => String(c.name))))
   }
 
   async ping(): Promise<void> {
@@ -100,11 +120,23 @@ export class SqliteDatabase implements SqlDatabase {
 
   /** Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the connection. */
   #handle(clock: number | null, owned: boolean): SqlHandle {
+    // A statement outside a transaction commits on its own: its notices go at once.
+    const run = <T>(fn: () => T): T => {
+      if (owned) return this.#at(clock, fn)
+      let committed = false
+      try {
+        const result = this.#at(clock, fn)
+        committed = true
+        return result
+      } finally {
+        this.#settle(committed)
+      }
+    }
     const call = async <T>(fn: () => T): Promise<T> => {
-      if (owned || !this.#busy) return this.#at(clock, fn)
+      if (owned || !this.#busy) return run(fn)
       await this.#acquire()
       try {
-        return this.#at(clock, fn)
+        return run(fn)
       } finally {
         this.#release()
       }
@@ -124,6 +156,16 @@ export class SqliteDatabase implements SqlDatabase {
     } finally {
       this.#clock = null
     }
+  }
+
+  /** Sends the notices of what was committed, or forgets what was rolled back. */
+  #settle(committed: boolean): void {
+    if (this.#changed.size === 0) return
+    const ids = [...this.#changed]
+    const due = this.#due
+    this.#changed.clear()
+    this.#due = false
+    if (committed) this.#onUploadsChanged(ids, due)
   }
 
   async #acquire(): Promise<void> {

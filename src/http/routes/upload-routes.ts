@@ -1,22 +1,25 @@
-import { createHash } from 'node:crypto'
 import type { Multipart } from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { GatewayError } from '../../domain/errors.ts'
 import type { Metrics, UploadOutcome } from '../../ports/metrics.ts'
 import { ownerOf, type Principal } from '../../domain/principal.ts'
 import type { IncomingFile, IngestService, UploadRequest } from '../../services/ingest-service.ts'
+import { statusETag, type LiveStatus, type WaitOutcome } from '../../services/live-status.ts'
 import type { StatusService } from '../../services/status-service.ts'
 import type { TransferGuard } from '../../services/transfer-guard.ts'
 import { UploadView } from '../../services/upload-view.ts'
 import type { Auth } from '../auth.ts'
+import { rateLimited } from '../rate-limits.ts'
 import { toGatewayError } from '../error-handler.ts'
-import { ErrorBody, UploadAccepted, UploadHeaders, UploadParams } from '../schemas.ts'
+import { ErrorBody, StatusQuery, UploadAccepted, UploadHeaders, UploadParams } from '../schemas.ts'
 
 interface Deps {
   auth: Auth
   ingest: IngestService
   status: StatusService
+  live: LiveStatus
   transfer: TransferGuard
   metrics: Metrics
 }
@@ -25,17 +28,18 @@ const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody 
 /** A 304 has no body: send() takes none. */
 const NotModified = Type.Unsafe<void>({ type: 'null', description: 'Not modified' })
 
-export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, ingest, status, transfer, metrics }) => {
+export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, ingest, status, live, transfer, metrics }) => {
   app.post(
     '/v1/uploads',
     {
       onRequest: auth.require('upload'),
+      config: rateLimited('uploads'),
       schema: {
         summary: 'Upload one file into quarantine',
         description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
         headers: UploadHeaders,
-        response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody }
+        response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody }
       }
     },
     async (request, reply) => {
@@ -91,25 +95,56 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
     {
       // An upload token reads the uploads it created, even expired (up to GW_TOKEN_READ_TTL): the status service checks.
       onRequest: auth.require('upload', { tokens: 'read' }),
+      config: rateLimited('status'),
       // Pollers call this often: log failures, not every request.
       logLevel: 'warn',
       schema: {
         summary: 'Status of an upload',
-        description: 'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. An upload token reads only the uploads it created (403 otherwise), for GW_TOKEN_READ_TTL after each was created even once the token has expired.',
+        description:
+          'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
+          'Add ?wait=N (seconds, at most 30) to long-poll: the answer comes as soon as the status differs from that ETag (200 with the new ETag), or 304 after N seconds. ' +
+          'An upload token reads only the uploads it created (403 otherwise), for GW_TOKEN_READ_TTL after each was created even once the token has expired.',
         params: UploadParams,
-        response: { 200: UploadView, 304: NotModified, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody }
+        querystring: StatusQuery,
+        response: { 200: UploadView, 304: NotModified, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody }
       }
     },
     async (request, reply) => {
       const { id } = request.params
-      const view = await status.get(id, request.principal)
+      // Long-poll re-reads go through the same access checks.
+      const read = () => status.get(id, request.principal)
+      let view = await read()
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
-      const etag = `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
+      let etag = statusETag(view)
+      const wait = request.query.wait ?? 0
+      if (wait > 0 && matches(request.headers['if-none-match'], etag)) {
+        const outcome = await untilChanged(request, reply, (signal) => live.waitForChange(id, etag, wait * 1000, read, signal))
+        if (outcome.kind === 'gone') throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
+        if (outcome.kind === 'changed') ({ view, etag } = outcome)
+      }
       reply.header('etag', etag).header('cache-control', 'no-cache')
       if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
       return view
     }
   )
+}
+
+/** Runs a wait for a change, cut short when the client goes away; the socket's idle timeout does not count meanwhile. */
+async function untilChanged(request: FastifyRequest, reply: FastifyReply, wait: (signal: AbortSignal) => Promise<WaitOutcome>): Promise<WaitOutcome> {
+  const gone = new AbortController()
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) gone.abort()
+  }
+  reply.raw.on('close', onClose)
+  const socket = request.raw.socket
+  const idleTimeout = socket.timeout ?? 0
+  socket.setTimeout(0)
+  try {
+    return await wait(gone.signal)
+  } finally {
+    reply.raw.off('close', onClose)
+    if (!socket.destroyed) socket.setTimeout(idleTimeout)
+  }
 }
 
 /** What an upload token brings to its upload: its owner fields, its size limit and one of its uses. */
