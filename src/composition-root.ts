@@ -5,6 +5,7 @@ import { S3ObjectStore } from './adapters/object-store/s3-object-store.ts'
 import { PrometheusMetrics } from './adapters/metrics/prometheus-metrics.ts'
 import { ClamdScanner } from './adapters/scanner/clamd-scanner.ts'
 import { HttpWebhookSink } from './adapters/webhook/http-webhook-sink.ts'
+import { openResumableStorage } from './adapters/tus/resumable-storage.ts'
 import { openStateStore } from './adapters/state-store/open-state-store.ts'
 import type { Config } from './config/config-schema.ts'
 import { durationMs, tokenSecrets } from './config/load-config.ts'
@@ -12,6 +13,7 @@ import { buildApp, type AppOptions } from './http/app.ts'
 import { Auth } from './http/auth.ts'
 import { buildOpsApp } from './http/ops-app.ts'
 import type { ObjectStore } from './ports/object-store.ts'
+import { RESUMABLE_COMPANIONS } from './ports/resumable-storage.ts'
 import type { Scanner } from './ports/scanner.ts'
 import type { StateStore } from './ports/state-store.ts'
 import { AdoptionService } from './services/adoption-service.ts'
@@ -26,6 +28,7 @@ import { RescanPolicy } from './services/rescan-policy.ts'
 import { RescanBatches } from './services/rescan-batches.ts'
 import { HistoryReader } from './services/history-reader.ts'
 import { RescanService } from './services/rescan-service.ts'
+import { ResumableUploads } from './services/resumable-uploads.ts'
 import { RetentionService } from './services/retention-service.ts'
 import { ScanStep } from './services/scan-step.ts'
 import { ScanWorker } from './services/scan-worker.ts'
@@ -149,7 +152,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
         keyPrefix: config.GW_KEY_PREFIX,
         pageSize: 500,
         pollIntervalMs: config.GW_ORPHAN_SWEEP_INTERVAL_MS,
-        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 1_000)
+        retryMs: Math.max(config.GW_ORPHAN_SWEEP_INTERVAL_MS, 1_000),
+        companionSuffixes: RESUMABLE_COMPANIONS
       }
     ),
     ...(events.enabled
@@ -165,6 +169,27 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     { objects, intake: state, uploads: state, admission, metrics, onCommitted: () => worker.wake() },
     { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, storeTimeoutMs: config.GW_STORE_TIMEOUT_MS, allowedTypes: config.GW_ALLOWED_TYPES }
   )
+  const tusExpiryMs = durationMs(config.GW_TUS_EXPIRY)
+  const resumable = new ResumableUploads(
+    { objects, intake: state, uploads: state, metrics, events, onCommitted: () => worker.wake() },
+    { maxBytes: config.GW_MAX_UPLOAD_BYTES, keyPrefix: config.GW_KEY_PREFIX, expiryMs: tusExpiryMs, companionSuffixes: RESUMABLE_COMPANIONS, allowedTypes: config.GW_ALLOWED_TYPES, tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }
+  )
+  const resumableStorage = openResumableStorage({
+    keyPrefix: config.GW_KEY_PREFIX,
+    expiryMs: tusExpiryMs,
+    databaseUrl: config.GW_DATABASE_URL,
+    store:
+      config.GW_STORE === 's3'
+        ? {
+            kind: 's3',
+            bucket: config.GW_QUARANTINE_BUCKET,
+            ...(config.GW_S3_ENDPOINT ? { endpoint: config.GW_S3_ENDPOINT } : {}),
+            region: config.GW_S3_REGION,
+            forcePathStyle: config.GW_S3_FORCE_PATH_STYLE,
+            partSizeBytes: config.GW_S3_PART_SIZE_BYTES
+          }
+        : { kind: 'fs', directory: objects.location('quarantine', '').bucket }
+  })
   const tokenKeys = tokenSecrets(config.GW_TOKEN_SECRETS)
   const tokens =
     tokenKeys.length === 0
@@ -190,7 +215,9 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
         idleTimeoutMs: config.GW_UPLOAD_IDLE_TIMEOUT_MS
       }),
       metrics,
-      exporter: metrics
+      exporter: metrics,
+      resumable,
+      resumableStorage
     },
     {
       maxUploadBytes: config.GW_MAX_UPLOAD_BYTES,
@@ -230,7 +257,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       }
     },
     async close() {
-      await Promise.allSettled([state.close(), objects.close(), scanner.close()])
+      await Promise.allSettled([state.close(), objects.close(), scanner.close(), resumableStorage.close()])
     }
   }
 }

@@ -16,6 +16,8 @@ t.test('openapi.yaml matches the routes', async (t) => {
     '/v1/audit',
     '/v1/rescans',
     '/v1/rescans/{id}',
+    '/v1/tus',
+    '/v1/tus/{id}',
     '/v1/upload-tokens',
     '/v1/uploads',
     '/v1/uploads/{id}',

@@ -5,11 +5,13 @@ import multipart from '@fastify/multipart'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { GatewayError, errorCodes } from '../domain/errors.ts'
 import type { Metrics } from '../ports/metrics.ts'
+import type { ResumableStorage } from '../ports/resumable-storage.ts'
 import type { HistoryReader } from '../services/history-reader.ts'
 import type { IngestService } from '../services/ingest-service.ts'
 import type { LiveStatus } from '../services/live-status.ts'
 import type { ReadinessService } from '../services/readiness-service.ts'
 import type { RescanService } from '../services/rescan-service.ts'
+import type { ResumableUploads } from '../services/resumable-uploads.ts'
 import type { StatusService } from '../services/status-service.ts'
 import type { TokenMinter } from '../services/token-minting.ts'
 import type { TransferGuard } from '../services/transfer-guard.ts'
@@ -22,6 +24,7 @@ import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
+import { tusRoutes } from './routes/tus-routes.ts'
 import { tokenRoutes } from './routes/token-routes.ts'
 import { uploadRoutes } from './routes/upload-routes.ts'
 
@@ -40,6 +43,9 @@ export interface AppDeps {
   transfer: TransferGuard
   metrics: Metrics
   exporter: MetricsExporter
+  /** tus uploads at /v1/tus: the service and the tus store and locker the composition root chose. */
+  resumable: ResumableUploads
+  resumableStorage: ResumableStorage
 }
 
 export interface AppOptions {
@@ -106,6 +112,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   await options.beforeRoutes?.(app)
   if (options.uploads) {
     await app.register(uploadRoutes, deps)
+    await app.register(tusRoutes, { ...deps, corsOrigins: options.corsOrigins })
     await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
   }

@@ -8,6 +8,8 @@ export interface UploadIntent {
   createdAt: number
   /** The upload token creating it: one of its uses is taken with the intent, and given back if the upload is abandoned. */
   token?: { jti: string; maxUploads: number; expiresAt: number }
+  /** Not due for the orphan sweeper before this (epoch ms; default createdAt): a resumable upload stays live until it expires. */
+  sweepAfter?: number
 }
 
 /** A client's Idempotency-Key, scoped to the caller, with how long it holds. */

@@ -14,6 +14,11 @@ export interface OrphanSweeperOptions {
   pollIntervalMs: number
   /** A sweep of an intent that failed (the store is down) is tried again this long after. */
   retryMs: number
+  /**
+   * Helper objects written beside an upload's object under `<key><suffix>` (tus: `.info`, `.part`):
+   * known while their upload is, removed with its intent.
+   */
+  companionSuffixes?: readonly string[]
 }
 
 /**
@@ -66,6 +71,7 @@ export class OrphanSweeper extends BackgroundLoop {
         if (token === null) break
       }
       await this.#objects.delete('quarantine', intent.objectKey)
+      for (const suffix of this.#suffixes) await this.#objects.delete('quarantine', `${intent.objectKey}${suffix}`)
       await this.#orphans.deleteIntent(intent.id)
       this.log.info({ uploadId: intent.id, key: intent.objectKey }, 'orphan swept: an upload that was never committed')
     } catch (err) {
@@ -87,14 +93,24 @@ export class OrphanSweeper extends BackgroundLoop {
     return page.nextToken !== null
   }
 
+  get #suffixes(): readonly string[] {
+    return this.#options.companionSuffixes ?? []
+  }
+
+  /** The key whose record or intent keeps this object: its own, or its upload's for a companion. */
+  #ownerKey(key: string): string {
+    const suffix = this.#suffixes.find((s) => key.endsWith(s))
+    return suffix ? key.slice(0, -suffix.length) : key
+  }
+
   /** One page of quarantine: objects no record nor intent names, written before the cutoff, are deleted. */
   async #sweepObjects(cutoff: number): Promise<boolean> {
     const page = await this.#objects.list('quarantine', this.#options.keyPrefix, this.#objectToken, this.#options.pageSize)
     this.#objectToken = page.nextToken
     if (page.nextToken === null) this.#objectPassDueAt = Date.now() + this.#options.orphanAfterMs
-    const known = await this.#orphans.knownKeys(page.objects.map((o) => o.key))
+    const known = await this.#orphans.knownKeys([...new Set(page.objects.map((o) => this.#ownerKey(o.key)))])
     for (const o of page.objects) {
-      if (known.has(o.key) || o.modifiedAt > cutoff) continue
+      if (known.has(this.#ownerKey(o.key)) || o.modifiedAt > cutoff) continue
       await this.#objects.delete('quarantine', o.key)
       this.log.info({ key: o.key }, 'orphan swept: an object no record names')
     }

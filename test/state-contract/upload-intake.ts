@@ -40,6 +40,15 @@ export function uploadIntakeContract(t: Test, makeStore: MakeStore): void {
     t.same(await store.knownKeys([a.objectKey, b.objectKey, d.objectKey]), new Set([a.objectKey, d.objectKey]), 'a record names its key too')
   })
 
+  t.test('an intent with sweepAfter (a resumable upload) is not due before it, however old; abandoned, it is due at once', async (t) => {
+    const store = await setup(t)
+    const [live, terminated] = [upload({ createdAt: 100 }), upload({ createdAt: 100 })]
+    for (const u of [live, terminated]) await store.beginUpload({ id: u.id, objectKey: u.objectKey, createdAt: 100, sweepAfter: 50_000 }, null, 100)
+    await store.abandonUpload(terminated.id, 1_000)
+    t.same((await store.claimIntents(10_000, 9_000, 70_000, 10)).map((i) => i.id), [terminated.id], 'past the cutoff, the live one waits for its expiry')
+    t.same((await store.claimIntents(50_000, 9_000, 110_000, 10)).map((i) => i.id), [live.id], 'then it is swept')
+  })
+
   t.test('a rejected upload: committed as rejected with its event, never claimed, fenced by its intent like a commit', async (t) => {
     const store = await setup(t)
     const [u, abandoned] = [upload({ createdAt: 1_000, contentType: 'text/html' }), upload({ createdAt: 1_000 })]

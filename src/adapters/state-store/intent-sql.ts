@@ -3,8 +3,8 @@ import { toRecord, type Row } from './row-mapping.ts'
 
 // Upload intents and idempotency keys (migration 5), shared by both adapters. Placeholders as in shared-sql.ts.
 
-/** $1 id, $2 object key, $3 created at (also when it is first due for the sweeper, once old enough), $4 the token's jti or null. */
-export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after, token_id) VALUES ($1, $2, $3, $3, $4)'
+/** $1 id, $2 object key, $3 created at, $4 when it is first due for the sweeper (once old enough), $5 the token's jti or null. */
+export const INSERT_INTENT_SQL = 'INSERT INTO upload_intents (id, object_key, created_at, sweep_after, token_id) VALUES ($1, $2, $3, $4, $5)'
 
 /**
  * One use of an upload token (migration 6), counted by jti: the first use inserts its row, each

@@ -68,7 +68,7 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
           // Thrown inside the transaction: the idempotency key reserved above goes with it.
           throw new TokenExhaustedError(`upload token ${token.jti} has created its ${token.maxUploads} upload(s)`)
         }
-        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, token?.jti ?? null])
+        await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, intent.sweepAfter ?? intent.createdAt, token?.jti ?? null])
         return { kind: 'started' } as const
       })
     },
