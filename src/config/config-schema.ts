@@ -120,8 +120,8 @@ export const configSchema = Type.Object(
     }),
     GW_ALLOWED_TYPES: List('MIME types an upload may have, judged from its content (`image/png`, `application/pdf`, `image/*`, …); empty: any. Text (`text/plain`, `text/csv`) counts only for valid UTF-8 without NUL bytes; `image/svg+xml`, `text/html` and XML pass only when named exactly, never through a wildcard.'),
     GW_RATE_LIMIT_TOKENS_PER_MINUTE: Int(0, 60, 'Upload tokens one key (or address) may mint per minute (`POST /v1/upload-tokens`, `POST /demo/token`); past it, 429 GW_RATE_LIMITED with Retry-After. 0: no limit. Counted per process.'),
-    GW_RATE_LIMIT_UPLOADS_PER_MINUTE: Int(0, 120, 'Uploads (multipart, or tus creations) one token subject, key or address may start per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
-    GW_RATE_LIMIT_STATUS_PER_MINUTE: Int(0, 600, 'Status reads one token subject, key or address may make per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
+    GW_RATE_LIMIT_UPLOADS_PER_MINUTE: Int(0, 600, 'Uploads (multipart, or tus creations) one token subject, key or address may start per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
+    GW_RATE_LIMIT_STATUS_PER_MINUTE: Int(0, 6000, 'Status reads one token subject, key or address may make per minute; past it, 429 GW_RATE_LIMITED. 0: no limit. Counted per process.'),
     GW_DEMO: Type.Boolean({ default: false, description: 'Serves the demo page at `/demo` (Uppy, tus uploads, live status) and `POST /demo/token`, which mints upload tokens without a key: only allowed with GW_HOST on a loopback address, and needs GW_TOKEN_SECRETS.' }),
     GW_STORE_TIMEOUT_MS: Int(100, 120_000, 'An upload whose quarantine store makes no progress for this long (takes no bytes and stores no part: S3 hangs) ends with 503 GW_STORE_UNAVAILABLE and Retry-After. Under many concurrent large uploads a slow S3 can take tens of seconds per part: keep it well above that.')
   },

@@ -14,7 +14,7 @@ export class UploadEvents {
   }
 
   /** The events to write with a change: one about the upload, or none when webhooks are off. */
-  about(type: NewEvent['type'], upload: Pick<UploadRecord, 'id' | 'objectKey' | 'size' | 'sha256' | 'filename' | 'verdict'> & { owner?: UploadRecord['owner'] | undefined }, now: number, extra: { verdict?: Verdict | null; [key: string]: unknown } = {}): NewEvent[] {
+  about(type: NewEvent['type'], upload: Pick<UploadRecord, 'id' | 'objectKey' | 'size' | 'sha256' | 'filename' | 'verdict'> & Pick<NewUpload, 'owner'>, now: number, extra: { verdict?: Verdict | null; [key: string]: unknown } = {}): NewEvent[] {
     if (!this.enabled) return []
     return [
       {

@@ -7,6 +7,7 @@ import { GatewayError } from '../../domain/errors.ts'
 import type { ResumableStorage } from '../../ports/resumable-storage.ts'
 import type { ResumableUploads } from '../../services/resumable-uploads.ts'
 import type { Auth } from '../auth.ts'
+import { rateLimited } from '../rate-limits.ts'
 import { toGatewayError } from '../error-handler.ts'
 import { tusDocs } from './tus-docs.ts'
 
@@ -128,7 +129,7 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
   const byId = `${PATH}/:id`
   // An upload's own token may go on with it after expiring (within GW_TOKEN_READ_TTL, see onIncomingRequest); creating one needs a live token.
   const tusRoute = (method: 'POST' | 'HEAD' | 'PATCH' | 'DELETE', url: string, schema: FastifySchema): void => {
-    app.route({ method, url, onRequest: auth.require('upload', { tokens: method === 'POST' ? 'accept' : 'read' }), config: { cors }, schema, handler: handle })
+    app.route({ method, url, onRequest: auth.require('upload', { tokens: method === 'POST' ? 'accept' : 'read' }), config: { cors, ...(method === 'POST' ? rateLimited('uploads') : {}) }, schema, handler: handle })
   }
   tusRoute('POST', PATH, tusDocs.create)
   tusRoute('HEAD', byId, tusDocs.head)
