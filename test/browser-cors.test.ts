@@ -41,7 +41,7 @@ const page = `<!doctype html>
       if (res.status === 200) {
         etag = res.headers.get('etag')
         const view = await res.json()
-        show(view.status)
+        show(location.origin + ' uploaded ' + view.filename + ' to ' + gateway + ': ' + view.status)
         if (view.status !== 'pending' && view.status !== 'scanning') return { ...upload, etag, view }
       } else if (res.status !== 304) {
         throw new Error('status answered ' + res.status)
