@@ -11,6 +11,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY config ./config
+# Served at /openapi.yaml.
+COPY openapi.yaml ./
 COPY src ./src
 RUN mkdir -p /app/data && chown node:node /app/data
 

@@ -11,4 +11,16 @@ hash -r
 if [ "$(printf 'zPING\0' | timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3310; cat >&3; tr -d "\0" <&3' 2>/dev/null)" != PONG ]; then
   bash scripts/start-clamd.sh data/clamd 3310
 fi
+# The demo page (GW_DEMO, loopback only) uploads with upload tokens, which need a signing secret.
+case "${GW_HOST:-127.0.0.1}" in
+  127.*|localhost|::1)
+    export GW_DEMO="${GW_DEMO:-true}"
+    if [ "$GW_DEMO" = true ] && [ -z "${GW_TOKEN_SECRETS:-}" ]; then
+      GW_TOKEN_SECRETS="first-run:$(node -e 'process.stdout.write(require("node:crypto").randomBytes(32).toString("base64url"))')"
+      export GW_TOKEN_SECRETS
+      echo "first-run: GW_TOKEN_SECRETS is not set: upload tokens are signed with a random secret made for this run (tokens stop working when it stops; set GW_TOKEN_SECRETS to keep them)" >&2
+    fi
+    [ "$GW_DEMO" = true ] && echo "first-run: once it listens, open http://127.0.0.1:8080/demo in a browser" >&2
+    ;;
+esac
 exec npm start

@@ -16,11 +16,21 @@ export async function openApiDocument(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-openapi-'))
   try {
     const config = loadConfig({
-      env: { GW_FS_ROOT: dir, GW_DATABASE_URL: 'sqlite::memory:', GW_SCAN_CONCURRENCY: '0', GW_UPLOAD_KEYS: 'k'.repeat(16) },
+      env: {
+        GW_FS_ROOT: dir,
+        GW_DATABASE_URL: 'sqlite::memory:',
+        GW_SCAN_CONCURRENCY: '0',
+        GW_UPLOAD_KEYS: 'k'.repeat(16),
+        // Routes that exist only when configured are documented too (each says when it exists).
+        GW_TOKEN_SECRETS: `doc:${'s'.repeat(32)}`,
+        GW_DEMO: 'true'
+      },
       configDir: resolve(import.meta.dirname, '../config')
     })
     const gateway = await createGateway(config, {
       logger: pino({ level: 'silent' }),
+      // The document being generated: the one on disk may be stale or missing.
+      openApiYaml: '',
       beforeRoutes: async (app) => {
         await app.register(swagger, {
           openapi: {
@@ -28,8 +38,11 @@ export async function openApiDocument(): Promise<string> {
             info: {
               title: 'Quarantine upload gateway',
               version: '1',
-              description: `Uploads go to quarantine, are scanned by clamd in the background, and only clean files reach production. Errors share one shape; codes: ${Object.keys(errorCodes).join(', ')}.`
+              description: `Uploads go to quarantine, are scanned by clamd in the background, and only clean files reach production. Errors share one shape; codes: ${Object.keys(errorCodes).join(', ')}.`,
+              license: { name: 'MIT', identifier: 'MIT' }
             },
+            // Where the first run listens (scripts/first-run.sh); clients put their gateway's address here.
+            servers: [{ url: 'http://127.0.0.1:8080', description: 'A gateway on its first-run defaults' }],
             components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
             security: [{ bearer: [] }]
           },

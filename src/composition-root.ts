@@ -39,6 +39,7 @@ import { UploadEvents } from './services/upload-events.ts'
 import { UploadOperations } from './services/upload-operations.ts'
 import { UploadTokens } from './services/upload-tokens.ts'
 import { WebhookDispatcher } from './services/webhook-dispatcher.ts'
+import { readDemoFiles, readOpenApiDocument } from './static-files.ts'
 
 export interface Gateway {
   app: FastifyInstance
@@ -65,7 +66,7 @@ export function createLogger(level: string): Logger {
 }
 
 /** The one place that chooses adapters and wires them to the services. */
-export async function createGateway(config: Config, overrides: { logger?: Logger; beforeRoutes?: AppOptions['beforeRoutes'] } = {}): Promise<Gateway> {
+export async function createGateway(config: Config, overrides: { logger?: Logger; beforeRoutes?: AppOptions['beforeRoutes']; openApiYaml?: string } = {}): Promise<Gateway> {
   const logger = overrides.logger ?? createLogger(config.GW_LOG_LEVEL)
   const objects: ObjectStore =
     config.GW_STORE === 's3'
@@ -216,6 +217,8 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       }),
       metrics,
       exporter: metrics,
+      openApiYaml: overrides.openApiYaml ?? readOpenApiDocument(),
+      demo: config.GW_DEMO ? readDemoFiles() : null,
       resumable,
       resumableStorage
     },

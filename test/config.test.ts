@@ -106,6 +106,15 @@ t.test('clamd endpoints are parsed strictly', async (t) => {
   }
 })
 
+t.test('GW_DEMO: loopback only, with token secrets', async (t) => {
+  const secrets = { GW_TOKEN_SECRETS: `demo:${'s'.repeat(32)}` }
+  t.equal(load({ GW_DEMO: 'true', ...secrets }).GW_DEMO, true)
+  t.equal(load({ GW_DEMO: 'true', GW_HOST: '::1', ...secrets }).GW_DEMO, true)
+  t.throws(() => load({ GW_DEMO: 'true', GW_HOST: '0.0.0.0', GW_UPLOAD_KEYS: 'u'.repeat(16), ...secrets }), { name: 'ConfigError', message: /^GW_DEMO: allowed only with GW_HOST on a loopback address \(got "0.0.0.0"\)/ })
+  t.throws(() => load({ GW_DEMO: 'true' }), { name: 'ConfigError', message: /^GW_DEMO: needs GW_TOKEN_SECRETS/ })
+  t.equal(load({}).GW_DEMO, false, 'off by default')
+})
+
 t.test('loopback addresses', async (t) => {
   for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) t.ok(isLoopback(host), host)
   for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com']) t.notOk(isLoopback(host), host)

@@ -22,6 +22,18 @@ t.test('CORS: configured origins may upload from a browser, others get no CORS h
   t.equal(other.headers.get('access-control-allow-origin'), null)
 })
 
+t.test('a plain OPTIONS on tus (no Origin: not a preflight) answers its capabilities, with the global limit', async (t) => {
+  const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0', GW_MAX_UPLOAD_BYTES: '1048576' })
+  for (const path of ['/v1/tus', `/v1/tus/${'0'.repeat(32)}`]) {
+    const res = await fetch(`${gw.url}${path}`, { method: 'OPTIONS' })
+    t.equal(res.status, 204, path)
+    t.equal(res.headers.get('tus-max-size'), '1048576', `${path}: Tus-Max-Size`)
+  }
+  // With a body, as auth-first sends one.
+  const withBody = await fetch(`${gw.url}/v1/tus/x`, { method: 'OPTIONS', headers: { 'content-type': 'application/json' }, body: '{}' })
+  t.equal(withBody.status, 204)
+})
+
 t.test('no CORS headers at all when no origins are configured', async (t) => {
   const gw = await startGateway(t, { GW_SCAN_CONCURRENCY: '0' })
   const res = await fetch(`${gw.url}/healthz`, { headers: { origin: 'https://app.example' } })

@@ -137,6 +137,13 @@ function checkCombinations(config: Settings): Config {
   tokenSecrets(config.GW_TOKEN_SECRETS)
   if (config.GW_RETRY_MAX_MS < config.GW_RETRY_BASE_MS) throw new ConfigError('GW_RETRY_MAX_MS: must be at least GW_RETRY_BASE_MS')
   if (config.GW_OPS_PORT !== 0 && config.GW_OPS_PORT === config.GW_PORT) throw new ConfigError('GW_OPS_PORT: must differ from GW_PORT')
+  // The demo mints upload tokens for whoever asks (POST /demo/token): never beyond this machine.
+  if (config.GW_DEMO && !isLoopback(config.GW_HOST)) {
+    throw new ConfigError(`GW_DEMO: allowed only with GW_HOST on a loopback address (got ${JSON.stringify(config.GW_HOST)}): its page mints upload tokens without a key`)
+  }
+  if (config.GW_DEMO && config.GW_TOKEN_SECRETS.length === 0) {
+    throw new ConfigError('GW_DEMO: needs GW_TOKEN_SECRETS (the demo page uploads with upload tokens it mints)')
+  }
   return { ...config, GW_CLAMD: clamd }
 }
 

@@ -22,6 +22,8 @@ import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
+import { demoRoutes, type DemoDeps } from './routes/demo-routes.ts'
+import { docsRoutes } from './routes/docs-routes.ts'
 import { healthRoutes, readinessRoutes } from './routes/health-routes.ts'
 import { metricsRoutes, type MetricsExporter } from './routes/metrics-routes.ts'
 import { tusRoutes } from './routes/tus-routes.ts'
@@ -43,6 +45,10 @@ export interface AppDeps {
   transfer: TransferGuard
   metrics: Metrics
   exporter: MetricsExporter
+  /** The committed openapi.yaml, served at /openapi.yaml. */
+  openApiYaml: string
+  /** The demo page's files (GW_DEMO=true), else null: no /demo routes. */
+  demo: Omit<DemoDeps, 'minter'> | null
   /** tus uploads at /v1/tus: the service and the tus store and locker the composition root chose. */
   resumable: ResumableUploads
   resumableStorage: ResumableStorage
@@ -98,7 +104,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(cors, {
       origin: [...options.corsOrigins],
       methods: ['GET', 'POST', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
+      allowedHeaders: ['authorization', 'content-type', 'if-none-match', 'idempotency-key'],
       exposedHeaders: ['location', 'etag', 'retry-after', 'x-request-id'],
       maxAge: 600
     })
@@ -115,6 +121,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
     await app.register(tusRoutes, { ...deps, corsOrigins: options.corsOrigins })
     await app.register(tokenRoutes, deps)
     await app.register(adminRoutes, deps)
+    await app.register(docsRoutes, deps)
+    // The configuration allows the demo only with token secrets, so a minter is there.
+    if (deps.demo && deps.tokens) await app.register(demoRoutes, { ...deps.demo, minter: deps.tokens })
   }
   await app.register(healthRoutes)
   if (options.opsRoutes) {

@@ -84,6 +84,14 @@ export const StatusQuery = Type.Object({
 
 export const HealthBody = Type.Object({ ok: Type.Boolean() })
 
+/**
+ * Any request whose headers take longer than GW_HEADERS_TIMEOUT_MS is answered 408 GW_TOO_SLOW
+ * (app.ts): said on the routes that have no other client error, so every operation lists one.
+ */
+export const headersTooSlow = {
+  408: Type.Object(ErrorBody.properties, { description: 'GW_TOO_SLOW: the request headers did not arrive within GW_HEADERS_TIMEOUT_MS' })
+}
+
 export const UploadTokenRequest = Type.Object(
   {
     sub: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'The end user: recorded with each upload and sent in webhooks.' })),

@@ -24,7 +24,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
 
   app.post(
     '/v1/rescans',
-    { ...admin, schema: { summary: 'Start a rescan of a scope, or an adoption', body: RescanRequest, response: { 202: RescanView, ...errors } } },
+    { ...admin, schema: { operationId: 'startRescan', summary: 'Start a rescan of a scope, or an adoption', body: RescanRequest, response: { 202: RescanView, ...errors } } },
     async (request, reply) => {
       const rescan = await rescans.start(request.body.scope, auth.actorOf(request))
       return reply.code(202).header('location', `/v1/rescans/${rescan.id}`).send(rescan)
@@ -36,6 +36,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
     {
       ...admin,
       schema: {
+        operationId: 'listRescans',
         summary: 'Rescans, newest first',
         querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }) }),
         response: { 200: Type.Object({ rescans: Type.Array(RescanView) }), ...errors }
@@ -48,7 +49,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
 
   app.get(
     '/v1/rescans/:id',
-    { ...admin, schema: { summary: 'Progress of a rescan', params: RescanParams, response: { 200: RescanView, ...errors } } },
+    { ...admin, schema: { operationId: 'getRescan', summary: 'Progress of a rescan', params: RescanParams, response: { 200: RescanView, ...errors } } },
     async (request) => {
       const { id } = request.params
       const rescan = await rescans.get(id)
@@ -59,7 +60,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
 
   app.delete(
     '/v1/rescans/:id',
-    { ...admin, schema: { summary: 'Cancel a rescan', params: RescanParams, response: { 200: RescanView, ...errors, 409: ErrorBody } } },
+    { ...admin, schema: { operationId: 'cancelRescan', summary: 'Cancel a rescan', params: RescanParams, response: { 200: RescanView, ...errors, 409: ErrorBody } } },
     async (request) => {
       return rescans.cancel(request.params.id, auth.actorOf(request))
     }
@@ -70,6 +71,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
     {
       ...admin,
       schema: {
+        operationId: 'releaseUpload',
         summary: 'Release an infected, unscannable or failed upload to production (a false positive)',
         description:
           'Recorded with who, when and why. The stored object is read and hashed first: only bytes whose size and SHA-256 match the upload are promoted (that object version exactly), otherwise 409. The upload is reported clean with `released` and stays in rolling rescans: a later detection other than the one released takes it out of production again.',
@@ -101,6 +103,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
     {
       ...admin,
       schema: {
+        operationId: 'rescanUpload',
         summary: 'Rescan one stored upload now',
         description: 'A clean, infected or unscannable upload is scanned again now; a failed one goes back to pending with a fresh budget of tries.',
         params: UploadParams,
@@ -119,7 +122,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
     {
       // Scan history is for the application's backend: an upload token is refused.
       onRequest: auth.require('upload', { tokens: 'refuse' }),
-      schema: { summary: 'Every scan of an upload, oldest first', params: UploadParams, response: { 200: Type.Object({ scans: Type.Array(ScanView) }), ...errors } }
+      schema: { operationId: 'listUploadScans', summary: 'Every scan of an upload, oldest first', params: UploadParams, response: { 200: Type.Object({ scans: Type.Array(ScanView) }), ...errors } }
     },
     async (request) => {
       return { scans: await history.scans(request.params.id) }
@@ -131,6 +134,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth, 
     {
       ...admin,
       schema: {
+        operationId: 'listAuditEntries',
         summary: 'Admin actions, newest first',
         querystring: Type.Object({
           limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),

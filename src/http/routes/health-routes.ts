@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Readiness, type ReadinessService } from '../../services/readiness-service.ts'
-import { HealthBody } from '../schemas.ts'
+import { HealthBody, headersTooSlow } from '../schemas.ts'
 
 export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/healthz',
-    { logLevel: 'warn', schema: { summary: 'The process is up', security: [], response: { 200: HealthBody } } },
+    { logLevel: 'warn', schema: { operationId: 'getHealth', summary: 'The process is up', security: [], response: { 200: HealthBody, ...headersTooSlow } } },
     async () => ({ ok: true })
   )
 }
@@ -17,11 +17,12 @@ export const readinessRoutes: FastifyPluginAsyncTypebox<{ readiness: ReadinessSe
     {
       logLevel: 'warn',
       schema: {
+        operationId: 'getReadiness',
         summary: 'Whether the gateway can take and scan uploads',
         security: [],
         description:
           "Checks the state store and both buckets, and (except on GW_ROLE=api) the clamd pool's latest health checks, each of which scans the EICAR test string: the answer never costs clamd a scan of its own. 503 names what is not ready. Served on GW_OPS_PORT instead when that is set.",
-        response: { 200: Readiness, 503: Readiness }
+        response: { 200: Readiness, ...headersTooSlow, 503: Readiness }
       }
     },
     async (_request, reply) => {

@@ -61,7 +61,8 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     locker: resumableStorage.locker,
     relativeLocation: true,
     namingFunction: () => resumable.newId(),
-    maxSize: (req) => resumable.limitFor(requestOf(req).principal),
+    // OPTIONS runs no auth hook: its principal is still unset, and it is told the global limit.
+    maxSize: (req) => resumable.limitFor(requestOf(req).principal ?? { kind: 'anonymous' }),
     disableTerminationForFinishedUploads: true,
     allowedOrigins: (origin) => corsOrigins.includes(origin),
     allowedHeaders: TUS_HEADERS,
@@ -135,7 +136,7 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
   tusRoute('PATCH', byId, tusDocs.patch)
   tusRoute('DELETE', byId, tusDocs.delete)
   app.route({ method: 'OPTIONS', url: PATH, config: { cors }, schema: tusDocs.options, handler: handle })
-  app.route({ method: 'OPTIONS', url: byId, config: { cors }, schema: { hide: true }, handler: handle })
+  app.route({ method: 'OPTIONS', url: byId, config: { cors }, schema: { hide: true, security: [] }, handler: handle })
   app.get(byId, { config: { cors }, exposeHeadRoute: false, schema: tusDocs.get }, async (_request, reply) => {
     reply.header('allow', METHODS.join(', '))
     throw new GatewayError('GW_METHOD_NOT_ALLOWED', 'quarantined bytes are never served: read the upload status at /v1/uploads/:id')

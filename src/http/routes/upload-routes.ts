@@ -35,6 +35,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       onRequest: auth.require('upload'),
       config: rateLimited('uploads'),
       schema: {
+        operationId: 'uploadFile',
         summary: 'Upload one file into quarantine',
         description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
@@ -99,6 +100,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       // Pollers call this often: log failures, not every request.
       logLevel: 'warn',
       schema: {
+        operationId: 'getUploadStatus',
         summary: 'Status of an upload',
         description:
           'Poll until status is clean, infected, unscannable, failed or rejected. Send If-None-Match with the last ETag to get 304 while nothing changed. ' +
