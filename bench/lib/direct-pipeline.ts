@@ -74,16 +74,19 @@ export async function directPipeline(
   return { seconds, files, bytes, filesPerSecond: (files - failures) / seconds, mbPerSecond: bytes / 1e6 / seconds, failures }
 }
 
-/** The bytes of a GET, streamed into clamd INSTREAM, `concurrency` at once: scenario 7's baseline (no promotion). */
-export async function getAndScan(s3: S3Client, clamdUrl: string, bucket: string, keys: readonly string[], concurrency: number): Promise<DirectPipelineResult> {
-  const endpoint = parseClamdEndpoint(clamdUrl)
+/**
+ * Scenario 7's baseline (a rescan without promotion): GET each object and stream it into clamd
+ * INSTREAM, `concurrency` at once, file i to clamdUrls[i % n] (spread evenly, as the gateway's pool does).
+ */
+export async function getAndScan(s3: S3Client, clamdUrls: readonly string[], bucket: string, keys: readonly string[], concurrency: number): Promise<DirectPipelineResult> {
+  const endpoints = clamdUrls.map((url) => parseClamdEndpoint(url))
   let bytes = 0
   let failures = 0
   const started = performance.now()
-  await forEachLimit(keys, concurrency, async (Key) => {
+  await forEachLimit(keys, concurrency, async (Key, i) => {
     try {
       const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key }))
-      const scan = await instream(endpoint, got.Body as Readable, INSTREAM_OPTIONS)
+      const scan = await instream(endpoints[i % endpoints.length] as (typeof endpoints)[number], got.Body as Readable, INSTREAM_OPTIONS)
       bytes += scan.bytes
       if (scan.outcome.result !== 'clean') failures++
     } catch {
