@@ -185,7 +185,7 @@ async function load(ctx: Context, target: GatewayProcess, path: () => string, se
 }
 
 /** Inserts `count` uploads through the store's own methods; half of them end clean. */
-async function seed(store: StateStore, count: number): Promise<string[]> {
+export async function seed(store: StateStore, count: number): Promise<string[]> {
   try {
     await store.migrate()
     const now = Date.now()
