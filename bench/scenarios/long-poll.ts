@@ -101,7 +101,7 @@ async function holdAndMeasure(
   const pending: Array<Promise<void>> = []
   try {
     const poll = await prepare()
-    await sleep(500)
+    await sleep(200)
     const rssBefore = await steadyRss(target.pid)
     const started = performance.now()
     for (let i = 0; i < clients; i++) {
@@ -131,7 +131,7 @@ async function holdAndMeasure(
       await sleep(100)
     }
     const openSeconds = round((performance.now() - started) / 1000, 2)
-    await sleep(500)
+    await sleep(200)
     const rssWaiting = await steadyRss(target.pid)
     await target.stop()
     await Promise.race([Promise.all(pending), sleep(10_000)])
