@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startClamd, type Clamd } from '../../test/helpers/clamd.ts'
 import { KiB, MiB, uniqueLabel, writeContentFile } from '../lib/content.ts'
+import { profileWhile, type ProfileSummary } from '../lib/cpu-profile.ts'
 import { getAndScan, type DirectPipelineResult } from '../lib/direct-pipeline.ts'
 import { startGatewayProcess, type GatewayProcess } from '../lib/gateway-process.ts'
 import { s3Env } from '../lib/gateway-env.ts'
@@ -88,7 +89,7 @@ export const rescanEndToEnd: Scenario = {
           )
           return { ...result, cpuSeconds: cpu.read() }
         })
-        const gateway = await withClamds(ctx, endpoints, (clamds) => rescanAll(ctx, env, clamds, concurrency, files))
+        const { profile: _unused, ...gateway } = await withClamds(ctx, endpoints, (clamds) => rescanAll(ctx, env, clamds, concurrency, files))
         const ratio = gateway.objectsPerSecond / baseline.filesPerSecond
         const failures = baseline.failures + (files - gateway.view.clean)
         rates[endpoints] = { gateway: gateway.objectsPerSecond, baseline: baseline.filesPerSecond }
@@ -113,7 +114,15 @@ export const rescanEndToEnd: Scenario = {
         })
         runs.push({ endpoints, concurrency, baseline: roundResult(baseline), gateway: { ...gateway, objectsPerSecond: round(gateway.objectsPerSecond, 2) } })
       }
-      return { rows, details: { files, meanSize, sizes: '30 × 64 KiB, 1 × 192 KiB, 1 × 1 MiB in every 32', storeSeconds, perEndpoint: PER_ENDPOINT, runs } }
+      // Profiled at once, not after every scenario: the stored objects are gone once this one ends.
+      const profiles: ProfileSummary[] = []
+      if (ctx.profile && rows[0]?.met === false) {
+        ctx.log('  profiling the gateway during a rescan, 1 clamd endpoint')
+        const title = `scenario 7, gateway during a {"all": true} rescan of ${files} objects, 1 clamd endpoint × ${PER_ENDPOINT}`
+        const profiled = await withClamds(ctx, 1, (clamds) => rescanAll(ctx, env, clamds, PER_ENDPOINT, files, title))
+        if (profiled.profile) profiles.push(profiled.profile)
+      }
+      return { rows, profiles, details: { files, meanSize, sizes: '30 × 64 KiB, 1 × 192 KiB, 1 × 1 MiB in every 32', storeSeconds, perEndpoint: PER_ENDPOINT, runs } }
     } finally {
       await emptyBucket(ctx.s3, ctx.buckets.production)
       await emptyBucket(ctx.s3, ctx.buckets.quarantine)
@@ -164,34 +173,43 @@ async function listKeys(ctx: Context): Promise<string[]> {
   return keys
 }
 
-/** A gateway on these clamds (past their first EICAR check), one `{"all": true}` rescan timed until done. */
-async function rescanAll(ctx: Context, env: Record<string, string>, clamds: Clamd[], concurrency: number, files: number) {
+/**
+ * A gateway on these clamds (past their first EICAR check), one `{"all": true}` rescan timed until
+ * done. With `profileAs`, the gateway's CPU is profiled over the same window (a separate run).
+ */
+async function rescanAll(ctx: Context, env: Record<string, string>, clamds: Clamd[], concurrency: number, files: number, profileAs?: string) {
+  const label = profileAs ? 'profile-s7' : `s7-rescan-${clamds.length}`
   const gateway = await startGatewayProcess(
     ctx.resources,
     { ...env, GW_CLAMD: clamds.map((c) => c.url).join(','), GW_SCAN_CONCURRENCY: String(concurrency), GW_RESCAN_SHARE: '1' },
-    { label: `s7-rescan-${clamds.length}`, dir: ctx.dir }
+    { label, dir: profileAs ? ctx.profileDir : ctx.dir, cpuProfile: profileAs !== undefined }
   )
   try {
     await ready(gateway)
     const cpu = new CpuMeter({ gateway: gateway.pid, moto: ctx.moto.pid, ...clamdPids(clamds) })
     const started = performance.now()
-    const res = await fetch(`${gateway.url}/v1/rescans`, { method: 'POST', headers: AS_ADMIN, body: JSON.stringify({ scope: { all: true } }) })
-    if (res.status !== 202) throw new Error(`POST /v1/rescans answered ${res.status}: ${await res.text()}`)
-    let view = (await res.json()) as RescanView
-    const deadline = Date.now() + 10 * 60_000
-    // Polled every 100 ms: the rate is read to within a tenth of a second of the end.
-    while (view.state !== 'done') {
-      if (view.state === 'cancelled') throw new Error('the rescan was cancelled')
-      if (Date.now() > deadline) throw new Error(`the rescan did not finish within 10 minutes: ${JSON.stringify(view)}`)
-      await sleep(100)
-      const got = await fetch(`${gateway.url}/v1/rescans/${view.id}`, { headers: AS_ADMIN })
-      if (got.status !== 200) throw new Error(`GET /v1/rescans/:id answered ${got.status}`)
-      view = (await got.json()) as RescanView
+    let view: RescanView | undefined
+    const timed = async (): Promise<void> => {
+      const res = await fetch(`${gateway.url}/v1/rescans`, { method: 'POST', headers: AS_ADMIN, body: JSON.stringify({ scope: { all: true } }) })
+      if (res.status !== 202) throw new Error(`POST /v1/rescans answered ${res.status}: ${await res.text()}`)
+      view = (await res.json()) as RescanView
+      const deadline = Date.now() + 10 * 60_000
+      // Polled every 100 ms: the rate is read to within a tenth of a second of the end.
+      while (view.state !== 'done') {
+        if (view.state === 'cancelled') throw new Error('the rescan was cancelled')
+        if (Date.now() > deadline) throw new Error(`the rescan did not finish within 10 minutes: ${JSON.stringify(view)}`)
+        await sleep(100)
+        const got = await fetch(`${gateway.url}/v1/rescans/${view.id}`, { headers: AS_ADMIN })
+        if (got.status !== 200) throw new Error(`GET /v1/rescans/:id answered ${got.status}`)
+        view = (await got.json()) as RescanView
+      }
     }
+    const profile = profileAs ? await profileWhile(gateway, profileAs, join(ctx.profileDir, 'profile-s7.cpuprofile'), timed) : (await timed(), undefined)
     const seconds = (performance.now() - started) / 1000
     const cpuSeconds = cpu.read()
-    if (view.total !== files) throw new Error(`the rescan covered ${view.total} uploads, ${files} stored`)
-    return { seconds: round(seconds, 3), objectsPerSecond: view.clean / seconds, view, cpuSeconds, gatewayPeakRssMiB: round(gateway.rss.peak() / MiB, 1) }
+    const final = view as RescanView | undefined
+    if (!final || final.total !== files) throw new Error(`the rescan covered ${final?.total} uploads, ${files} stored`)
+    return { seconds: round(seconds, 3), objectsPerSecond: final.clean / seconds, view: final, cpuSeconds, gatewayPeakRssMiB: round(gateway.rss.peak() / MiB, 1), profile }
   } finally {
     await gateway.stop()
   }
