@@ -73,7 +73,8 @@ export const longPoll: Scenario = {
       gateway: round(held.bytesPerClient / KiB, 1),
       baseline: round(bareHeld.bytesPerClient / KiB, 1),
       baselineLabel: 'bare Fastify route holding the requests',
-      ratio: round(held.bytesPerClient / Math.max(1, bareHeld.bytesPerClient), 2),
+      // Floored at 0.01: an RSS delta lost in the noise would make the chart's inverted ratio infinite.
+      ratio: Math.max(0.01, round(held.bytesPerClient / Math.max(1, bareHeld.bytesPerClient), 2)),
       goal: null,
       met: null,
       note:
