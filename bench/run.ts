@@ -22,8 +22,10 @@ import { scanPipeline } from './scenarios/scan-pipeline.ts'
 import { memory } from './scenarios/memory.ts'
 import { statusEndpoint } from './scenarios/status-endpoint.ts'
 import { rescanBookkeeping } from './scenarios/rescan-bookkeeping.ts'
+import { rescanEndToEnd } from './scenarios/rescan-end-to-end.ts'
+import { longPoll } from './scenarios/long-poll.ts'
 
-const scenarios: Scenario[] = [uploadThroughput, ackLatency, scanPipeline, memory, statusEndpoint, rescanBookkeeping]
+const scenarios: Scenario[] = [uploadThroughput, ackLatency, scanPipeline, memory, statusEndpoint, rescanBookkeeping, rescanEndToEnd, longPoll]
 
 /** The limits: a full run within 10 minutes on 2 cores, a quick one within 1. */
 const BUDGET_SECONDS = { full: 600, quick: 60 }

@@ -26,8 +26,10 @@ interface Load {
 
 /**
  * GET /v1/uploads/:id with 100 connections (autocannon, in the bench process) on random ids of
- * existing uploads, half of them clean, on SQLite and on PostgreSQL. Same-run reference: a bare
- * node:http server (its own process too) answering a fixed body of the same size.
+ * existing uploads, half of them clean, on SQLite and on PostgreSQL. Goal 5's baseline: a bare
+ * Fastify route (its own process, as the gateway) serving from memory the JSON the gateway served
+ * for a clean upload, with an ETag. Also kept: the absolute goal of 10,000 req/s on SQLite, next
+ * to a bare node:http server answering a fixed body of the same size.
  */
 export const statusEndpoint: Scenario = {
   id: 5,
@@ -50,6 +52,15 @@ export const statusEndpoint: Scenario = {
     const sqliteEnv = apiGatewayEnv(ctx, 's5')
     const sqlite = await measure(ctx, sqliteEnv, sqliteIds, seconds, 's5-sqlite')
 
+    // Goal 5's baseline: a bare Fastify route serving, from memory, the JSON the gateway served.
+    const fastifyBare = await startGatewayProcess(ctx.resources, { BENCH_BARE_BODY: sqlite.body }, { label: 's5-bare-fastify', dir: ctx.dir, script: 'bench/bare-fastify-server.ts' })
+    let fastifyLoad: Load
+    try {
+      fastifyLoad = await load(ctx, fastifyBare, () => '/v1/uploads/bare', seconds)
+    } finally {
+      await fastifyBare.stop()
+    }
+
     const schema = `bench_${randomBytes(6).toString('hex')}`
     const dropSchema = ctx.resources.defer(`schema ${schema}`, () => dropPgSchema(ctx.pgUrl, schema))
     let postgres: Load
@@ -63,31 +74,48 @@ export const statusEndpoint: Scenario = {
     const rows: Row[] = []
     for (const [store, l] of [['SQLite', sqlite], ['PostgreSQL', postgres]] as const) {
       const clean = l.non2xx === 0 && l.errors === 0
-      const goal = store === 'SQLite'
+      const ratio = l.requestsPerSecond / fastifyLoad.requestsPerSecond
       rows.push({
         scenario: 5,
-        case: `${store}, ${CONNECTIONS} connections`,
+        case: `${store}, ${CONNECTIONS} pollers`,
         metric: 'req/s',
         better: 'higher',
         gateway: Math.round(l.requestsPerSecond),
-        baseline: Math.round(bareLoad.requestsPerSecond),
-        baselineLabel: 'bare node:http',
-        ratio: round(l.requestsPerSecond / bareLoad.requestsPerSecond, 2),
-        goal: goal ? '≥ 10,000 req/s' : null,
-        goalRatio: RPS_GOAL / bareLoad.requestsPerSecond,
-        met: goal ? l.requestsPerSecond >= RPS_GOAL && clean : null,
-        note: clean ? `p50 ${l.p50Ms} ms` : `${l.non2xx} non-2xx answers, ${l.errors} errors`,
-        evidence: `CPU seconds over ${seconds} s: gateway side ${cpuText(l.cpuSeconds)}; bare side ${cpuText(bareLoad.cpuSeconds)} (autocannon runs in the bench process).`
+        baseline: Math.round(fastifyLoad.requestsPerSecond),
+        baselineLabel: 'bare Fastify route, JSON from memory',
+        ratio: round(ratio, 2),
+        goal: '≥ 0.8',
+        goalRatio: 0.8,
+        met: ratio >= 0.8 && clean,
+        note: clean ? `p50 ${l.p50Ms} ms (bare Fastify ${fastifyLoad.p50Ms} ms)` : `${l.non2xx} non-2xx answers, ${l.errors} errors`,
+        evidence: `CPU seconds over ${seconds} s: gateway side ${cpuText(l.cpuSeconds)}; bare Fastify side ${cpuText(fastifyLoad.cpuSeconds)} (autocannon runs in the bench process).`
       })
+      if (store === 'SQLite') {
+        rows.push({
+          scenario: 5,
+          case: `${store}, ${CONNECTIONS} connections, absolute`,
+          metric: 'req/s',
+          better: 'higher',
+          gateway: Math.round(l.requestsPerSecond),
+          baseline: Math.round(bareLoad.requestsPerSecond),
+          baselineLabel: 'bare node:http',
+          ratio: round(l.requestsPerSecond / bareLoad.requestsPerSecond, 2),
+          goal: '≥ 10,000 req/s',
+          goalRatio: RPS_GOAL / bareLoad.requestsPerSecond,
+          met: l.requestsPerSecond >= RPS_GOAL && clean,
+          note: `bare node:http answering a fixed body: ${Math.round(bareLoad.requestsPerSecond)} req/s on the same machine`,
+          evidence: `bare node:http side ${cpuText(bareLoad.cpuSeconds)}.`
+        })
+      }
       rows.push({
         scenario: 5,
         case: `${store}, p99`,
         metric: 'ms',
         better: 'lower',
         gateway: l.p99Ms,
-        baseline: bareLoad.p99Ms,
-        baselineLabel: 'bare node:http',
-        ratio: round(l.p99Ms / Math.max(bareLoad.p99Ms, 0.01), 2),
+        baseline: fastifyLoad.p99Ms,
+        baselineLabel: 'bare Fastify route',
+        ratio: round(l.p99Ms / Math.max(fastifyLoad.p99Ms, 0.01), 2),
         goal: null,
         met: null
       })
@@ -110,17 +138,22 @@ export const statusEndpoint: Scenario = {
         }
       })
     }
-    return { rows, profileJobs, details: { uploads, seconds, connections: CONNECTIONS, bare: bareLoad, sqlite, postgres } }
+    return { rows, profileJobs, details: { uploads, seconds, connections: CONNECTIONS, bare: bareLoad, bareFastify: fastifyLoad, sqlite, postgres } }
   }
 }
 
-async function measure(ctx: Context, env: Record<string, string>, ids: string[], seconds: number, label: string): Promise<Load> {
+/** The load on the gateway, and the JSON it served for a clean upload (the bare Fastify route serves it). */
+async function measure(ctx: Context, env: Record<string, string>, ids: string[], seconds: number, label: string): Promise<Load & { body: string }> {
   const gateway = await startGatewayProcess(ctx.resources, env, { label, dir: ctx.dir })
   try {
-    const probe = await fetch(`${gateway.url}/v1/uploads/${ids[0]}`)
-    if (probe.status !== 200) throw new Error(`${label}: GET /v1/uploads/:id answered ${probe.status}: ${await probe.text()}`)
-    await probe.arrayBuffer().catch(() => undefined)
-    return await load(ctx, gateway, randomPath(ids), seconds)
+    let body = ''
+    for (const id of ids) {
+      const probe = await fetch(`${gateway.url}/v1/uploads/${id}`)
+      body = await probe.text()
+      if (probe.status !== 200) throw new Error(`${label}: GET /v1/uploads/:id answered ${probe.status}: ${body}`)
+      if ((JSON.parse(body) as { status: string }).status === 'clean') break
+    }
+    return { ...(await load(ctx, gateway, randomPath(ids), seconds)), body }
   } finally {
     await gateway.stop()
   }
@@ -152,7 +185,7 @@ async function load(ctx: Context, target: GatewayProcess, path: () => string, se
 }
 
 /** Inserts `count` uploads through the store's own methods; half of them end clean. */
-async function seed(store: StateStore, count: number): Promise<string[]> {
+export async function seed(store: StateStore, count: number): Promise<string[]> {
   try {
     await store.migrate()
     const now = Date.now()
