@@ -49,7 +49,8 @@ t.test('a client waiting on one replica hears what another replica wrote within 
       t.equal(next.status, 200)
       const lag = lagSince(last.at, next)
       t.comment(`${next.body.status}: answered ${lag} ms after the commit (the request waited ${next.ms} ms)`)
-      t.ok(lag < 3_000, `${next.body.status} within a second (3 s allowed)`)
+      // Finite: the test heard that commit itself (else there is nothing to time the answer against).
+      t.ok(Number.isFinite(lag) && lag <= 1_000, `${next.body.status} within a second of its commit`)
       last = next
     }
     return last

@@ -46,6 +46,24 @@ t.test('EICAR over tus ends infected', async (t) => {
   t.match(status, { status: 'infected', verdict: { signature: 'Win.Test.EICAR_HDB-1.UNOFFICIAL' } })
 })
 
+t.test('creation-with-upload: the whole file in the POST is answered 201 with its status URL, then scanned', async (t) => {
+  const content = uniqueContent(64 * 1024)
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: { ...tusHeaders, origin: ORIGIN, 'upload-length': String(content.length), 'content-type': 'application/offset+octet-stream' },
+    body: new Uint8Array(content)
+  })
+  t.equal(res.status, 201, await res.clone().text())
+  const id = idOf(res.headers.get('location') ?? '')
+  t.match(id, /^[0-9a-f]{32}$/, 'Location names the upload')
+  t.equal(res.headers.get('upload-offset'), String(content.length))
+  t.equal(res.headers.get('upload-status-url'), `/v1/uploads/${id}`)
+  t.match(res.headers.get('access-control-expose-headers') ?? '', /Retry-After/i, 'a page can read Retry-After on tus answers')
+  const status = await waitForStatus(gw.url, id, ['clean', 'infected', 'unscannable', 'failed'], { headers: auth })
+  t.match(status, { status: 'clean', size: content.length, sha256: sha256(content) })
+  t.notOk(await exists(join(quarantine, `${id}.info`)), 'the tus info file is removed once the answer is written')
+})
+
 t.test('a complete upload of a type that is not allowed ends rejected and stays in quarantine', async (t) => {
   const done = await tusUpload(endpoint, typedFiles.elf(), { headers: auth, metadata: { filename: 'photo.jpg', filetype: 'image/jpeg' } })
   const id = idOf(done.url)

@@ -48,6 +48,11 @@ t.test("a token's limits hold at creation; another token's upload is 403", async
   const url = `${gw.url}${created.headers.get('location')}`
   const other = await fetch(url, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0', ...bearer(await sign()) } })
   t.equal(other.status, 403, "another token cannot read or resume it")
+  const stranger = bearer(await sign())
+  const patch = await fetch(url, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', ...stranger }, body: new Uint8Array(100) })
+  t.equal(patch.status, 403, 'another token cannot write to it')
+  const del = await fetch(url, { method: 'DELETE', headers: { 'tus-resumable': '1.0.0', ...stranger } })
+  t.equal(del.status, 403, 'another token cannot terminate it')
   const byKey = await fetch(url, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0', ...bearer(KEY) } })
   t.equal(byKey.status, 200, 'the application key can')
   t.match(byKey.headers.get('upload-metadata'), /gateway-owner /, 'the owner is kept by the gateway')

@@ -74,6 +74,8 @@ t.test('tokens with keys, rotation and limits', async (t) => {
       ['unknown kid', sign({}, { kid: 'k9', secret: 'k9-secret'.padEnd(40, 'x') }), 'GW_TOKEN_INVALID'],
       ['no kid', new SignJWT({ aud: audience, iat: now(), exp: now() + 60, jti: 'x' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secrets.k2)), 'GW_TOKEN_INVALID'],
       ['malformed', 'abc.def.ghi', 'GW_TOKEN_INVALID'],
+      ['malformed: two segments', 'abc.def', 'GW_TOKEN_INVALID'],
+      ['malformed: base64 padding', `${head}.${valid.split('.')[1]}=.${sig}`, 'GW_TOKEN_INVALID'],
       ['no jti', sign({ jti: undefined }), 'GW_TOKEN_INVALID'],
       ['no exp', sign({ exp: undefined }), 'GW_TOKEN_INVALID'],
       ['lives longer than an hour', sign({ exp: now() + 3601 }), 'GW_TOKEN_INVALID'],

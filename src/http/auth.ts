@@ -76,7 +76,8 @@ export class Auth {
         request.principal = { kind: 'key', role: isAdmin ? 'admin' : 'upload', keyId: `key-${(key as Buffer).toString('hex').slice(0, 16)}` }
         return
       }
-      const token = bearer !== undefined && jwtShape.test(bearer) ? bearer : null
+      // A JWT's shape; with tokens on, anything else with a dot is a malformed token, not a key.
+      const token = bearer !== undefined && (jwtShape.test(bearer) || (this.#tokens !== null && role === 'upload' && bearer.includes('.'))) ? bearer : null
       if (token !== null) {
         if (role === 'admin' || tokens === 'refuse') throw new GatewayError('GW_FORBIDDEN', 'an upload token cannot do this: use a key')
         if (!this.#tokens) throw new GatewayError('GW_TOKEN_INVALID', 'this gateway accepts no upload tokens (GW_TOKEN_SECRETS is empty)')

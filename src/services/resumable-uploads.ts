@@ -114,9 +114,9 @@ export class ResumableUploads {
   /**
    * The last byte of upload `id` is stored: its record is committed (pending, or rejected for its
    * content type), once, however many times this is called. Returns where its status is read.
-   * keepHelpers: leave the tus helper objects, for a HEAD that is still to be answered from them.
+   * The tus helper objects stay: tus may still answer from them (removeHelpers, once it has).
    */
-  async finish(id: string, metadata: TusMetadata, createdAt: number, log: Log, { keepHelpers = false } = {}): Promise<{ statusUrl: string }> {
+  async finish(id: string, metadata: TusMetadata, createdAt: number, log: Log): Promise<{ statusUrl: string }> {
     const statusUrl = `/v1/uploads/${id}`
     if (await this.#uploads.getUpload(id)) return { statusUrl }
     const objectKey = this.#key(id)
@@ -150,7 +150,6 @@ export class ResumableUploads {
     log.info({ uploadId: id, size: upload.size, sha256: upload.sha256, contentType: detected, allowed: judgement.allowed }, judgement.allowed ? 'tus upload accepted' : 'tus upload rejected: content type not allowed')
     this.#metrics.uploadBytes('stored', upload.size)
     if (judgement.allowed) this.#onCommitted()
-    if (!keepHelpers) await this.#removeCompanions(objectKey, log)
     return { statusUrl }
   }
 
@@ -158,8 +157,9 @@ export class ResumableUploads {
     return `${this.#options.keyPrefix}${id}`
   }
 
-  /** Best effort: what is left is known by the record's key and goes with the object. */
-  async #removeCompanions(objectKey: string, log: Log): Promise<void> {
+  /** Removes a recorded upload's tus helper objects. Best effort: what is left is known by the record's key and goes with the object. */
+  async removeHelpers(id: string, log: Log): Promise<void> {
+    const objectKey = this.#key(id)
     for (const suffix of this.#options.companionSuffixes) {
       await this.#objects.delete('quarantine', `${objectKey}${suffix}`).catch((err: unknown) => {
         log.warn({ err, key: `${objectKey}${suffix}` }, 'could not remove a tus helper object')

@@ -28,7 +28,7 @@ export interface TusDeps {
 const PATH = '/v1/tus'
 /** What a browser may send and read on tus requests (@tus/server adds the protocol's own headers to these). */
 const TUS_HEADERS = ['Tus-Resumable', 'Upload-Length', 'Upload-Offset', 'Upload-Metadata', 'Upload-Defer-Length', 'Upload-Concat', 'Content-Type', 'Authorization', 'X-HTTP-Method-Override', 'X-Requested-With']
-const EXPOSED = ['Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Upload-Status-Url', 'X-Request-Id']
+const EXPOSED = ['Location', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Upload-Status-Url', 'X-Request-Id', 'Retry-After']
 const METHODS = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS']
 
 /** tus's own error objects are plain {status_code, body}. */
@@ -73,8 +73,12 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     },
     async onIncomingRequest(req, id) {
       if (req.method === 'POST') return
-      const upload = await resumableStorage.store.getUpload(id).catch(() => null)
-      // An unknown upload is the handler's to answer (404 or 410).
+      // An unknown upload is the handler's to answer (404 or 410). Any other failure fails closed:
+      // the owner check must not be skipped because the store hiccuped while tus's own read works.
+      const upload = await resumableStorage.store.getUpload(id).catch((err: unknown) => {
+        if (err === ERRORS.FILE_NOT_FOUND || err === ERRORS.FILE_NO_LONGER_EXISTS) return null
+        throw gatewayBody(toGatewayError(err))
+      })
       if (!upload) return
       const request = requestOf(req)
       const created = upload.creation_date ? Date.parse(upload.creation_date) : 0
@@ -83,7 +87,7 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
         // Every byte is stored but the upload is not recorded: its final PATCH failed after the
         // write (a client then learns from HEAD that it is done). Recorded now, so it is scanned.
         if (req.method === 'HEAD' && upload.size !== undefined && upload.offset === upload.size) {
-          await resumable.finish(id, upload.metadata, created, request.log, { keepHelpers: true })
+          await resumable.finish(id, upload.metadata, created, request.log)
         }
       } catch (err) {
         const error = toGatewayError(err)
@@ -94,6 +98,7 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     async onUploadFinish(req, upload) {
       const request = requestOf(req)
       const created = upload.creation_date ? Date.parse(upload.creation_date) : Date.now()
+      // The helpers stay until the answer is written: tus reads the upload again after this hook (POST).
       const { statusUrl } = await resumable.finish(upload.id, upload.metadata, created, request.log)
       return { headers: { 'Upload-Status-Url': statusUrl } }
     },
@@ -112,6 +117,10 @@ export async function tusRoutes(app: FastifyInstance, { auth, resumable, resumab
     }
   }
   const server = new Server(options)
+  // Emitted once the final answer (POST with the whole body, or the last PATCH) is written.
+  server.on(EVENTS.POST_FINISH, (req: Request, _res: Response, upload: { id: string }) => {
+    resumable.removeHelpers(upload.id, requestOf(req).log).catch(() => undefined)
+  })
   server.on(EVENTS.POST_TERMINATE, (req: Request, _res: Response, id: string) => {
     const request = requestOf(req)
     resumable.terminated(id).catch((err: unknown) => request.log.warn({ err, uploadId: id }, 'could not mark a terminated tus upload abandoned: the sweeper removes it on expiry'))
