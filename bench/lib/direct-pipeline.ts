@@ -4,19 +4,8 @@ import { stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { instream } from '../../src/adapters/scanner/clamd-instream.ts'
 import { parseClamdEndpoint } from '../../src/config/clamd-endpoints.ts'
-import { forEachLimit, secondsSince } from './stats.ts'
-
-export interface DirectPipelineResult {
-  seconds: number
-  files: number
-  bytes: number
-  filesPerSecond: number
-  mbPerSecond: number
-  /** Files not clean, or whose GET, scan, copy or delete failed. */
-  failures: number
-}
-
-const INSTREAM_OPTIONS = { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, totalTimeoutMs: 600_000 }
+import { INSTREAM_OPTIONS, scanRunResult, type ScanRunResult } from './raw-clamd.ts'
+import { forEachLimit } from './stats.ts'
 
 /** Puts local files into the quarantine bucket under the given keys (not timed: the upload is not the pipeline). */
 export async function seedQuarantine(s3: S3Client, bucket: string, paths: readonly string[], keys: readonly string[]): Promise<void> {
@@ -39,7 +28,7 @@ export async function directPipeline(
   buckets: { quarantine: string; production: string },
   keys: readonly string[],
   concurrency: number
-): Promise<DirectPipelineResult> {
+): Promise<ScanRunResult> {
   const endpoint = parseClamdEndpoint(clamdUrl)
   let bytes = 0
   let failures = 0
@@ -69,16 +58,14 @@ export async function directPipeline(
       failures++
     }
   })
-  const seconds = secondsSince(started)
-  const files = keys.length
-  return { seconds, files, bytes, filesPerSecond: (files - failures) / seconds, mbPerSecond: bytes / 1e6 / seconds, failures }
+  return scanRunResult(keys.length, bytes, failures, started)
 }
 
 /**
  * Scenario 7's baseline (a rescan without promotion): GET each object and stream it into clamd
  * INSTREAM, `concurrency` at once, file i to clamdUrls[i % n] (spread evenly, as the gateway's pool does).
  */
-export async function getAndScan(s3: S3Client, clamdUrls: readonly string[], bucket: string, keys: readonly string[], concurrency: number): Promise<DirectPipelineResult> {
+export async function getAndScan(s3: S3Client, clamdUrls: readonly string[], bucket: string, keys: readonly string[], concurrency: number): Promise<ScanRunResult> {
   const endpoints = clamdUrls.map((url) => parseClamdEndpoint(url))
   let bytes = 0
   let failures = 0
@@ -93,7 +80,5 @@ export async function getAndScan(s3: S3Client, clamdUrls: readonly string[], buc
       failures++
     }
   })
-  const seconds = secondsSince(started)
-  const files = keys.length
-  return { seconds, files, bytes, filesPerSecond: (files - failures) / seconds, mbPerSecond: bytes / 1e6 / seconds, failures }
+  return scanRunResult(keys.length, bytes, failures, started)
 }

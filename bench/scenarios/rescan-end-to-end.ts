@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startClamd, type Clamd } from '../../test/helpers/clamd.ts'
 import { KiB, MiB, uniqueLabel, writeContentFile } from '../lib/content.ts'
 import { profileWhile, type ProfileSummary } from '../lib/cpu-profile.ts'
-import { getAndScan, type DirectPipelineResult } from '../lib/direct-pipeline.ts'
+import { getAndScan } from '../lib/direct-pipeline.ts'
+import type { ScanRunResult } from '../lib/raw-clamd.ts'
 import { startGatewayProcess, type GatewayProcess } from '../lib/gateway-process.ts'
 import { s3Env } from '../lib/gateway-env.ts'
 import { CpuMeter, cpuText, findPids, round, rssOf } from '../lib/proc.ts'
@@ -249,6 +250,6 @@ function hours(seconds: number): string {
   return seconds >= 3600 ? `${round(seconds / 3600, 1)} h` : `${Math.round(seconds / 60)} min`
 }
 
-function roundResult(r: DirectPipelineResult & Record<string, unknown>): Record<string, unknown> {
+function roundResult(r: ScanRunResult & Record<string, unknown>): Record<string, unknown> {
   return { ...r, seconds: round(r.seconds, 3), filesPerSecond: round(r.filesPerSecond, 2), mbPerSecond: round(r.mbPerSecond, 1) }
 }

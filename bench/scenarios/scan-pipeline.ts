@@ -10,8 +10,8 @@ import { profileWhile, type ProfileSummary } from '../lib/cpu-profile.ts'
 import { startGatewayProcess } from '../lib/gateway-process.ts'
 import { apiGatewayEnv, s3Env } from '../lib/gateway-env.ts'
 import { CpuMeter, cpuText, findPids, round } from '../lib/proc.ts'
-import { rawScan, type RawScanResult } from '../lib/raw-clamd.ts'
-import { directPipeline, seedQuarantine, type DirectPipelineResult } from '../lib/direct-pipeline.ts'
+import { rawScan, type ScanRunResult } from '../lib/raw-clamd.ts'
+import { directPipeline, seedQuarantine } from '../lib/direct-pipeline.ts'
 import { emptyBucket } from '../lib/s3.ts'
 import { forEachLimit, percentile, range } from '../lib/stats.ts'
 import type { Context, ProfileJob, Row, Scenario } from '../lib/types.ts'
@@ -315,6 +315,6 @@ function setRunAt(dbPath: string, at: number): void {
   }
 }
 
-function rounded(raw: (RawScanResult | DirectPipelineResult) & { cpuSeconds: Record<string, number> }): Record<string, unknown> {
+function rounded(raw: ScanRunResult & { cpuSeconds: Record<string, number> }): Record<string, unknown> {
   return { ...raw, seconds: round(raw.seconds, 3), filesPerSecond: round(raw.filesPerSecond, 1), mbPerSecond: round(raw.mbPerSecond, 1) }
 }
