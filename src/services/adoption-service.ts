@@ -3,6 +3,7 @@ import type { Log } from '../ports/log.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
 import type { AdoptionStore } from '../ports/rescan-store.ts'
 import { BackgroundLoop } from './background-loop.ts'
+import { newUploadId } from '../domain/upload-id.ts'
 
 export interface AdoptionOptions {
   pageSize: number
@@ -38,7 +39,7 @@ export class AdoptionService extends BackgroundLoop {
     log.info({ bucket: claim.bucket, prefix: claim.prefix, resumeAt: claim.continuationToken }, 'adoption listing')
     while (!this.stopping) {
       const page = await this.#objects.list('production', claim.prefix, claim.continuationToken, pageSize)
-      const objects = page.objects.map((o) => ({ id: randomBytes(16).toString('hex'), key: o.key, size: o.size, contentType: 'application/octet-stream' }))
+      const objects = page.objects.map((o) => ({ id: newUploadId(), key: o.key, size: o.size, contentType: 'application/octet-stream' }))
       const added = await this.#adoption.adoptPage(claim, objects, page.nextToken, leaseMs, Date.now())
       if (added === null) {
         log.warn({}, 'adoption lease lost; another worker goes on')

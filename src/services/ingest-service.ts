@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { pipeline, type Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Log } from '../ports/log.ts'
@@ -14,6 +13,7 @@ import { gatewayErrorOf } from './port-errors.ts'
 import type { UploadAdmission } from './upload-admission.ts'
 import { StreamLimitError, StreamMeter } from './stream-meter.ts'
 import { watchStore } from './store-watchdog.ts'
+import { newUploadId } from '../domain/upload-id.ts'
 
 /** How long a client's Idempotency-Key holds. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000
@@ -126,7 +126,7 @@ export class IngestService {
 
   async #store(file: IncomingFile, request: UploadRequest, log: Log): Promise<StoredUpload | Replayed> {
     // 128 random bits, hex so keys and paths are the same on case-insensitive file systems.
-    const id = randomBytes(16).toString('hex')
+    const id = newUploadId()
     const objectKey = `${this.#options.keyPrefix}${id}`
     const filename = sanitizeFilename(file.filename)
     const contentType = sanitizeContentType(file.contentType)

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { GatewayError } from '../domain/errors.ts'
 import { ownerOf, type Principal, type UploadOwner } from '../domain/principal.ts'
 import type { Log } from '../ports/log.ts'
@@ -11,6 +10,7 @@ import { sanitizeFilename } from './filename.ts'
 import { StreamMeter } from './stream-meter.ts'
 import type { UploadEvents } from './upload-events.ts'
 import { assertTokenMayRead } from './upload-tokens.ts'
+import { newUploadId } from '../domain/upload-id.ts'
 
 export interface ResumableUploadsOptions {
   /** GW_MAX_UPLOAD_BYTES. */
@@ -65,9 +65,9 @@ export class ResumableUploads {
     this.#types = new ContentTypePolicy(options.allowedTypes)
   }
 
-  /** A new upload id: 128 random bits in hex, as multipart uploads' ids. */
+  /** A new upload id, as multipart uploads get. */
   newId(): string {
-    return randomBytes(16).toString('hex')
+    return newUploadId()
   }
 
   /** The largest upload this principal may make: the global limit, or its token's max_size below it. */
