@@ -2,7 +2,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
 import { isMediaRange, withinAllowed } from '../src/domain/media-types.ts'
-import { ContentTypePolicy, detectType, sniffContentType, sniffHead, SNIFF_BYTES } from '../src/services/content-type-check.ts'
+import { ContentTypePolicy, detectType, sniffContentType, SNIFF_BYTES } from '../src/services/content-type-check.ts'
 import { looksLikeCsv, markupType, utf8Text } from '../src/services/text-sniffing.ts'
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
@@ -69,21 +69,6 @@ t.test('markup: SVG, HTML and XML are named, never plain text', async (t) => {
   t.equal((await sniff(Buffer.from('<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"/>'), 3)).type, 'text/html')
   t.equal(markupType('<notes are plain text'), null)
   t.equal(markupType('a < b'), null)
-})
-
-t.test('sniffHead reads only the first bytes of a stored object, then lets it go', async (t) => {
-  let pulled = 0
-  const endless = new Readable({
-    read() {
-      pulled++
-      this.push(Buffer.alloc(1000, 0x61))
-    }
-  })
-  t.equal(await sniffHead(endless), 'text/plain')
-  t.ok(endless.destroyed, 'destroyed once the sample is complete')
-  t.ok(pulled < 10, `read ${pulled} chunks of an endless stream`)
-  t.equal(await sniffHead(Readable.from([PDF.subarray(0, 3), PDF.subarray(3)])), 'application/pdf', 'shorter than the sample')
-  t.equal(await sniffHead(Readable.from([Buffer.from('a,b\n1,2\n3')])), 'text/plain', 'a whole file: its last record counts')
 })
 
 t.test('a failing source fails the output and rejects detected', async (t) => {

@@ -65,25 +65,6 @@ export function sniffContentType(source: Readable, sampleBytes = SNIFF_BYTES): {
   return { output, detected }
 }
 
-/**
- * The type of a stored object from its first bytes only (a tus upload judged once complete): the
- * stream is read until the sample is complete, then destroyed.
- */
-export async function sniffHead(body: Readable, sampleBytes = SNIFF_BYTES): Promise<string> {
-  const chunks: Buffer[] = []
-  let sampled = 0
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      chunks.push(chunk)
-      sampled += chunk.length
-      if (sampled > sampleBytes) return await detectType(Buffer.concat(chunks).subarray(0, sampleBytes), true)
-    }
-    return await detectType(Buffer.concat(chunks), false)
-  } finally {
-    body.destroy()
-  }
-}
-
 /** file-type's answer (XML refined to SVG or HTML by its root element), else the text rules, else unknown. */
 export async function detectType(sample: Uint8Array, cut: boolean): Promise<string> {
   if (sample.length === 0) return UNKNOWN_TYPE
