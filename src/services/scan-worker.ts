@@ -69,6 +69,8 @@ export class ScanWorker {
   #stopping = false
   /** When failed uploads were last looked at for their automatic round. */
   #requeuedAt = 0
+  /** When the adopted objects' queue was last found empty: looked at again after a poll interval or a wake(), not for every freed slot. */
+  #adoptedEmptyAt = Number.NEGATIVE_INFINITY
   /** When an upload was last claimed (never: as long ago as can be). */
   #uploadClaimedAt = Number.NEGATIVE_INFINITY
   #loop: Promise<void> | null = null
@@ -87,8 +89,14 @@ export class ScanWorker {
     this.#loop = this.#run()
   }
 
-  /** Looks for work now instead of at the next poll (a new upload was committed). */
+  /** Looks for work now instead of at the next poll: something became due (a new upload, a rescan started). */
   wake(): void {
+    this.#adoptedEmptyAt = Number.NEGATIVE_INFINITY
+    this.#nudge()
+  }
+
+  /** Goes round the claim loop now (a slot freed, or stopping). */
+  #nudge(): void {
     // While clamd is unreachable the pause holds: new uploads must not turn it into a retry storm.
     if (this.#outagePauseMs > 0 && !this.#stopping) return
     if (this.#wakeUp) this.#wakeUp()
@@ -145,7 +153,11 @@ export class ScanWorker {
           if (uploads > 0) this.#uploadClaimedAt = Date.now()
           let backgroundFree = Math.min(free - uploads, this.#rescanShare() - this.#backgroundRunning())
           if (backgroundFree > 0 && this.#outagePauseMs === 0) {
-            backgroundFree -= start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+            if (Date.now() - this.#adoptedEmptyAt >= this.#options.pollIntervalMs) {
+              const adopted = start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+              if (adopted < backgroundFree) this.#adoptedEmptyAt = Date.now()
+              backgroundFree -= adopted
+            }
             if (backgroundFree > 0) start(await this.#jobs.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
           }
         } catch (err) {
@@ -190,7 +202,7 @@ export class ScanWorker {
           this.#afterScan--
           this.#admitWaiting()
         }
-        this.wake()
+        this.#nudge()
       })
     this.#running.set(claim.token, job)
   }
@@ -227,7 +239,7 @@ export class ScanWorker {
     job.phase = 'after-scan'
     this.#afterScan++
     // Its scan slot is free: claim the next job now rather than at the next poll.
-    this.wake()
+    this.#nudge()
   }
 
   #admitWaiting(): void {
