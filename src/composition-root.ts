@@ -127,6 +127,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     { jobs: state, runner, log: logger },
     {
       concurrency,
+      afterScanConcurrency: config.GW_PROMOTE_CONCURRENCY,
       rescanSlots: config.GW_RESCAN_SHARE > 0 ? Math.max(1, Math.floor(concurrency * config.GW_RESCAN_SHARE)) : 0,
       leaseMs: config.GW_SCAN_LEASE_MS,
       pollIntervalMs: config.GW_POLL_INTERVAL_MS,

@@ -6,6 +6,7 @@ import { startGateway, waitForStatus } from './helpers/gateway.ts'
 import { createBuckets, listIncompleteUploads, s3ClientFor, startMoto } from './helpers/moto.ts'
 import { eicar, upload, uniqueContent, uploadAndDisconnect } from './helpers/multipart.ts'
 import { exitWhenDone } from './helpers/exit-guard.ts'
+import { startS3RequestProxy } from './helpers/s3-request-proxy.ts'
 
 exitWhenDone()
 
@@ -104,4 +105,31 @@ t.test('readyz names a missing bucket', async (t) => {
   const ready = await fetch(`${other.url}/readyz`)
   t.equal(ready.status, 503)
   t.match(await ready.json(), { ok: false, checks: { quarantine: { ok: true }, production: { ok: false, detail: /no-such-bucket/ }, scanner: { ok: true } } })
+})
+
+t.test('a promotion held up by S3 does not keep clamd from the next upload, and sends no HEAD before its copy', async (t) => {
+  const proxy = await startS3RequestProxy(moto.port)
+  t.teardown(() => proxy.stop())
+  // One scan slot: the second upload can only be scanned if the first gave its scan slot back when
+  // clamd answered, and promoted (in the after-scan pool) while the first one's copy is held.
+  const one = await startGateway(t, { ...s3Env(proxy.endpoint), GW_SCAN_CONCURRENCY: '1', GW_PROMOTE_CONCURRENCY: '2' })
+  const held = proxy.holdResponse((c) => c.method === 'PUT' && c.bucket === 'production' && c.copySource !== null)
+  const first = await upload(one.url, { name: 'file', filename: 'a.bin', data: uniqueContent(64 * 1024) })
+  await held.held
+  const second = await upload(one.url, { name: 'file', filename: 'b.bin', data: uniqueContent(64 * 1024) })
+  const state = one.gateway.state
+  const deadline = Date.now() + 30_000
+  while ((await state.getUpload(second.json.id))?.status !== 'clean') {
+    if (Date.now() > deadline) throw new Error('the second upload was not scanned and promoted while the first one was being copied')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  t.equal((await state.getUpload(first.json.id))?.status, 'promoting', 'the first copy is still held')
+  held.release()
+  for (const res of [first, second]) t.equal((await waitForStatus(one.url, res.json.id, ['clean', 'infected', 'unscannable', 'failed'])).status, 'clean')
+  const keys = new Set([first, second].map((res) => `uploads/${res.json.id}`))
+  const heads = proxy.calls.filter((c) => c.method === 'HEAD' && keys.has(c.key))
+  t.same(heads, [], 'the scan read the object: the copy needs no HEAD')
+  t.equal(proxy.calls.filter((c) => c.copySource !== null && keys.has(c.key)).length, 2, 'one copy each, with its tags')
+  t.equal(proxy.calls.filter((c) => c.method === 'PUT' && c.query.has('tagging')).length, 0, 'no separate tagging call')
+  await one.stop()
 })

@@ -5,7 +5,7 @@ import { pgStateStore, sqliteStateStore } from '../src/adapters/state-store/open
 import type { StateStore } from '../src/ports/state-store.ts'
 import { until } from './helpers/long-poll.ts'
 import { freshSchema, pgQuery, pgUrl } from './helpers/postgres.ts'
-import { upload, verdict } from './state-contract/harness.ts'
+import { rescanMeta, stored, upload, verdict } from './state-contract/harness.ts'
 
 // Change notices (the UploadChanges port): heard after every committed write a client could see,
 // across stores on PostgreSQL, not for lease bookkeeping, and through a lost LISTEN connection.
@@ -55,12 +55,54 @@ async function flow(t: Test, writer: StateStore, reader: StateStore, quiet: () =
   t.equal(heard.count(), after, 'an unsubscribed listener hears nothing more')
 }
 
+/**
+ * A rescan makes stored uploads due by their schedule alone (bookkeeping, which the triggers do not
+ * announce): starting it wakes idle workers all the same, without waiting for their next poll.
+ */
+async function rescanWakes(t: Test, writer: StateStore, reader: StateStore, quiet: () => Promise<void>): Promise<void> {
+  const x = await stored(writer, 'clean', { createdAt: 10, nextScanAt: 1e12 })
+  let due = 0
+  const stopDue = reader.onUploadDue(() => due++)
+  await quiet()
+  const base = due
+  await writer.createRescan(rescanMeta(1_000, { ids: ['0'.repeat(32)] }), { kind: 'ids', ids: ['0'.repeat(32)] })
+  await quiet()
+  t.equal(due, base, 'a rescan that makes nothing due wakes nobody')
+  await writer.createRescan(rescanMeta(1_001, { ids: [x.id] }), { kind: 'ids', ids: [x.id] })
+  t.ok(await until(() => due > base), 'a rescan by ids wakes workers')
+  const [claim] = await writer.claimRescans('w', 1, 1_000, Date.now())
+  t.equal(claim?.upload.id, x.id)
+  t.ok(await writer.update(claim!, { status: 'clean', nextScanAt: 1e12, rescanOutcome: 'clean' }, Date.now()))
+  await quiet()
+  const before = due
+  await writer.createRescan(rescanMeta(1_002), { kind: 'all' })
+  t.ok(await until(() => due > before), 'a rescan of a selection wakes workers')
+  stopDue()
+}
+
 t.test('SQLite: notices in the process, after the commit', async (t) => {
   const store = sqliteStateStore(':memory:')
   t.teardown(() => store.close())
   await store.migrate()
   await store.migrate()
   await flow(t, store, store, () => sleep(50))
+})
+
+t.test('SQLite: starting a rescan wakes the workers', async (t) => {
+  const store = sqliteStateStore(':memory:')
+  t.teardown(() => store.close())
+  await store.migrate()
+  await rescanWakes(t, store, store, () => sleep(50))
+})
+
+t.test('PostgreSQL: starting a rescan on one replica wakes the workers of another', async (t) => {
+  const schema = await freshSchema(t)
+  const name = `gw-test-${randomBytes(4).toString('hex')}`
+  const [reader, writer] = await Promise.all([pgStore(t, schema, name), pgStore(t, schema)])
+  const warmUp = reader.onUploadDue(() => {})
+  t.ok(await waitFor(() => listenerPid(name)), 'listening')
+  warmUp()
+  await rescanWakes(t, writer, reader, () => sleep(400))
 })
 
 async function pgStore(t: Test, schema: string, applicationName?: string): Promise<StateStore> {

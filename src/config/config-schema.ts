@@ -53,7 +53,8 @@ export const configSchema = Type.Object(
     GW_MAX_CONCURRENT_UPLOADS: Int(1, 64, 'Uploads taken at once by this process; past it, 503 GW_BUSY with Retry-After.'),
     GW_UPLOAD_MEMORY_BYTES: Int(1024 * 1024, 512 * 1024 * 1024, 'Upload buffer memory this process may hold; each upload reserves what its store may buffer (see Limits). Past it, 503 GW_BUSY.'),
     GW_UPLOAD_IDLE_TIMEOUT_MS: Int(1, 60_000, 'An upload whose client sends nothing for this long is answered 408 GW_TOO_SLOW and closed; time the gateway spends not reading because its store is slow does not count. Other requests: a connection idle this long is closed.'),
-    GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan). Workers claim only as many as they can run.'),
+    GW_SCAN_CONCURRENCY: Int(0, 4, 'Scans run at once by this process (0: this process does not scan): jobs reading an object and waiting for its verdict. Workers claim only as many as they can run.'),
+    GW_PROMOTE_CONCURRENCY: Int(1, 8, 'Jobs past their verdict at once in this process: promotions, tags and state writes, run while the scan slots (GW_SCAN_CONCURRENCY) go on to the next scans. A job that finds them all taken keeps its scan slot until one frees.'),
     GW_SCAN_LEASE_MS: Int(1_000, 60_000, 'Lease of a claimed scan; renewed while it runs, claimed again by another worker once expired.'),
     GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan, or of a promotion, before the upload is marked failed. Tries that could not reach clamd do not count.'),
     GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
@@ -65,7 +66,7 @@ export const configSchema = Type.Object(
       description: 'Stored clean objects are scanned again this long after their last scan (`30d`, `12h`, `90s`, `500ms`), less a random part (GW_RESCAN_JITTER).'
     }),
     GW_RESCAN_JITTER: Type.Number({ minimum: 0, maximum: 1, default: 0.2, description: 'Part of GW_RESCAN_INTERVAL taken off at random per object, so a busy upload day does not make a busy rescan day.' }),
-    GW_RESCAN_SHARE: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: "Share of a worker's GW_SCAN_CONCURRENCY that rescans may use (at least one slot when above 0); new uploads are always claimed first. 0: this worker does not rescan." }),
+    GW_RESCAN_SHARE: Type.Number({ minimum: 0, maximum: 1, default: 0.5, description: "Share of a worker's GW_SCAN_CONCURRENCY that rescans (and first scans of adopted objects) may use while uploads are coming in (at least one slot when above 0); a worker that claimed no upload for 10 s lets them use every free slot. New uploads are always claimed first. 0: this worker does not rescan." }),
     GW_ADOPT_PAGE_SIZE: Int(1, 1000, 'Objects listed per ListObjectsV2 page by an adoption; each page is registered and its continuation token saved in one transaction.', 1000),
     GW_REQUARANTINE_MODE: Type.Union([Type.Literal('move'), Type.Literal('tag')], {
       default: 'move',

@@ -29,6 +29,12 @@ export interface CopyOptions {
   signal?: AbortSignal
   contentType?: string
   contentDisposition?: string
+  /**
+   * The source as the caller just read it (size, type, metadata, version), so the store need not
+   * look it up again. Only with ifVersion equal to its version: the store still copies that
+   * version only, or throws ObjectChangedError / ObjectNotFoundError.
+   */
+  source?: ObjectInfo
 }
 
 /** Where an object lives, as a client would address it (S3 bucket, or fs directory). */

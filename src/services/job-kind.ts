@@ -1,6 +1,7 @@
 import type { StoredStatus } from '../domain/upload-state.ts'
 import type { Log } from '../ports/log.ts'
 import type { Claim, StatusChange } from '../ports/job-queue.ts'
+import type { ObjectInfo } from '../ports/object-store.ts'
 import { applyChange } from './transition.ts'
 
 /**
@@ -23,6 +24,20 @@ export function jobKindOf(claim: Claim): JobKind {
 export interface StepResult {
   change: StatusChange
   written: boolean
+  /** The object as this step read it (a clean scan): the step it hands on to need not ask the store again. */
+  source?: ObjectInfo
+}
+
+/** What the job runner gives a step besides the claim. */
+export interface StepContext {
+  /**
+   * The scanner has answered (or was not needed): the job gives its scan slot back and goes on in
+   * the worker's after-scan pool. Resolves once it has a place there; until then it keeps its
+   * scan slot (backpressure). Calling it again returns the same promise.
+   */
+  scanned(): Promise<void>
+  /** The object as the previous step of this run read it (see StepResult.source). */
+  source?: ObjectInfo
 }
 
 /**
@@ -30,7 +45,7 @@ export interface StepResult {
  * Throws on a failure the retry policy decides about (retry-policy.ts).
  */
 export interface JobStep {
-  run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult>
+  run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult>
   /**
    * Undoes what a given-up job left where it must not stay, before it is marked failed; false when
    * that cannot be done, so the job goes on being retried instead.

@@ -1,5 +1,5 @@
 import type { Log } from '../ports/log.ts'
-import type { ObjectStore } from '../ports/object-store.ts'
+import type { ObjectInfo, ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import { handedOn, jobKindOf, type JobKind, type JobStep } from './job-kind.ts'
 import { FencedWrites, LeaseLostError } from './lease-fence.ts'
@@ -46,18 +46,26 @@ export class JobRunner {
   /**
    * Runs the claimed job one step further. `log` is already bound to the upload. Resolves
    * 'scanner-unavailable' when clamd could not be reached, so the worker can hold back.
+   * `scanned` is called once, when the job needs the scanner no more (see StepContext.scanned):
+   * by the scan step when clamd has answered, or before a step that never scans.
    */
-  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<RunOutcome> {
+  async run(claim: Claim, signal: AbortSignal, log: Log, scanned: () => Promise<void> = noWait): Promise<RunOutcome> {
+    let leftScan: Promise<void> | null = null
+    const leaveScan = (): Promise<void> => (leftScan ??= scanned())
     // The claim as the store now holds it: after a clean verdict it is promoting, and a failure
     // from then on must retry the promotion, never send the upload back to be scanned.
     let current = claim
+    let source: ObjectInfo | undefined
     try {
       for (;;) {
-        const { change, written } = await this.#steps[jobKindOf(current)].run(current, signal, log)
-        if (!written) return lost(log)
-        const next = handedOn(current, change, Date.now())
+        const kind = jobKindOf(current)
+        if (kind !== 'scan' && kind !== 'rescan') await leaveScan()
+        const result = await this.#steps[kind].run(current, signal, log, { scanned: leaveScan, ...(source ? { source } : {}) })
+        if (!result.written) return lost(log)
+        const next = handedOn(current, result.change, Date.now())
         if (next === null) return 'done'
         current = next
+        source = result.source
       }
     } catch (err) {
       if (signal.aborted) throw err
@@ -102,6 +110,8 @@ export class JobRunner {
     }
   }
 }
+
+async function noWait(): Promise<void> {}
 
 function lost(log: Log): RunOutcome {
   log.warn({}, 'lease lost: another worker owns this upload now, result dropped')

@@ -1,9 +1,9 @@
 import { isActiveType } from '../domain/media-types.ts'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
-import { ObjectChangedError, ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
+import { ObjectChangedError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
-import type { JobStep, StepResult } from './job-kind.ts'
+import type { JobStep, StepContext, StepResult } from './job-kind.ts'
 import { FencedWrites } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
@@ -33,9 +33,9 @@ export class PromoteStep implements JobStep {
     this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
   }
 
-  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
+  async run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult> {
     try {
-      return await this.#promote(claim, log, signal)
+      return await this.#promote(claim, log, signal, context?.source)
     } catch (err) {
       this.#metrics.promotionEnded('error')
       throw err
@@ -56,7 +56,8 @@ export class PromoteStep implements JobStep {
     return true
   }
 
-  async #promote(claim: Claim, log: Log, signal?: AbortSignal): Promise<StepResult> {
+  /** `read`: the quarantined object as the scan of this run read it, if it did. */
+  async #promote(claim: Claim, log: Log, signal?: AbortSignal, read?: ObjectInfo): Promise<StepResult> {
     const upload = claim.upload
     // An operator's release, on the record, is the only way past a verdict that is not clean.
     if (upload.status !== 'promoting' || (upload.verdict?.result !== 'clean' && !upload.released)) {
@@ -72,7 +73,9 @@ export class PromoteStep implements JobStep {
       // Only the bytes that were scanned (or, for a release, verified): if the quarantined object changed since, nothing is copied.
       // As the detected type; active content (HTML, SVG, XML, scripts) only as a download, never rendered inline.
       const type = { contentType: upload.contentType, ...(isActiveType(upload.contentType) ? { contentDisposition: 'attachment' } : {}) }
-      await this.#writes.copy(claim, 'quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), ...type, signal })
+      // What the scan read of the very version it scanned stands for the source: no HEAD before the copy.
+      const source = read && upload.scannedVersion && read.version === upload.scannedVersion ? { source: read } : {}
+      await this.#writes.copy(claim, 'quarantine', 'production', upload.objectKey, tags, { ...(upload.scannedVersion ? { ifVersion: upload.scannedVersion } : {}), ...type, ...source, signal })
     } catch (err) {
       if (err instanceof ObjectChangedError) return this.#changed(claim, log, signal)
       // A run that crashed after deleting the quarantined copy left only the production one.

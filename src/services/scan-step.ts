@@ -2,18 +2,20 @@ import { pipeline } from 'node:stream'
 import type { Log } from '../ports/log.ts'
 import type { Metrics } from '../ports/metrics.ts'
 import { isReleasedVerdict } from '../domain/upload-state.ts'
-import type { ObjectStore } from '../ports/object-store.ts'
+import type { ObjectInfo, ObjectStore } from '../ports/object-store.ts'
 import type { ScanResult, Scanner } from '../ports/scanner.ts'
 import type { ScanHistory, ScanRecord } from '../ports/history-store.ts'
 import type { Claim, JobQueue, StatusChange } from '../ports/job-queue.ts'
 import type { Verdict } from '../ports/upload-record.ts'
-import type { JobStep, StepResult } from './job-kind.ts'
+import type { JobStep, StepContext, StepResult } from './job-kind.ts'
 import { FencedWrites } from './lease-fence.ts'
 import { detectionTags, verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { StreamMeter } from './stream-meter.ts'
 import { transition } from './transition.ts'
 import type { UploadEvents } from './upload-events.ts'
+
+async function noWait(): Promise<void> {}
 
 /** The engine recorded for a verdict the scanner was never asked about. */
 export const notSent = 'not sent to the scanner'
@@ -75,8 +77,8 @@ export class ScanStep implements JobStep {
     this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
   }
 
-  async run(claim: Claim, signal: AbortSignal, log: Log): Promise<StepResult> {
-    const { verdict, version, bytes, sha256 } = await this.#scan(claim, signal, log)
+  async run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult> {
+    const { verdict, version, bytes, sha256, info } = await this.#scan(claim, signal, log, context?.scanned ?? noWait)
     const now = Date.now()
     const upload = claim.upload
     const scanned = { verdict, scannedAt: now, scannedVersion: version, lastError: null, resetAttempts: true } as const
@@ -94,8 +96,9 @@ export class ScanStep implements JobStep {
       return write({ status: upload.status, ...keep, nextScanAt: null, lastError: null, resetAttempts: true, rescanOutcome: verdict.result })
     }
     if (upload.location === 'quarantine') {
-      // Clean: handed on to the promotion, which the runner runs at once under the same lease.
-      if (verdict.result === 'clean') return write({ status: 'promoting', ...scanned, runAt: now + this.#options.leaseMs })
+      // Clean: handed on to the promotion, which the runner runs at once under the same lease,
+      // with what the read said of the object (the copy needs no HEAD of its own).
+      if (verdict.result === 'clean') return { ...(await write({ status: 'promoting', ...scanned, runAt: now + this.#options.leaseMs })), ...(info ? { source: info } : {}) }
       // Tag before the state says so: a crash in between re-runs the scan and tags again. A worker
       // that lost its lease must not tag over the new owner's result: the write is fenced.
       await this.#writes.setTags(claim, 'quarantine', upload.objectKey, verdictTags(verdict.result, upload.id, verdict, now), { signal })
@@ -124,23 +127,35 @@ export class ScanStep implements JobStep {
     return write({ status: 'requarantining', ...scanned, ...measured, runAt: now + this.#options.leaseMs })
   }
 
-  /** The verdict, the version of the object it was drawn from (null when nothing was read), and what was read. */
-  async #scan(claim: Claim, signal: AbortSignal, log: Log): Promise<{ verdict: Verdict; version: string | null; bytes: number; sha256: string | null }> {
+  /**
+   * The verdict, the version of the object it was drawn from (null when nothing was read), and
+   * what was read. `scanned` is called as soon as the scanner is needed no more.
+   */
+  async #scan(
+    claim: Claim,
+    signal: AbortSignal,
+    log: Log,
+    scanned: () => Promise<void>
+  ): Promise<{ verdict: Verdict; version: string | null; bytes: number; sha256: string | null; info: ObjectInfo | null }> {
     const upload = claim.upload
     const startedAt = Date.now()
     if (upload.size > this.#options.scannerMaxBytes) {
+      await scanned()
       // Decided without the scanner (it may be down): the file is never sent.
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
       const verdict: Verdict = { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
       await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: null, bytes: 0 })
-      return { verdict, version: null, bytes: 0, sha256: null }
+      return { verdict, version: null, bytes: 0, sha256: null, info: null }
     }
     let result: ScanResult
+    let info: ObjectInfo
     let version: string
     let expectedBytes = 0
     const meter = new StreamMeter()
     try {
-      const { body, info } = await this.#objects.get(upload.location, upload.objectKey, signal)
+      const got = await this.#objects.get(upload.location, upload.objectKey, signal)
+      const body = got.body
+      info = got.info
       version = info.version
       expectedBytes = info.size
       pipeline(body, meter, () => {})
@@ -149,6 +164,8 @@ export class ScanStep implements JobStep {
       await this.#audit(upload.id, startedAt, { ...failedTry(String((err as Error).message ?? err)), endpoint: null, bytes: meter.bytes })
       throw err
     }
+    // clamd has answered: its slot goes to the next scan while this job records and promotes.
+    await scanned()
     const outcome = result.outcome
     // A clean verdict on an upload counts only for the whole file: every byte read, and the same
     // bytes that were uploaded. In production the verdict is on what is served, whatever it is.
@@ -172,7 +189,7 @@ export class ScanStep implements JobStep {
     }
     await this.#audit(upload.id, startedAt, { ...auditOf(verdict), endpoint: result.endpoint, bytes: result.bytes })
     log.info({ outcome, endpoint: result.endpoint, ms: Date.now() - startedAt, rescan: claim.kind === 'rescan' }, 'scanned')
-    return { verdict, version, bytes: meter.bytes, sha256: meter.sha256 }
+    return { verdict, version, bytes: meter.bytes, sha256: meter.sha256, info }
   }
 
   /** Every try ends here, with a verdict or an error: the audit row and the metrics. */

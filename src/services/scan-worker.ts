@@ -5,8 +5,15 @@ import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobRunner, RunOutcome } from './job-runner.ts'
 
 export interface WorkerOptions {
+  /** Jobs at once in their scanning phase (reading the object and waiting for clamd's answer). */
   concurrency: number
-  /** Of those, how many may run rescans of stored objects (the rest is kept for uploads). */
+  /** Jobs at once past their scan (promotion, tags, state writes): the after-scan pool. */
+  afterScanConcurrency: number
+  /**
+   * Of those, how many may run rescans of stored objects while uploads are coming in (the rest is
+   * kept for uploads); once no upload was claimed for UPLOADS_QUIET_MS, rescans may use every
+   * slot. 0: this worker does not rescan.
+   */
   rescanSlots: number
   leaseMs: number
   pollIntervalMs: number
@@ -14,11 +21,36 @@ export interface WorkerOptions {
   outagePauseMaxMs: number
 }
 
+type Phase = 'scanning' | 'waiting' | 'after-scan'
+
 /**
- * Claims due jobs, at most as many as it has free slots (so scans never pile up in memory),
+ * Rescans keep to their share until no upload was claimed for this long. A new upload then waits
+ * at most for one scan to end: freed slots go to uploads first.
+ */
+export const UPLOADS_QUIET_MS = 10_000
+
+interface Job {
+  claim: Claim
+  /** A rescan or an adopted object's first scan, counted against the rescans' share. */
+  background: boolean
+  done: Promise<void>
+  abort: AbortController
+  /** scanning and waiting (for a place in the after-scan pool) hold a scan slot. */
+  phase: Phase
+}
+
+/**
+ * Claims due jobs, at most as many as it has free scan slots (so scans never pile up in memory),
  * runs them, and renews their leases while they run. A job whose lease cannot be renewed is
  * aborted: another worker owns it now. New uploads are claimed first; due rescans get what is
- * left, up to rescanSlots, so a large rescan never slows uploads down beyond its share.
+ * left: up to rescanSlots while uploads are coming in, so a large rescan never slows them down
+ * beyond its share, and every free slot once uploads have been quiet for a while, so a worker
+ * with nothing else to do rescans at the scanner's speed.
+ *
+ * A job holds its scan slot only until the scanner has answered; what follows (promotion, tags,
+ * state writes) runs in the after-scan pool of afterScanConcurrency places, so clamd gets the
+ * next scan while the last one is copied. A job that finds the pool full waits for a place,
+ * keeping its scan slot: no more than concurrency + afterScanConcurrency jobs ever run.
  */
 export class ScanWorker {
   readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
@@ -27,13 +59,20 @@ export class ScanWorker {
   readonly #options: WorkerOptions
   readonly #log: Log
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
-  /** background: a rescan or an adopted object's first scan, counted against the rescans' share. */
-  readonly #running = new Map<string, { claim: Claim; background: boolean; done: Promise<void>; abort: AbortController }>()
+  readonly #running = new Map<string, Job>()
+  /** Jobs in the after-scan pool. */
+  #afterScan = 0
+  /** Jobs done scanning that wait for a place in the after-scan pool, in order. */
+  readonly #poolLine: { job: Job; enter(): void }[] = []
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
   #stopping = false
   /** When failed uploads were last looked at for their automatic round. */
   #requeuedAt = 0
+  /** When the adopted objects' queue was last found empty: looked at again after a poll interval or a wake(), not for every freed slot. */
+  #adoptedEmptyAt = Number.NEGATIVE_INFINITY
+  /** When an upload was last claimed (never: as long ago as can be). */
+  #uploadClaimedAt = Number.NEGATIVE_INFINITY
   #loop: Promise<void> | null = null
   #wakeUp: (() => void) | null = null
   #woken = false
@@ -50,8 +89,14 @@ export class ScanWorker {
     this.#loop = this.#run()
   }
 
-  /** Looks for work now instead of at the next poll (a new upload was committed). */
+  /** Looks for work now instead of at the next poll: something became due (a new upload, a rescan started). */
   wake(): void {
+    this.#adoptedEmptyAt = Number.NEGATIVE_INFINITY
+    this.#nudge()
+  }
+
+  /** Goes round the claim loop now (a slot freed, or stopping). */
+  #nudge(): void {
     // While clamd is unreachable the pause holds: new uploads must not turn it into a retry storm.
     if (this.#outagePauseMs > 0 && !this.#stopping) return
     if (this.#wakeUp) this.#wakeUp()
@@ -86,7 +131,7 @@ export class ScanWorker {
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
-      const free = this.#options.concurrency - this.#running.size
+      const free = this.#options.concurrency - this.#count((job) => job.phase !== 'after-scan')
       let claimed = 0
       if (free > 0) {
         // Each batch starts as soon as it is claimed: a later claim that fails cannot strand it.
@@ -105,9 +150,14 @@ export class ScanWorker {
           }
           const uploads = start(await this.#jobs.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
-          let backgroundFree = Math.min(free - uploads, this.#options.rescanSlots - this.#backgroundRunning())
+          if (uploads > 0) this.#uploadClaimedAt = Date.now()
+          let backgroundFree = Math.min(free - uploads, this.#rescanShare() - this.#backgroundRunning())
           if (backgroundFree > 0 && this.#outagePauseMs === 0) {
-            backgroundFree -= start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+            if (Date.now() - this.#adoptedEmptyAt >= this.#options.pollIntervalMs) {
+              const adopted = start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+              if (adopted < backgroundFree) this.#adoptedEmptyAt = Date.now()
+              backgroundFree -= adopted
+            }
             if (backgroundFree > 0) start(await this.#jobs.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
           }
         } catch (err) {
@@ -122,6 +172,7 @@ export class ScanWorker {
 
   #start(claim: Claim, background: boolean): void {
     const abort = new AbortController()
+    const job: Job = { claim, background, done: Promise.resolve(), abort, phase: 'scanning' }
     const log = this.#log.child({ uploadId: claim.upload.id })
     let renewedAt = Date.now()
     // Renew at a third of the lease; a job that could not renew for most of its lease stops,
@@ -138,8 +189,8 @@ export class ScanWorker {
         }
       )
     }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
-    const done = this.#runner
-      .run(claim, abort.signal, log)
+    job.done = this.#runner
+      .run(claim, abort.signal, log, () => this.#leaveScanSlot(job))
       .then(
         (outcome) => this.#noteScanner(outcome),
         (err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again')
@@ -147,15 +198,74 @@ export class ScanWorker {
       .finally(() => {
         clearInterval(renew)
         this.#running.delete(claim.token)
-        this.wake()
+        if (job.phase === 'after-scan') {
+          this.#afterScan--
+          this.#admitWaiting()
+        }
+        this.#nudge()
       })
-    this.#running.set(claim.token, { claim, background, done, abort })
+    this.#running.set(claim.token, job)
   }
 
-  #backgroundRunning(): number {
+  /** The job is done with the scanner: into the after-scan pool now, or once a place frees. */
+  #leaveScanSlot(job: Job): Promise<void> {
+    if (this.#afterScan < this.#options.afterScanConcurrency && this.#poolLine.length === 0) {
+      this.#enterPool(job)
+      return Promise.resolve()
+    }
+    job.phase = 'waiting'
+    const signal = job.abort.signal
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const at = this.#poolLine.indexOf(entry)
+        if (at >= 0) this.#poolLine.splice(at, 1)
+        reject(signal.reason)
+      }
+      const entry = {
+        job,
+        enter: () => {
+          signal.removeEventListener('abort', onAbort)
+          this.#enterPool(job)
+          resolve()
+        }
+      }
+      if (signal.aborted) return onAbort()
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#poolLine.push(entry)
+    })
+  }
+
+  #enterPool(job: Job): void {
+    job.phase = 'after-scan'
+    this.#afterScan++
+    // Its scan slot is free: claim the next job now rather than at the next poll.
+    this.#nudge()
+  }
+
+  #admitWaiting(): void {
+    while (this.#afterScan < this.#options.afterScanConcurrency) {
+      const next = this.#poolLine.shift()
+      if (!next) return
+      next.enter()
+    }
+  }
+
+  #count(which: (job: Job) => boolean): number {
     let n = 0
-    for (const job of this.#running.values()) if (job.background) n++
+    for (const job of this.#running.values()) if (which(job)) n++
     return n
+  }
+
+  /** Scan slots background work may hold now: its share while uploads are coming in, else all of them. */
+  #rescanShare(): number {
+    const { rescanSlots, concurrency } = this.#options
+    if (rescanSlots === 0) return 0
+    return Date.now() - this.#uploadClaimedAt < UPLOADS_QUIET_MS ? rescanSlots : concurrency
+  }
+
+  /** Background jobs that hold a scan slot: the rescans' share is of clamd, not of the after-scan pool. */
+  #backgroundRunning(): number {
+    return this.#count((job) => job.background && job.phase !== 'after-scan')
   }
 
   #noteScanner(outcome: RunOutcome): void {

@@ -30,6 +30,11 @@ export class FakeObjectStore implements ObjectStore {
   readonly #faults = new Map<Operation, Error>()
   #versions = 0
   readonly journal: string[]
+  /** While set, every copy waits here until released (see holdCopies). */
+  #copyGate: Promise<void> | null = null
+  /** Copies under way now, and the most there ever were at once. */
+  copiesInFlight = 0
+  copiesPeak = 0
 
   constructor(journal: string[] = []) {
     this.journal = journal
@@ -52,6 +57,17 @@ export class FakeObjectStore implements ObjectStore {
     const version = `v${++this.#versions}`
     this.#areas[area].set(key, { bytes: body, info: { size: body.length, version, contentType: 'application/octet-stream', metadata: {} }, tags })
     return version
+  }
+
+  /** Every copy from now on waits until the returned function is called (a stalled S3). */
+  holdCopies(): () => void {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    this.#copyGate = gate
+    return () => {
+      if (this.#copyGate === gate) this.#copyGate = null
+      release()
+    }
   }
 
   tagsOf(area: Area, key: string): Record<string, string> | null {
@@ -86,6 +102,12 @@ export class FakeObjectStore implements ObjectStore {
     options.signal?.throwIfAborted()
     this.journal.push(`copy ${from} ${to}`)
     this.#fault('copy')
+    this.copiesPeak = Math.max(this.copiesPeak, ++this.copiesInFlight)
+    try {
+      await this.#copyGate
+    } finally {
+      this.copiesInFlight--
+    }
     const object = this.#areas[from].get(key)
     if (!object) throw new ObjectNotFoundError(from, key)
     if (options.ifVersion !== undefined && options.ifVersion !== object.info.version) throw new ObjectChangedError(from, key)

@@ -169,6 +169,22 @@ const engine: EngineVersion = { engine: 'ClamAV fake', signatureVersion: 27000, 
 export class FakeScanner implements Scanner {
   readonly #script: (ScanVerdict | Error)[] = []
   calls = 0
+  /** While set, every scan waits here before it answers (see hold). */
+  #gate: Promise<void> | null = null
+  /** Scans under way now, and the most there ever were at once. */
+  inFlight = 0
+  peak = 0
+
+  /** Every scan from now on waits until the returned function is called (a busy clamd). */
+  hold(): () => void {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    this.#gate = gate
+    return () => {
+      if (this.#gate === gate) this.#gate = null
+      release()
+    }
+  }
 
   answer(...outcomes: (ScanVerdict | Error)[]): void {
     this.#script.push(...outcomes)
@@ -183,9 +199,15 @@ export class FakeScanner implements Scanner {
       body.destroy()
       throw next
     }
-    let bytes = 0
-    for await (const chunk of body) bytes += (chunk as Buffer).length
-    return { outcome: next, engine, bytes, endpoint: 'fake:3310' }
+    this.peak = Math.max(this.peak, ++this.inFlight)
+    try {
+      await this.#gate
+      let bytes = 0
+      for await (const chunk of body) bytes += (chunk as Buffer).length
+      return { outcome: next, engine, bytes, endpoint: 'fake:3310' }
+    } finally {
+      this.inFlight--
+    }
   }
 
   async version(): Promise<EngineVersion> {

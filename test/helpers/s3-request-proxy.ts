@@ -22,6 +22,8 @@ export interface HeldResponse {
 
 export interface S3RequestProxy {
   endpoint: string
+  /** Every request that reached the proxy, in order. */
+  readonly calls: S3Call[]
   /**
    * The next request that matches is sent to S3 at once, but its answer is kept from the client
    * until release(): the client is stopped right after that step (for SIGSTOP at a precise point).
@@ -39,9 +41,11 @@ export interface S3RequestProxy {
 export async function startS3RequestProxy(targetPort: number): Promise<S3RequestProxy> {
   const holds: { match: S3Match; gate: Promise<void>; onHeld: () => void }[] = []
   const failures = new Set<S3Match>()
+  const calls: S3Call[] = []
 
   const server = createServer((req, res) => {
     const call = describe(req)
+    calls.push(call)
     for (const match of failures) {
       if (match(call)) {
         req.resume()
@@ -62,6 +66,7 @@ export async function startS3RequestProxy(targetPort: number): Promise<S3Request
 
   return {
     endpoint: `http://127.0.0.1:${address.port}`,
+    calls,
     holdResponse(match) {
       let onHeld!: () => void
       let release!: () => void

@@ -140,7 +140,12 @@ export class S3ObjectStore implements ObjectStore {
 
   async copy(from: Area, to: Area, key: string, tags: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     const tagging = encodeTagging(sanitizeTags(tags))
-    const source = await this.#head(from, key)
+    // The caller's fresh read of the version it copies saves a HEAD: S3 still checks that version
+    // (CopySourceIfMatch) and answers NoSuchKey for a source that is gone.
+    const known = options.source !== undefined && options.ifVersion !== undefined && options.source.version === options.ifVersion ? options.source : null
+    const source = known
+      ? { ETag: known.version, ContentLength: known.size, ContentType: known.contentType, ContentDisposition: known.contentDisposition, Metadata: known.metadata }
+      : await this.#head(from, key)
     if (!source) throw new ObjectNotFoundError(from, key)
     // Checked here and again by S3 itself (CopySourceIfMatch), so a change in between is caught too.
     if (options.ifVersion !== undefined && source.ETag !== options.ifVersion) throw new ObjectChangedError(from, key)

@@ -38,7 +38,8 @@ export function sqliteStateStore(path: string, options: BatchOptions = {}): Stat
     changes.publish(ids)
     if (due) changes.publishDue()
   }
-  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged }), changes, options)
+  // Uploads a rescan made due (bookkeeping that the triggers do not announce) wake this process's workers.
+  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged }), changes, options, () => changes.publishDue())
 }
 
 /** PostgreSQL, shared by replicas: change notices through LISTEN/NOTIFY. */
@@ -48,7 +49,7 @@ export function pgStateStore(options: PgStateStoreOptions): StateStore {
 }
 
 /** Every port's adapter over one database; their methods use no `this`, so they combine as they are. */
-function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Promise<void> }, { batchSize = DEFAULT_BATCH_SIZE }: BatchOptions): StateStore {
+function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Promise<void> }, { batchSize = DEFAULT_BATCH_SIZE }: BatchOptions, onDue?: () => void): StateStore {
   return {
     migrate: () => db.migrate(),
     ping: () => db.ping(),
@@ -62,7 +63,7 @@ function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Pr
     ...uploadIntakeSql(db),
     ...jobQueueSql(db),
     ...uploadActionsSql(db),
-    ...rescanStoreSql(db, batchSize),
+    ...rescanStoreSql(db, batchSize, onDue),
     ...adoptionSql(db),
     ...outboxSql(db),
     ...historySql(db, batchSize)

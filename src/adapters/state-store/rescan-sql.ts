@@ -71,6 +71,12 @@ export const MAKE_DUE_SQL = `
      AND lease_token IS NULL AND (next_scan_at IS NULL OR next_scan_at > LEAST($1, gw_now()))`
 
 /**
+ * Wakes the idle workers of every replica (PostgreSQL, from the transaction that made uploads due):
+ * next_scan_at is bookkeeping, which the uploads' trigger does not announce (migration 9).
+ */
+export const NOTIFY_DUE_PG_SQL = "SELECT pg_notify('gw_upload_due', current_schema())"
+
+/**
  * Big rescans select and cancel in batches of upload ids, each its own short transaction, so no
  * statement outlives the statement timeout and no write lock is held for long, however many
  * uploads there are. A batch covers the ids after the rescan's cursor up to the page end.

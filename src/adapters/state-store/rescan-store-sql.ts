@@ -10,6 +10,7 @@ import {
   LIST_RESCANS_SQL,
   MAKE_DUE_SQL,
   NEXT_BATCH_SQL,
+  NOTIFY_DUE_PG_SQL,
   newRescanRow,
   PAGE_END_SQL,
   RESCAN_CURSOR_SQL,
@@ -24,17 +25,30 @@ import type { SqlDatabase, SqlHandle, TransactionOptions } from './sql-database.
  * Creating and cancelling take turns (the 'rescans' lock): a cancel that ran beside a create could
  * miss the create's new items (not committed yet) and unschedule an upload the new rescan waits for.
  */
-export function rescanStoreSql(db: SqlDatabase, batchSize: number): RescanStore {
+export function rescanStoreSql(db: SqlDatabase, batchSize: number, onDue: () => void = () => {}): RescanStore {
   const turns = (now: number): TransactionOptions => ({ now, lock: 'rescans' })
 
-  /** Covers the next batch of uploads after `after` and makes them due; the rescan runs once none are left. */
-  const coverBatch = async (tx: SqlHandle, id: string, selection: StoredSelection, after: string, now: number): Promise<void> => {
+  /**
+   * Uploads made due wake idle workers at once instead of at their next poll: on PostgreSQL every
+   * replica's, by a notice sent when the transaction commits; on SQLite (one process) through
+   * onDue, called by the caller once it has committed. True when the caller must call onDue.
+   */
+  const madeDue = async (tx: SqlHandle, count: number): Promise<boolean> => {
+    if (count === 0) return false
+    if (db.dialect !== 'pg') return true
+    await tx.rows(NOTIFY_DUE_PG_SQL)
+    return false
+  }
+
+  /** Covers the next batch of uploads after `after` and makes them due; the rescan runs once none are left. Whether onDue is to be called. */
+  const coverBatch = async (tx: SqlHandle, id: string, selection: StoredSelection, after: string, now: number): Promise<boolean> => {
     const [end] = await tx.rows(PAGE_END_SQL, [after, batchSize - 1])
     const upTo = nullableString(end?.id)
     const v = new SqlValues(db.dialect)
     await tx.write(coverSql(id, selection, v, { after, upTo }), v.values)
-    await tx.write(MAKE_DUE_SQL, [now, id, after, upTo])
+    const due = await madeDue(tx, await tx.write(MAKE_DUE_SQL, [now, id, after, upTo]))
     await tx.write(RESCAN_CURSOR_SQL, [id, upTo, upTo === null ? 'running' : 'listing'])
+    return due
   }
 
   /** Unwinds the next batch of a cancelled rescan's uploads (see CANCEL_RESCAN_SQL). */
@@ -61,15 +75,15 @@ export function rescanStoreSql(db: SqlDatabase, batchSize: number): RescanStore 
       // most MAX_RESCAN_IDS); other selections batch by batch, the first one here.
       const ids = selection.kind === 'ids' ? coverSql(rescan.id, selection, v) : null
       const row = newRescanRow(rescan, selection)
-      await db.transaction(async (tx) => {
+      const due = await db.transaction(async (tx) => {
         await tx.write(INSERT_RESCAN_SQL, row)
         if (ids !== null) {
           await tx.write(ids, v.values)
-          await tx.write(MAKE_DUE_SQL, [rescan.createdAt, rescan.id, '', null])
-        } else if (selection.kind !== 'adopt') {
-          await coverBatch(tx, rescan.id, selection, '', rescan.createdAt)
+          return madeDue(tx, await tx.write(MAKE_DUE_SQL, [rescan.createdAt, rescan.id, '', null]))
         }
+        return selection.kind !== 'adopt' && (await coverBatch(tx, rescan.id, selection, '', rescan.createdAt))
       }, turns(rescan.createdAt))
+      if (due) onDue()
       return (await getRescan(rescan.id)) as RescanRecord
     },
 
@@ -87,16 +101,19 @@ export function rescanStoreSql(db: SqlDatabase, batchSize: number): RescanStore 
       }, turns(now))
     },
 
-    advanceRescans(now: number, intervalMs: number): Promise<boolean> {
-      return db.transaction(async (tx) => {
+    async advanceRescans(now: number, intervalMs: number): Promise<boolean> {
+      let due = false
+      const more = await db.transaction(async (tx) => {
         const [row] = await tx.rows(NEXT_BATCH_SQL)
         if (!row) return false
         const id = String(row.id)
         const cursor = String(row.cursor_id)
         if (row.state === 'cancelled') await unwindBatch(tx, id, cursor, intervalMs)
-        else await coverBatch(tx, id, JSON.parse(String(row.selection)) as StoredSelection, cursor, now)
+        else due = await coverBatch(tx, id, JSON.parse(String(row.selection)) as StoredSelection, cursor, now)
         return true
       }, turns(now))
+      if (due) onDue()
+      return more
     }
   }
 }
