@@ -21,6 +21,7 @@ import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
+import { lazyRequestLogger } from './request-logger.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { demoRoutes, type DemoDeps } from './routes/demo-routes.ts'
 import { docsRoutes } from './routes/docs-routes.ts'
@@ -74,6 +75,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   const app = Fastify({
     loggerInstance: deps.logger,
     genReqId: () => randomUUID(),
+    childLoggerFactory: lazyRequestLogger,
     // Bound a stalled client (no bytes for this long), never a slow one: no total request timeout.
     // Uploads turn this socket timeout off: it would count the time we do not read them (see upload-routes).
     connectionTimeout: options.uploadIdleTimeoutMs,
