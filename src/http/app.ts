@@ -96,11 +96,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   answerWhileDraining(app)
   // Long polls are answered as the app starts closing, so they do not hold up the drain.
   app.addHook('preClose', async () => deps.live.close())
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: it runs on every request and has nothing to wait for.
+  app.addHook('onRequest', (request, reply, done) => {
     if (overCap(request.raw.socket) && request.routeOptions.url !== '/healthz') {
       reply.header('connection', 'close')
-      throw new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`)
+      return done(new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`))
     }
+    done()
   })
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {

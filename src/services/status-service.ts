@@ -11,6 +11,10 @@ import type { UploadView } from './upload-view.ts'
 /** Polled uploads remembered per process (about 1 KiB each), and how long at most (see UploadReadCache). */
 export const STATUS_CACHE: UploadReadCacheOptions = { maxEntries: 4096, maxAgeMs: 2000 }
 
+/**
+ * What a read remembers. Writes to bookkeeping columns alone (leases, attempts: quietUploadColumns)
+ * send no notice, so only what the view and the token check use may be read from `record`.
+ */
 interface Known {
   record: UploadRecord
   view: UploadView
