@@ -205,7 +205,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
       auth: new Auth(config.GW_UPLOAD_KEYS, config.GW_ADMIN_KEYS, tokens),
       ingest,
       tokens,
-      status: new StatusService({ uploads: state, objects }, { tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }),
+      status: new StatusService({ uploads: state, changes: state, objects }, { tokenReadTtlMs: durationMs(config.GW_TOKEN_READ_TTL) }),
       live: new LiveStatus({ changes: state }),
       readiness,
       rescans: new RescanService({ rescanStore: state, audit: state, objects }, { intervalMs: rescans.intervalMs }),

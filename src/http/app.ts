@@ -21,6 +21,7 @@ import { answerWhileDraining } from './draining.ts'
 import { registerErrorHandling } from './error-handler.ts'
 import { endWithAnswer } from './lingering-close.ts'
 import { registerRateLimits, type RateLimitOptions } from './rate-limits.ts'
+import { lazyRequestLogger } from './request-logger.ts'
 import { adminRoutes } from './routes/admin-routes.ts'
 import { demoRoutes, type DemoDeps } from './routes/demo-routes.ts'
 import { docsRoutes } from './routes/docs-routes.ts'
@@ -74,6 +75,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   const app = Fastify({
     loggerInstance: deps.logger,
     genReqId: () => randomUUID(),
+    childLoggerFactory: lazyRequestLogger,
     // Bound a stalled client (no bytes for this long), never a slow one: no total request timeout.
     // Uploads turn this socket timeout off: it would count the time we do not read them (see upload-routes).
     connectionTimeout: options.uploadIdleTimeoutMs,
@@ -94,11 +96,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<Fast
   answerWhileDraining(app)
   // Long polls are answered as the app starts closing, so they do not hold up the drain.
   app.addHook('preClose', async () => deps.live.close())
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: it runs on every request and has nothing to wait for.
+  app.addHook('onRequest', (request, reply, done) => {
     if (overCap(request.raw.socket) && request.routeOptions.url !== '/healthz') {
       reply.header('connection', 'close')
-      throw new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`)
+      return done(new GatewayError('GW_BUSY', `this gateway has ${options.maxConnections} connections open, as many as it takes; try again later`))
     }
+    done()
   })
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {

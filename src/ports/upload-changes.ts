@@ -17,4 +17,17 @@ export interface UploadChanges {
   onUploadDue(listener: () => void): () => void
   /** Listeners subscribed in this process (a gauge: waiting status requests). */
   listenerCount(): number
+  /**
+   * Calls listener, synchronously as each notice arrives and before the per-upload listeners, with
+   * the id of an upload that may have changed, or null when any may have (notices may have been
+   * missed: a reconnection, the fallback while not listening). Not counted by listenerCount().
+   * The listener must be quick and must not throw. Until the returned function is called.
+   */
+  onAnyChange(listener: (id: string | null) => void): () => void
+  /**
+   * A number while every write committed from now on is certain to be noticed here (it changes
+   * each time listening starts again), null while notices may be missed: on PostgreSQL, while the
+   * listening connection is not up. Always the same number for the in-process notices (SQLite).
+   */
+  listeningEpoch(): number | null
 }

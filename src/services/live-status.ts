@@ -2,9 +2,17 @@ import { createHash } from 'node:crypto'
 import type { UploadChanges } from '../ports/upload-changes.ts'
 import type { UploadView } from './upload-view.ts'
 
-/** A strong ETag of a status view: the same view has the same tag on every replica. */
+/** Tags computed for views still in use (a remembered view is tagged once, not on every poll). */
+const etags = new WeakMap<UploadView, string>()
+
+/** A strong ETag of a status view: the same view has the same tag on every replica. Views are never changed once built. */
 export function statusETag(view: UploadView): string {
-  return `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
+  let etag = etags.get(view)
+  if (etag === undefined) {
+    etag = `"${createHash('sha1').update(JSON.stringify(view)).digest('base64url')}"`
+    etags.set(view, etag)
+  }
+  return etag
 }
 
 export type WaitOutcome =

@@ -1,27 +1,59 @@
 import type { Principal } from '../domain/principal.ts'
 import { publicStatus } from '../domain/upload-state.ts'
 import type { ObjectStore } from '../ports/object-store.ts'
+import type { UploadChanges } from '../ports/upload-changes.ts'
 import type { UploadLookup, UploadRecord } from '../ports/upload-record.ts'
+import { statusETag } from './live-status.ts'
+import { UploadReadCache, type UploadReadCacheOptions } from './upload-read-cache.ts'
 import { assertTokenMayRead } from './upload-tokens.ts'
 import type { UploadView } from './upload-view.ts'
 
+/** Polled uploads remembered per process (about 1 KiB each), and how long at most (see UploadReadCache). */
+export const STATUS_CACHE: UploadReadCacheOptions = { maxEntries: 4096, maxAgeMs: 2000 }
+
+/**
+ * What a read remembers. Writes to bookkeeping columns alone (leases, attempts: quietUploadColumns)
+ * send no notice, so only what the view and the token check use may be read from `record`.
+ */
+interface Known {
+  record: UploadRecord
+  view: UploadView
+  etag: string
+}
+
 /** What a client may know about an upload: internal phases and leases stay inside. */
 export class StatusService {
-  readonly #uploads: UploadLookup
   readonly #objects: ObjectStore
   readonly #tokenReadTtlMs: number
+  readonly #cache: UploadReadCache<Known>
 
-  constructor(deps: { uploads: UploadLookup; objects: ObjectStore }, options: { tokenReadTtlMs: number }) {
-    this.#uploads = deps.uploads
+  constructor(
+    deps: { uploads: UploadLookup; changes: Pick<UploadChanges, 'onAnyChange' | 'listeningEpoch'>; objects: ObjectStore },
+    options: { tokenReadTtlMs: number; cache?: UploadReadCacheOptions }
+  ) {
     this.#objects = deps.objects
     this.#tokenReadTtlMs = options.tokenReadTtlMs
+    this.#cache = new UploadReadCache(deps, (record) => this.#known(record), options.cache ?? STATUS_CACHE)
   }
 
-  /** The upload's status as `principal` may see it: an upload token only its own uploads (assertTokenMayRead). */
-  async get(id: string, principal: Principal): Promise<UploadView | null> {
-    const record = await this.#uploads.getUpload(id)
-    if (record && principal.kind === 'token') assertTokenMayRead(principal, record, this.#tokenReadTtlMs)
-    return record ? this.#view(record) : null
+  /**
+   * The upload's status as `principal` may see it: an upload token only its own uploads
+   * (assertTokenMayRead, checked on every read). `seen`: whether the client already holds an ETag
+   * (its If-None-Match): a remembered view is answered only when the client holds it or said
+   * nothing, so a client never gets a state older than the one it names, even from a replica that
+   * has not yet heard of the write.
+   */
+  async get(id: string, principal: Principal, seen?: (etag: string) => boolean): Promise<UploadView | null> {
+    let known = this.#cache.remembered(id)
+    if (!known || (seen && !seen(known.etag))) known = (await this.#cache.read(id)) ?? undefined
+    if (!known) return null
+    if (principal.kind === 'token') assertTokenMayRead(principal, known.record, this.#tokenReadTtlMs)
+    return known.view
+  }
+
+  #known(record: UploadRecord): Known {
+    const view = this.#view(record)
+    return { record, view, etag: statusETag(view) }
   }
 
   #view(record: UploadRecord): UploadView {

@@ -60,6 +60,8 @@ function stateStoreOver(db: SqlDatabase, changes: UploadChanges & { close?(): Pr
     subscribe: (id, listener) => changes.subscribe(id, listener),
     onUploadDue: (listener) => changes.onUploadDue(listener),
     listenerCount: () => changes.listenerCount(),
+    onAnyChange: (listener) => changes.onAnyChange(listener),
+    listeningEpoch: () => changes.listeningEpoch(),
     ...uploadIntakeSql(db),
     ...jobQueueSql(db),
     ...uploadActionsSql(db),

@@ -35,6 +35,9 @@ export class PgUploadChanges implements UploadChanges {
   #ping: NodeJS.Timeout | null = null
   #retry: NodeJS.Timeout | null = null
   #retryMs = 500
+  /** Counts the times listening started; null while not listening (see listeningEpoch). */
+  #epoch: number | null = null
+  #epochs = 0
 
   constructor(options: PgUploadChangesOptions) {
     this.#options = { fallbackIntervalMs: 1_000, pingIntervalMs: 15_000, applicationName: undefined, ...options }
@@ -56,8 +59,19 @@ export class PgUploadChanges implements UploadChanges {
     return this.#registry.listenerCount()
   }
 
+  onAnyChange(listener: (id: string | null) => void): () => void {
+    const unsubscribe = this.#registry.onAnyChange(listener)
+    this.#start()
+    return unsubscribe
+  }
+
+  listeningEpoch(): number | null {
+    return this.#epoch
+  }
+
   async close(): Promise<void> {
     this.#closed = true
+    this.#epoch = null
     for (const timer of [this.#fallback, this.#ping, this.#retry]) if (timer) clearTimeout(timer)
     const client = this.#client
     this.#client = null
@@ -71,6 +85,7 @@ export class PgUploadChanges implements UploadChanges {
   }
 
   #connect(): void {
+    this.#epoch = null
     if (this.#closed) return
     this.#fallBack()
     const client = new pg.Client({
@@ -94,6 +109,7 @@ export class PgUploadChanges implements UploadChanges {
         this.#fallback = null
         this.#ping = setInterval(() => client.query('SELECT 1').catch(() => this.#lost(client)), this.#options.pingIntervalMs).unref()
         // Writes committed before LISTEN took effect were not heard: every listener re-reads once.
+        this.#epoch = ++this.#epochs
         this.#registry.publishAll()
       })
       .catch(() => this.#lost(client))
@@ -109,6 +125,7 @@ export class PgUploadChanges implements UploadChanges {
   #lost(client: pg.Client): void {
     if (this.#client !== client) return
     this.#client = null
+    this.#epoch = null
     if (this.#ping) clearInterval(this.#ping)
     this.#ping = null
     client.end().catch(() => {})

@@ -7,6 +7,7 @@ import type { UploadChangeListener, UploadChanges } from '../../ports/upload-cha
 export class UploadChangeRegistry implements UploadChanges {
   readonly #listeners = new Map<string, Set<UploadChangeListener>>()
   readonly #due = new Set<() => void>()
+  readonly #any = new Set<(id: string | null) => void>()
   #count = 0
 
   subscribe(id: string, listener: UploadChangeListener): () => void {
@@ -36,9 +37,22 @@ export class UploadChangeRegistry implements UploadChanges {
     return this.#count
   }
 
+  onAnyChange(listener: (id: string | null) => void): () => void {
+    const entry = (id: string | null): void => listener(id)
+    this.#any.add(entry)
+    return () => this.#any.delete(entry)
+  }
+
+  /** In one process every write is heard: always listening. */
+  listeningEpoch(): number | null {
+    return 0
+  }
+
   /** Tells the listeners of these uploads, after the caller's own work (the write) has returned. */
   publish(ids: Iterable<string>): void {
     for (const id of ids) {
+      // At once: whoever keeps what an upload looked like forgets it before anyone can act on the write.
+      for (const listener of this.#any) callSafely(() => listener(id))
       const set = this.#listeners.get(id)
       // Checked again when called: a listener unsubscribed meanwhile hears nothing more.
       if (set) for (const listener of [...set]) queueMicrotask(() => set.has(listener) && callSafely(listener))
@@ -52,6 +66,7 @@ export class UploadChangeRegistry implements UploadChanges {
 
   /** Tells every listener: what was written while notices could not arrive is unknown. */
   publishAll(): void {
+    for (const listener of this.#any) callSafely(() => listener(null))
     this.publish([...this.#listeners.keys()])
   }
 }

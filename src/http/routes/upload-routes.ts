@@ -113,22 +113,36 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
     },
     async (request, reply) => {
       const { id } = request.params
+      const ifNoneMatch = request.headers['if-none-match']
       // Long-poll re-reads go through the same access checks.
       const read = () => status.get(id, request.principal)
-      let view = await read()
+      let view = await status.get(id, request.principal, ifNoneMatch ? (etag) => matches(ifNoneMatch, etag) : undefined)
       if (!view) throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
       let etag = statusETag(view)
       const wait = request.query.wait ?? 0
-      if (wait > 0 && matches(request.headers['if-none-match'], etag)) {
+      if (wait > 0 && matches(ifNoneMatch, etag)) {
         const outcome = await untilChanged(request, reply, (signal) => live.waitForChange(id, etag, wait * 1000, read, signal))
         if (outcome.kind === 'gone') throw new GatewayError('GW_NOT_FOUND', `no upload ${id}`)
         if (outcome.kind === 'changed') ({ view, etag } = outcome)
       }
       reply.header('etag', etag).header('cache-control', 'no-cache')
-      if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
-      return view
+      if (matches(ifNoneMatch, etag)) return reply.code(304).send()
+      // A string with a JSON content type is sent as it is: typed as the view it serialises.
+      return reply.type('application/json; charset=utf-8').send(serialized(view, reply) as unknown as UploadView)
     }
   )
+}
+
+/** Bodies of views still in use, serialised by the route's schema once: a remembered view is polled many times. */
+const bodies = new WeakMap<UploadView, string>()
+
+function serialized(view: UploadView, reply: FastifyReply): string {
+  let body = bodies.get(view)
+  if (body === undefined) {
+    body = reply.serialize(view) as string
+    bodies.set(view, body)
+  }
+  return body
 }
 
 /** Runs a wait for a change, cut short when the client goes away; the socket's idle timeout does not count meanwhile. */
