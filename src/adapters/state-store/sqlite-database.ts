@@ -17,6 +17,12 @@ import { WalFlusher } from './wal-flusher.ts'
  */
 export type SqliteSynchronous = 'full' | 'normal'
 
+/** What a commit changed, for its notices. */
+interface Notice {
+  ids: string[]
+  due: boolean
+}
+
 /** The uploads a committed write changed, and whether one of them became pending. */
 export type UploadsChanged = (ids: readonly string[], due: boolean) => void
 
@@ -95,12 +101,13 @@ export class SqliteDatabase implements SqlDatabase {
   async transaction<T>(fn: (tx: SqlHandle) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     await this.#acquire()
     let result: T
+    let notice: Notice | null
     try {
       this.#run(() => this.#db.exec('BEGIN IMMEDIATE'))
       try {
         result = await fn(this.#handle(options.now ?? null, true))
         this.#run(() => this.#db.exec('COMMIT'))
-        this.#settle(true)
+        notice = this.#settle(true)
       } catch (err) {
         this.#settle(false)
         try {
@@ -113,10 +120,12 @@ export class SqliteDatabase implements SqlDatabase {
     } finally {
       this.#release()
     }
-    // Others use the connection meanwhile; this call resolves once its commit is on disk. One that
-    // need not be is flushed with the next that must, and asks for no flush of its own.
-    if (options.durable !== false) await this.#flush()
-    else if (this.#flusher && this.#db.isOpen) this.#changesFlushed = this.#totalChanges()
+    // Others use the connection meanwhile; this call resolves, and its notices go, once its commit
+    // is on disk. One that need not be is flushed with the next that must, and asks for no flush.
+    if (options.durable === false) {
+      if (this.#flusher && this.#db.isOpen) this.#changesFlushed = this.#totalChanges()
+      this.#publish(notice)
+    } else await this.#flushThen(notice)
     return result
   }
 
@@ -142,7 +151,8 @@ export class SqliteDatabase implements SqlDatabase {
 
   /** Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the connection. */
   #handle(clock: number | null, owned: boolean): SqlHandle {
-    // A statement outside a transaction commits on its own: its notices go at once.
+    // A statement outside a transaction commits on its own: its notices go once it is on disk.
+    let notice: Notice | null = null
     const run = <T>(fn: () => T): T => {
       if (owned) return this.#at(clock, fn)
       let committed = false
@@ -151,7 +161,7 @@ export class SqliteDatabase implements SqlDatabase {
         committed = true
         return result
       } finally {
-        this.#settle(committed)
+        notice = this.#settle(committed)
       }
     }
     const call = async <T>(fn: () => T): Promise<T> => {
@@ -166,8 +176,11 @@ export class SqliteDatabase implements SqlDatabase {
           this.#release()
         }
       }
+      const committed = notice
+      notice = null
       // A statement that committed changes of its own resolves once they are on disk.
-      if (this.#flusher && this.#db.isOpen && this.#totalChanges() !== this.#changesFlushed) await this.#flush()
+      if (this.#flusher && this.#db.isOpen && this.#totalChanges() !== this.#changesFlushed) await this.#flushThen(committed)
+      else this.#publish(committed)
       return result
     }
     return {
@@ -177,12 +190,21 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
-  async #flush(): Promise<void> {
-    if (!this.#flusher || !this.#db.isOpen) return
-    this.#changesFlushed = this.#totalChanges()
-    await this.#flusher.flush().catch((err: unknown) => {
-      throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
-    })
+  /** Flushes what was committed (with `full`), then sends the commit's notices: nobody acts on a commit before it is on disk. */
+  async #flushThen(notice: Notice | null): Promise<void> {
+    try {
+      if (!this.#flusher || !this.#db.isOpen) return
+      this.#changesFlushed = this.#totalChanges()
+      await this.#flusher.flush().catch((err: unknown) => {
+        throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
+      })
+    } finally {
+      this.#publish(notice)
+    }
+  }
+
+  #publish(notice: Notice | null): void {
+    if (notice) this.#onUploadsChanged(notice.ids, notice.due)
   }
 
   #totalChanges(): number {
@@ -199,14 +221,14 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
-  /** Sends the notices of what was committed, or forgets what was rolled back. */
-  #settle(committed: boolean): void {
-    if (this.#changed.size === 0) return
+  /** The notices of what was committed (sent by #publish), or null: nothing changed, or it was rolled back. */
+  #settle(committed: boolean): Notice | null {
+    if (this.#changed.size === 0) return null
     const ids = [...this.#changed]
     const due = this.#due
     this.#changed.clear()
     this.#due = false
-    if (committed) this.#onUploadsChanged(ids, due)
+    return committed ? { ids, due } : null
   }
 
   async #acquire(): Promise<void> {
