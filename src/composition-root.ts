@@ -77,10 +77,11 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
           quarantineBucket: config.GW_QUARANTINE_BUCKET,
           productionBucket: config.GW_PRODUCTION_BUCKET,
           partSizeBytes: config.GW_S3_PART_SIZE_BYTES,
-          queueSize: config.GW_S3_QUEUE_SIZE
+          queueSize: config.GW_S3_QUEUE_SIZE,
+          bufferPoolBytes: config.GW_UPLOAD_MEMORY_BYTES
         })
       : new FsObjectStore({ root: config.GW_FS_ROOT })
-  const state: StateStore = openStateStore(config.GW_DATABASE_URL, { schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE })
+  const state: StateStore = openStateStore(config.GW_DATABASE_URL, { schema: config.GW_DATABASE_SCHEMA, poolSize: config.GW_DATABASE_POOL_SIZE }, { synchronous: config.GW_SQLITE_SYNCHRONOUS })
   try {
     await state.migrate()
   } catch (err) {
@@ -95,12 +96,9 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
     idleTimeoutMs: config.GW_CLAMD_IDLE_TIMEOUT_MS,
     totalTimeoutMs: config.GW_CLAMD_TOTAL_TIMEOUT_MS
   })
-  const admission = new UploadAdmission({
-    maxUploads: config.GW_MAX_CONCURRENT_UPLOADS,
-    memoryBytes: config.GW_UPLOAD_MEMORY_BYTES,
-    perUploadBytes: objects.putBufferBytes
-  })
-  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission, changes: state }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
+  const admission = new UploadAdmission({ maxUploads: config.GW_MAX_CONCURRENT_UPLOADS })
+  const uploadsInFlight = { get uploads() { return admission.uploads }, get bufferedBytes() { return objects.bufferedBytes } }
+  const metrics = new PrometheusMetrics({ jobs: state, scanner, admission: uploadsInFlight, changes: state }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
   const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })

@@ -153,3 +153,60 @@ t.test('an S3 that stops answering fails the put after the idle timeout', async 
   await t.rejects(store.put('quarantine', 'hang/x', Readable.from([Buffer.from('x')]), { contentType: 'text/plain', metadata: {} }), StoreUnavailableError)
   t.ok(Date.now() - started < 10_000, `failed in ${Date.now() - started} ms`)
 })
+
+t.test('part buffer pool: many puts at once share a pool of two buffers; all complete and it is never exceeded', async (t) => {
+  const store = storeFor({ queueSize: 1, bufferPoolBytes: 10 * MiB })
+  t.teardown(() => store.close())
+  let highest = 0
+  const watching = setInterval(() => (highest = Math.max(highest, store.poolUsage.taken)), 5)
+  t.teardown(() => clearInterval(watching))
+  const bodies = Array.from({ length: 6 }, (_, i) => ({ key: `pool/many-${i}`, body: generatedBody((i % 2 === 0 ? 12 : 1) * MiB, {}) }))
+  let waits = 0
+  await Promise.all(
+    bodies.map(({ key, body }) =>
+      store.put('quarantine', key, body.stream, { contentType: 'application/octet-stream', metadata: {}, onBufferWait: (waiting) => void (waiting && waits++) })
+    )
+  )
+  clearInterval(watching)
+  for (const { key, body } of bodies) t.same(await digest((await store.get('quarantine', key)).body), { sha256: body.sha256(), bytes: body.produced() }, key)
+  t.ok(waits > 0, `puts waited for a buffer (${waits} times)`)
+  t.ok(highest <= 2, `never more than two buffers taken (${highest})`)
+  t.same(store.poolUsage, { taken: 0, allocated: 2, capacity: 2 }, 'every buffer given back; no more ever allocated')
+  t.same(await incomplete(), [])
+})
+
+t.test('part buffer pool: a put aborted while it waits for a buffer ends at once and releases everything', async (t) => {
+  const store = storeFor({ queueSize: 1, bufferPoolBytes: 5 * MiB })
+  t.teardown(() => store.close())
+  // Holds the one buffer: stalls with a part half filled.
+  const holder = generatedBody(20 * MiB, { stallAt: 2 * MiB })
+  const holding = new AbortController()
+  const held = store.put('quarantine', 'pool/holder', holder.stream, { contentType: 'text/plain', metadata: {}, signal: holding.signal }).catch((err: unknown) => err)
+  await waitUntil(() => store.poolUsage.taken === 1)
+  const waiter = generatedBody(8 * MiB, {})
+  const ac = new AbortController()
+  let waiting = false
+  const put = store.put('quarantine', 'pool/waiter', waiter.stream, { contentType: 'text/plain', metadata: {}, signal: ac.signal, onBufferWait: (w) => void (waiting = w) })
+  await waitUntil(() => waiting)
+  t.ok(waiter.produced() < 1 * MiB, 'the waiting put reads no more than the streams in between hold')
+  ac.abort(new Error('client went away'))
+  await t.rejects(put, { name: 'AbortError' })
+  t.equal(waiting, false, 'no longer waiting')
+  t.ok(waiter.stream.destroyed, 'its body is released')
+  holding.abort(new Error('done'))
+  t.match(await held, { name: 'AbortError' })
+  t.same(store.poolUsage.taken, 0, 'no buffer is held')
+  t.equal(await store.head('quarantine', 'pool/waiter'), null)
+  t.same(await incomplete(), [])
+  // The pool still serves: a put after all that completes.
+  await store.put('quarantine', 'pool/after', Readable.from([Buffer.from('after')]), { contentType: 'text/plain', metadata: {} })
+  t.match(await store.head('quarantine', 'pool/after'), { size: 5 })
+})
+
+async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}

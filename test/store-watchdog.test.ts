@@ -34,3 +34,16 @@ t.test('waiting for the client is not the store stalling', async (t) => {
   await sleep(500)
   t.equal(stalled, 0, 'nothing buffered and the body not ended: the store waits for the client')
 })
+
+t.test('waiting for a part buffer other uploads hold is not the store stalling; once it has one, the clock runs again', async (t) => {
+  const meter = backedUpMeter()
+  let stalled = 0
+  const watchdog = watchStore(meter, 100, () => stalled++)
+  t.teardown(() => watchdog.stop())
+  watchdog.hold(true)
+  await sleep(500)
+  t.equal(stalled, 0, 'five timeouts waiting for a buffer, bytes backed up: not counted')
+  watchdog.hold(false)
+  for (let i = 0; i < 40 && stalled === 0; i++) await sleep(50)
+  t.equal(stalled, 1, 'with its buffer, a store that takes nothing more is taken for hung')
+})

@@ -86,7 +86,7 @@ t.test("a token's types narrow GW_ALLOWED_TYPES and never widen it", async (t) =
   await state.migrate()
   t.teardown(() => state.close())
   const store = new FsObjectStore({ root: join(root, 'objects') })
-  const deps = { objects: store, intake: state, uploads: state, admission: new UploadAdmission({ maxUploads: 10, memoryBytes: 1e8, perUploadBytes: 1e6 }), metrics: new RecordingMetrics() }
+  const deps = { objects: store, intake: state, uploads: state, admission: new UploadAdmission({ maxUploads: 10 }), metrics: new RecordingMetrics() }
   const log = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never
   const ingestWith = (allowedTypes: string[]) => new IngestService(deps, { maxBytes: 1e7, keyPrefix: '', storeTimeoutMs: 5000, allowedTypes })
   const request = (data: Buffer, allowedTypes: string[] | null): UploadRequest => ({
@@ -94,7 +94,6 @@ t.test("a token's types narrow GW_ALLOWED_TYPES and never widen it", async (t) =
       // Chunks of 1000 bytes: the sample (4100 bytes) is complete before the file ends.
       yield { body: Readable.from(Array.from({ length: Math.ceil(data.length / 1000) }, (_, i) => data.subarray(i * 1000, (i + 1) * 1000))), filename: 'f', contentType: 'image/png' }
     })(),
-    contentLength: null,
     signal: new AbortController().signal,
     allowedTypes
   })

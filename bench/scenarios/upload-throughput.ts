@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { contentStream, formatBytes, KiB, MiB, uniqueLabel } from '../lib/content.ts'
 import { profileWhile, type ProfileSummary } from '../lib/cpu-profile.ts'
 import { startGatewayProcess, type GatewayProcess } from '../lib/gateway-process.ts'
-import { apiGatewayEnv, PART_SIZE, QUEUE_SIZE, RESERVATION } from '../lib/gateway-env.ts'
+import { apiGatewayEnv, PART_SIZE, QUEUE_SIZE } from '../lib/gateway-env.ts'
 import { sampleBreakdown } from '../lib/memory-breakdown.ts'
 import { CpuMeter, cpuText, round, rssOf } from '../lib/proc.ts'
 import { directUpload, emptyBucket } from '../lib/s3.ts'
@@ -129,8 +129,7 @@ export const uploadThroughput: Scenario = {
         settings: {
           partSizeBytes: PART_SIZE,
           queueSize: QUEUE_SIZE,
-          reservationPerUploadBytes: RESERVATION,
-          note: 'both sides use the same lib-storage part and queue sizes; MB = 10^6 bytes; the gateway runs GW_ROLE=api (no scans during upload scenarios)'
+          note: 'both sides use the same part and queue sizes (the direct side with lib-storage, the gateway with its own multipart put over a shared pool of part buffers, GW_UPLOAD_MEMORY_BYTES at its default); MB = 10^6 bytes; the gateway runs GW_ROLE=api (no scans during upload scenarios)'
         },
         cells: cells.map((c) => ({ ...c, gateway: { ...c.gateway, rssSeries: undefined } }))
       }

@@ -11,6 +11,11 @@ export interface PutOptions {
   signal?: AbortSignal
   /** Called whenever the store has taken more of the body for good (S3: a part stored), so a slow store is told from a hung one. */
   onProgress?: () => void
+  /**
+   * Called with true when the put starts waiting for memory it shares with other puts (S3: a free
+   * part buffer), with false once it has it: neither the store's fault nor the client's.
+   */
+  onBufferWait?: (waiting: boolean) => void
 }
 
 export interface ObjectInfo {
@@ -75,8 +80,8 @@ export interface AreaHealth {
  * crashed half-way is repaired by running it again.
  */
 export interface ObjectStore {
-  /** The most memory one put() may hold in buffers, whatever the object's size: the upload admission reserves it. */
-  readonly putBufferBytes: number
+  /** Bytes of part buffers puts hold right now (S3: taken from the shared pool; fs: none, it writes as it reads). */
+  readonly bufferedBytes: number
   location(area: Area, key: string): ObjectLocation
   /** Streams body to area/key; resolves only once the object is durably stored. On any error or abort nothing is left behind. */
   put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void>

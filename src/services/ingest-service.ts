@@ -38,8 +38,6 @@ export interface IncomingFile {
 export interface UploadRequest {
   /** The request's files, as they arrive. */
   files: AsyncIterable<IncomingFile>
-  /** The Content-Length the client declared, if any: admission reserves no more than that. */
-  contentLength: number | null
   /** Aborted when the client goes away or is too slow (the reason says which): the upload stops, and what was stored is cleaned up. */
   signal: AbortSignal
   /** The client's Idempotency-Key and who sent it (the bearer key's id, or anonymous). */
@@ -63,7 +61,7 @@ interface Replayed {
 }
 
 /**
- * Takes an upload: admits it (or refuses it at once, 503 GW_BUSY), records its intent, streams it
+ * Takes an upload: admits it (or refuses it at once past the number of uploads at once, 503 GW_BUSY), records its intent, streams it
  * into quarantine, then commits its record. The request may still be refused after the bytes are
  * stored (a second file, say): the object is then discarded. An upload is only ever accepted once
  * its record is committed. An intent never committed is removed by the orphan sweeper, whatever
@@ -98,7 +96,7 @@ export class IngestService {
    * Idempotency-Key. Throws what refused it; once the request's signal aborted, its reason.
    */
   async accept(request: UploadRequest, log: Log): Promise<UploadRecord> {
-    const ticket = this.#admission.admit(request.contentLength)
+    const ticket = this.#admission.admit()
     if (!ticket) throw new GatewayError('GW_BUSY')
     let stored: StoredUpload | null = null
     let replayed: UploadRecord | null = null
@@ -160,7 +158,9 @@ export class IngestService {
         contentType,
         metadata: { 'upload-id': id, ...(filename ? { filename: encodeURIComponent(filename) } : {}) },
         signal: AbortSignal.any([request.signal, stalled.signal]),
-        onProgress: () => watchdog.progress()
+        onProgress: () => watchdog.progress(),
+        // Waiting for a part buffer other uploads hold is neither a hung store nor a slow client.
+        onBufferWait: (waiting) => watchdog.hold(waiting)
       })
       // A hung store may not even let the abort finish: answer at once, the sweeper removes what is left.
       await Promise.race([putting, stalledPromise(stalled.signal, putting)])

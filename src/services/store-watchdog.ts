@@ -8,12 +8,18 @@ import type { StreamMeter } from './stream-meter.ts'
  * under many concurrent uploads a slow S3 may hold a full part buffer for a long time, yet it is
  * not hung while parts keep completing.
  */
-export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () => void): { stop(): void; progress(): void } {
+export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () => void): { stop(): void; progress(): void; hold(held: boolean): void } {
   let taken = -1
   let lastProgress = Date.now()
+  let held = false
   const timer = setInterval(
     () => {
       const now = Date.now()
+      // Waiting for memory other puts hold (they are watched themselves): not this store's silence.
+      if (held) {
+        lastProgress = now
+        return
+      }
       const nowTaken = meter.bytes - meter.readableLength
       const waitingForStore = meter.readableLength > 0 || meter.writableLength > 0 || meter.writableEnded
       if (nowTaken !== taken || !waitingForStore) {
@@ -30,6 +36,10 @@ export function watchStore(meter: StreamMeter, timeoutMs: number, onStalled: () 
   return {
     stop: () => clearInterval(timer),
     progress: () => {
+      lastProgress = Date.now()
+    },
+    hold: (waiting) => {
+      held = waiting
       lastProgress = Date.now()
     }
   }

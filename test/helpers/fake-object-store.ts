@@ -25,7 +25,7 @@ interface StoredObject {
 type Operation = 'get' | 'copy' | 'setTags' | 'delete'
 
 export class FakeObjectStore implements ObjectStore {
-  readonly putBufferBytes = 0
+  readonly bufferedBytes = 0
   readonly #areas: Record<Area, Map<string, StoredObject>> = { quarantine: new Map(), production: new Map() }
   readonly #faults = new Map<Operation, Error>()
   #versions = 0

@@ -8,7 +8,7 @@ import type { UploadChanges } from '../../ports/upload-changes.ts'
 export interface MetricSources {
   jobs: JobQueue
   scanner: Scanner
-  admission: { uploads: number; reservedBytes: number }
+  admission: { uploads: number; bufferedBytes: number }
   changes: Pick<UploadChanges, 'listenerCount'>
 }
 
@@ -48,8 +48,8 @@ export class PrometheusMetrics implements Metrics {
 
     const { jobs, scanner, admission, changes } = sources
     gauge('gateway_uploads_in_flight', 'Uploads being received by this process.', async (g) => g.set(admission.uploads))
-    gauge('gateway_upload_memory_reserved_bytes', 'Upload buffer memory reserved by uploads in flight (bounded by GW_UPLOAD_MEMORY_BYTES).', async (g) =>
-      g.set(admission.reservedBytes)
+    gauge('gateway_upload_memory_reserved_bytes', 'Part buffers uploads in flight hold (bounded by GW_UPLOAD_MEMORY_BYTES).', async (g) =>
+      g.set(admission.bufferedBytes)
     )
     gauge('gateway_status_waiters', 'Status requests of this process waiting for a change (GET /v1/uploads/:id?wait=N).', async (g) => g.set(changes.listenerCount()))
     // Each gauge reads its source in its own collect(); one read per scrape is shared between them.

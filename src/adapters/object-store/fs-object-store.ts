@@ -48,8 +48,8 @@ const DISK_TROUBLE = new Set(['ENOSPC', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'EDQ
  */
 export class FsObjectStore implements ObjectStore {
   readonly #root: string
-  /** A write stream's buffer (16 KiB) and the source's chunk in flight (64 KiB), with room to spare. */
-  readonly putBufferBytes = 256 * 1024
+  /** Puts write each chunk as it comes: no part buffers. */
+  readonly bufferedBytes = 0
   #ready: Promise<void> | undefined
 
   constructor(options: FsObjectStoreOptions) {

@@ -27,6 +27,7 @@ import {
 } from '../../ports/object-store.ts'
 import { abortError } from './abort-error.ts'
 import { describeBucketError, isMissingObject, statusOf, toStoreError } from './s3-errors.ts'
+import { PartBufferPool } from './part-buffer-pool.ts'
 import { multipartCopy } from './s3-multipart-copy.ts'
 import { abortOpenUpload, listOpenUploads } from './s3-open-uploads.ts'
 import { streamPut } from './s3-stream-put.ts'
@@ -41,10 +42,15 @@ export interface S3ObjectStoreOptions {
   productionBucket: string
   /** Static credentials; the SDK's default provider chain when absent. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
-  /** Upload part size (min 5 MiB, default 8 MiB). A put holds at most about partSize × (queueSize + 1) in memory. */
+  /** Upload part size (min 5 MiB, default 8 MiB): the size of each buffer of the part buffer pool. */
   partSizeBytes?: number
-  /** Parts uploaded in parallel per put (default 4); also the parallelism of a multipart copy. */
+  /** Parts uploaded in parallel per put (default 4), each holding a pool buffer, and one more filling; also the parallelism of a multipart copy. */
   queueSize?: number
+  /**
+   * The part buffer pool every put of this store shares (default 192 MiB, and at least one part):
+   * all puts together never hold more, a put that finds no free buffer waits for one.
+   */
+  bufferPoolBytes?: number
   /** Objects larger than this are copied with UploadPartCopy (default 5 GiB, the CopyObject limit). */
   multipartCopyThresholdBytes?: number
   /** Part size for a multipart copy (default 512 MiB, raised when needed to stay within 10,000 parts). */
@@ -72,8 +78,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly #buckets: Record<Area, string>
   readonly #partSize: number
   readonly #queueSize: number
-  /** lib-storage fills one part while queueSize others are in flight. */
-  readonly putBufferBytes: number
+  readonly #pool: PartBufferPool
   readonly #copyThreshold: number
   readonly #copyPartSize: number
   readonly #checkTimeoutMs: number
@@ -82,7 +87,7 @@ export class S3ObjectStore implements ObjectStore {
     this.#partSize = options.partSizeBytes ?? 8 * MiB
     if (this.#partSize < MIN_PART_SIZE) throw new RangeError('partSizeBytes must be at least 5 MiB (the S3 minimum)')
     this.#queueSize = options.queueSize ?? 4
-    this.putBufferBytes = this.#partSize * (this.#queueSize + 1)
+    this.#pool = new PartBufferPool(this.#partSize, Math.max(1, Math.floor((options.bufferPoolBytes ?? 192 * MiB) / this.#partSize)))
     this.#copyThreshold = options.multipartCopyThresholdBytes ?? 5 * GiB
     this.#copyPartSize = Math.max(options.copyPartSizeBytes ?? 512 * MiB, MIN_PART_SIZE)
     this.#checkTimeoutMs = options.checkTimeoutMs ?? 5000
@@ -102,12 +107,21 @@ export class S3ObjectStore implements ObjectStore {
     })
   }
 
+  get bufferedBytes(): number {
+    return this.#pool.taken * this.#pool.bufferBytes
+  }
+
+  /** The pool's figures, for tests: buffers handed out now, and buffers that exist. */
+  get poolUsage(): { taken: number; allocated: number; capacity: number } {
+    return { taken: this.#pool.taken, allocated: this.#pool.allocated, capacity: this.#pool.capacity }
+  }
+
   location(area: Area, key: string): ObjectLocation {
     return { bucket: this.#buckets[area], key }
   }
 
   async put(area: Area, key: string, body: Readable, options: PutOptions): Promise<void> {
-    await streamPut({ client: this.client, bucket: this.#buckets[area], key, body, options, partSize: this.#partSize, queueSize: this.#queueSize })
+    await streamPut({ client: this.client, bucket: this.#buckets[area], key, body, options, pool: this.#pool, queueSize: this.#queueSize })
   }
 
   async get(area: Area, key: string, signal?: AbortSignal): Promise<{ body: Readable; info: ObjectInfo }> {

@@ -8,7 +8,7 @@ import { PgDatabase, type PgDatabaseOptions } from './pg-database.ts'
 import { PgUploadChanges } from './pg-upload-changes.ts'
 import { rescanStoreSql } from './rescan-store-sql.ts'
 import type { SqlDatabase } from './sql-database.ts'
-import { SqliteDatabase } from './sqlite-database.ts'
+import { SqliteDatabase, type SqliteSynchronous } from './sqlite-database.ts'
 import { uploadActionsSql } from './upload-actions-sql.ts'
 import { UploadChangeRegistry } from './upload-change-registry.ts'
 import { uploadIntakeSql } from './upload-intake-sql.ts'
@@ -27,19 +27,22 @@ export type PgStateStoreOptions = PgDatabaseOptions & BatchOptions
  * The state store the configuration names: `sqlite:<path>` for the embedded one, otherwise a
  * PostgreSQL URL (its schema and pool size from `pg`).
  */
-export function openStateStore(url: string, pg: Omit<PgStateStoreOptions, 'url'>): StateStore {
-  return url.startsWith('sqlite:') ? sqliteStateStore(url.slice('sqlite:'.length), pg) : pgStateStore({ ...pg, url })
+export function openStateStore(url: string, pg: Omit<PgStateStoreOptions, 'url'>, sqlite: SqliteStateStoreOptions = {}): StateStore {
+  return url.startsWith('sqlite:') ? sqliteStateStore(url.slice('sqlite:'.length), { ...pg, ...sqlite }) : pgStateStore({ ...pg, url })
 }
 
+export type SqliteStateStoreOptions = BatchOptions & { synchronous?: SqliteSynchronous }
+
 /** One SQLite file (':memory:' for none), for one process: its change notices stay in the process. */
-export function sqliteStateStore(path: string, options: BatchOptions = {}): StateStore {
+export function sqliteStateStore(path: string, options: SqliteStateStoreOptions = {}): StateStore {
   const changes = new UploadChangeRegistry()
   const onUploadsChanged = (ids: readonly string[], due: boolean): void => {
     changes.publish(ids)
     if (due) changes.publishDue()
   }
   // Uploads a rescan made due (bookkeeping that the triggers do not announce) wake this process's workers.
-  return stateStoreOver(new SqliteDatabase(path, { onUploadsChanged }), changes, options, () => changes.publishDue())
+  const db = new SqliteDatabase(path, { onUploadsChanged, ...(options.synchronous ? { synchronous: options.synchronous } : {}) })
+  return stateStoreOver(db, changes, options, () => changes.publishDue())
 }
 
 /** PostgreSQL, shared by replicas: change notices through LISTEN/NOTIFY. */

@@ -72,7 +72,7 @@ export class PgDatabase implements SqlDatabase {
   }
 
   /** On a client of its own, which is destroyed rather than reused if anything failed. */
-  async transaction<T>(fn: (tx: SqlHandle) => Promise<T>, { lock, untimed = false }: TransactionOptions = {}): Promise<T> {
+  async transaction<T>(fn: (tx: SqlHandle) => Promise<T>, { lock, untimed = false, durable = true }: TransactionOptions = {}): Promise<T> {
     const client = await this.#guard(() => this.#pool.connect())
     // A checked-out client has no pool error listener: a connection lost between statements must not crash us.
     const onError = (): void => {}
@@ -87,6 +87,7 @@ export class PgDatabase implements SqlDatabase {
     try {
       await query('BEGIN')
       if (untimed) await query('SET LOCAL statement_timeout = 0')
+      if (!durable) await query('SET LOCAL synchronous_commit = off')
       // Held to the end of the transaction: others taking the same lock queue here.
       if (lock !== undefined) await query('SELECT pg_advisory_xact_lock(hashtext($1))', [`quarantine-gateway:${lock}:${this.#schema}`])
       const result = await fn(tx)

@@ -30,6 +30,13 @@ export interface TransactionOptions {
   lock?: string
   /** No statement timeout, client- or server-side (migrations, which may rewrite a whole table). */
   untimed?: boolean
+  /**
+   * false: the commit returns before it is flushed to disk, and is flushed with the next durable
+   * commit. A process crash loses nothing; a power loss or OS crash may lose it (never a later
+   * durable commit without it: the log is written in order). For writes whose loss crash repair
+   * covers (an upload's intent: the orphan sweeper finds its object by listing). Default true.
+   */
+  durable?: boolean
 }
 
 export interface SqlDatabase extends SqlHandle, StateDatabase {

@@ -7,13 +7,29 @@ import { applyMigrations, type SqlDatabase, type SqlHandle, type TransactionOpti
 import { migrations } from './sqlite-migrations.ts'
 import { sqliteStatements } from './sqlite-statements.ts'
 import { sqliteChangeTriggers } from './upload-change-columns.ts'
+import { WalFlusher } from './wal-flusher.ts'
+
+/**
+ * `full`: a durable commit is flushed to disk before the call that made it resolves (a power loss
+ * loses nothing answered), by an fsync off the event loop (WalFlusher). `normal`: commits are
+ * flushed at checkpoints only; a process crash loses nothing, a power loss or OS crash may lose the
+ * last commits.
+ */
+export type SqliteSynchronous = 'full' | 'normal'
+
+/** What a commit changed, for its notices. */
+interface Notice {
+  ids: string[]
+  due: boolean
+}
 
 /** The uploads a committed write changed, and whether one of them became pending. */
 export type UploadsChanged = (ids: readonly string[], due: boolean) => void
 
 /**
  * The embedded engine: one SQLite file through node:sqlite (built into Node 24, no native build).
- * WAL with synchronous=FULL, so a committed upload survives a crash. SQLite serialises writers:
+ * WAL, its commits flushed to disk by an fsync on the thread pool before they are answered
+ * (SqliteSynchronous), so a committed upload survives a power loss. SQLite serialises writers:
  * BEGIN IMMEDIATE makes a multi-statement change atomic.
  * It serves one process, so its clock is the only one: the lease clock gw_now() of the shared SQL
  * is the `now` the caller passed (see at()).
@@ -39,13 +55,19 @@ export class SqliteDatabase implements SqlDatabase {
   /** One of them became pending. */
   #due = false
   readonly #onUploadsChanged: UploadsChanged
+  /** null: commits are not flushed one by one (`normal`, or a database in memory). */
+  readonly #flusher: WalFlusher | null
+  /** total_changes() when the last flush was asked for: a statement outside a transaction that changed rows needs one. */
+  #changesFlushed = 0
 
   /** onUploadsChanged: called with the uploads each committed write changed (the in-process change notices). */
-  constructor(path: string, { onUploadsChanged = () => {} }: { onUploadsChanged?: UploadsChanged } = {}) {
+  constructor(path: string, { onUploadsChanged = () => {}, synchronous = 'full' }: { onUploadsChanged?: UploadsChanged; synchronous?: SqliteSynchronous } = {}) {
     this.#onUploadsChanged = onUploadsChanged
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    this.#flusher = synchronous === 'full' && path !== ':memory:' ? new WalFlusher(path) : null
     this.#db = new DatabaseSync(path, { timeout: 5000 })
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;')
+    // NORMAL either way: with `full` the fsync FULL would do on the event loop is WalFlusher's, off it.
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;')
     this.#db.function('gw_now', { deterministic: false }, () => {
       if (this.#clock === null) throw new Error('gw_now() used by a statement run without the time of its call')
       return this.#clock
@@ -78,13 +100,14 @@ export class SqliteDatabase implements SqlDatabase {
   /** BEGIN IMMEDIATE takes the write lock at once, so the statements in fn see and change one state. */
   async transaction<T>(fn: (tx: SqlHandle) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     await this.#acquire()
+    let result: T
+    let notice: Notice | null
     try {
       this.#run(() => this.#db.exec('BEGIN IMMEDIATE'))
       try {
-        const result = await fn(this.#handle(options.now ?? null, true))
+        result = await fn(this.#handle(options.now ?? null, true))
         this.#run(() => this.#db.exec('COMMIT'))
-        this.#settle(true)
-        return result
+        notice = this.#settle(true)
       } catch (err) {
         this.#settle(false)
         try {
@@ -97,6 +120,13 @@ export class SqliteDatabase implements SqlDatabase {
     } finally {
       this.#release()
     }
+    // Others use the connection meanwhile; this call resolves, and its notices go, once its commit
+    // is on disk. One that need not be is flushed with the next that must, and asks for no flush.
+    if (options.durable === false) {
+      if (this.#flusher && this.#db.isOpen) this.#changesFlushed = this.#totalChanges()
+      this.#publish(notice)
+    } else await this.#flushThen(notice)
+    return result
   }
 
   async migrate(): Promise<void> {
@@ -112,6 +142,7 @@ export class SqliteDatabase implements SqlDatabase {
   async close(): Promise<void> {
     await this.#acquire()
     try {
+      await this.#flusher?.close()
       if (this.#db.isOpen) this.#db.close()
     } finally {
       this.#release()
@@ -120,7 +151,8 @@ export class SqliteDatabase implements SqlDatabase {
 
   /** Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the connection. */
   #handle(clock: number | null, owned: boolean): SqlHandle {
-    // A statement outside a transaction commits on its own: its notices go at once.
+    // A statement outside a transaction commits on its own: its notices go once it is on disk.
+    let notice: Notice | null = null
     const run = <T>(fn: () => T): T => {
       if (owned) return this.#at(clock, fn)
       let committed = false
@@ -129,23 +161,54 @@ export class SqliteDatabase implements SqlDatabase {
         committed = true
         return result
       } finally {
-        this.#settle(committed)
+        notice = this.#settle(committed)
       }
     }
     const call = async <T>(fn: () => T): Promise<T> => {
-      if (owned || !this.#busy) return run(fn)
-      await this.#acquire()
-      try {
-        return run(fn)
-      } finally {
-        this.#release()
+      if (owned) return run(fn)
+      let result: T
+      if (!this.#busy) result = run(fn)
+      else {
+        await this.#acquire()
+        try {
+          result = run(fn)
+        } finally {
+          this.#release()
+        }
       }
+      const committed = notice
+      notice = null
+      // A statement that committed changes of its own resolves once they are on disk.
+      if (this.#flusher && this.#db.isOpen && this.#totalChanges() !== this.#changesFlushed) await this.#flushThen(committed)
+      else this.#publish(committed)
+      return result
     }
     return {
       rows: (sql, values = []) => call(() => this.#statement(sql).all(...(values as SQLInputValue[]))),
       write: (sql, values = []) => call(() => Number(this.#statement(sql).run(...(values as SQLInputValue[])).changes)),
       exec: (sql) => call(() => this.#db.exec(sql))
     }
+  }
+
+  /** Flushes what was committed (with `full`), then sends the commit's notices: nobody acts on a commit before it is on disk. */
+  async #flushThen(notice: Notice | null): Promise<void> {
+    try {
+      if (!this.#flusher || !this.#db.isOpen) return
+      this.#changesFlushed = this.#totalChanges()
+      await this.#flusher.flush().catch((err: unknown) => {
+        throw new StateUnavailableError(`state store: ${(err as Error).message}`, { cause: err })
+      })
+    } finally {
+      this.#publish(notice)
+    }
+  }
+
+  #publish(notice: Notice | null): void {
+    if (notice) this.#onUploadsChanged(notice.ids, notice.due)
+  }
+
+  #totalChanges(): number {
+    return Number((this.#statement('SELECT total_changes() AS n').get() as { n: number }).n)
   }
 
   /** Runs fn (synchronous) with gw_now() answering `clock`; its SQLite errors as StateUnavailableError. */
@@ -158,14 +221,14 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
-  /** Sends the notices of what was committed, or forgets what was rolled back. */
-  #settle(committed: boolean): void {
-    if (this.#changed.size === 0) return
+  /** The notices of what was committed (sent by #publish), or null: nothing changed, or it was rolled back. */
+  #settle(committed: boolean): Notice | null {
+    if (this.#changed.size === 0) return null
     const ids = [...this.#changed]
     const due = this.#due
     this.#changed.clear()
     this.#due = false
-    if (committed) this.#onUploadsChanged(ids, due)
+    return committed ? { ids, due } : null
   }
 
   async #acquire(): Promise<void> {

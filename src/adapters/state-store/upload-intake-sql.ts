@@ -51,6 +51,8 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
     },
 
     beginUpload(intent: UploadIntent, idempotency: IdempotencyKey | null, now: number): Promise<BeginResult> {
+      // Not flushed on its own: the upload's commit flushes it. Lost to a power loss before that, the
+      // upload was never accepted, and the sweeper finds its object by listing (GW_ORPHAN_AFTER).
       return db.transaction(async (tx) => {
         if (idempotency && (await reserve(tx, idempotency, intent, now)) === 0) {
           const [reservation] = await tx.rows(RESERVATION_SQL + statements.forUpdate, [idempotency.scope, idempotency.key])
@@ -70,7 +72,7 @@ export function uploadIntakeSql(db: SqlDatabase): UploadLookup & UploadIntake & 
         }
         await tx.write(INSERT_INTENT_SQL, [intent.id, intent.objectKey, intent.createdAt, intent.sweepAfter ?? intent.createdAt, token?.jti ?? null])
         return { kind: 'started' } as const
-      })
+      }, { durable: false })
     },
 
     async commitUpload(u: NewUpload): Promise<void> {

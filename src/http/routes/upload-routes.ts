@@ -37,7 +37,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
       schema: {
         operationId: 'uploadFile',
         summary: 'Upload one file into quarantine',
-        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads or upload memory; 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
+        description: "multipart/form-data with exactly one file in field `file`. Answers 202 once the file is stored in quarantine and recorded; the scan runs in the background. 503 GW_BUSY (with Retry-After) when the process is at its bound of concurrent uploads (an upload that finds the upload memory in use waits for it, the gateway then reads its body more slowly); 503 GW_STORE_UNAVAILABLE (with Retry-After) when the quarantine store fails or makes no progress for GW_STORE_TIMEOUT_MS. 408 GW_TOO_SLOW when the client sends below the minimum rate (GW_UPLOAD_MIN_RATE_BYTES) or nothing for GW_UPLOAD_IDLE_TIMEOUT_MS. 415 GW_TYPE_NOT_ALLOWED when the content (sniffed from its first bytes, whatever type the client declared) is not a type GW_ALLOWED_TYPES or the upload token allows; nothing is kept. Send an Idempotency-Key to retry safely.",
         consumes: ['multipart/form-data'],
         headers: UploadHeaders,
         response: { 202: UploadAccepted, ...errors, 408: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody }
@@ -61,13 +61,11 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<Deps> = async (app, { auth,
         { stream: request.raw, bytesReceived: () => socket.bytesRead - bytesBefore, complete: () => request.raw.complete },
         (tooSlow) => cancel.abort(tooSlow)
       )
-      const declared = Number(request.headers['content-length'])
       const key = request.headers['idempotency-key']
       try {
         const record = await ingest.accept(
           {
             files: fileParts(untilAborted(request.parts(), cancel.signal)),
-            contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
             signal: cancel.signal,
             ...(key === undefined ? {} : { idempotency: { scope: auth.callerOf(request), key } }),
             ...tokenGrants(request.principal)
