@@ -203,6 +203,29 @@ t.test('part buffer pool: a put aborted while it waits for a buffer ends at once
   t.match(await store.head('quarantine', 'pool/after'), { size: 5 })
 })
 
+t.test('part buffer pool: a body that fails while its put waits for a buffer ends the put at once, with its own error', async (t) => {
+  const store = storeFor({ queueSize: 1, bufferPoolBytes: 5 * MiB })
+  t.teardown(() => store.close())
+  const holder = generatedBody(20 * MiB, { stallAt: 2 * MiB })
+  const holding = new AbortController()
+  const held = store.put('quarantine', 'pool/holder-2', holder.stream, { contentType: 'text/plain', metadata: {}, signal: holding.signal }).catch((err: unknown) => err)
+  await waitUntil(() => store.poolUsage.taken === 1)
+  const waiter = generatedBody(8 * MiB, {})
+  let waiting = false
+  const put = store.put('quarantine', 'pool/refused', waiter.stream, { contentType: 'text/plain', metadata: {}, onBufferWait: (w) => void (waiting = w) })
+  await waitUntil(() => waiting)
+  // As the meter does for a refused type or a size limit: the body is destroyed with the reason.
+  waiter.stream.destroy(new Error('type not allowed'))
+  // The one buffer is still held by the stalled put: only the body's failure can end this wait.
+  await t.rejects(put, { message: 'type not allowed' })
+  t.equal(waiting, false, 'no longer waiting')
+  t.equal(store.poolUsage.taken, 1, 'the holder still has its buffer')
+  holding.abort(new Error('done'))
+  await held
+  t.same(store.poolUsage.taken, 0)
+  t.same(await incomplete(), [])
+})
+
 async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!check()) {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
+import { ScannerError } from '../src/ports/scanner.ts'
 import { ScanWorker, type WorkerOptions } from '../src/services/scan-worker.ts'
 import { clean, leaseMs, setup } from './helpers/job-runner-rig.ts'
 
@@ -118,4 +119,21 @@ t.test('rescans take every free slot while no upload comes in, and their share o
   held[1]!()
   await until('all done', () => rig.jobs.get(fresh).status === 'clean' && stored.every((id) => rig.jobs.get(id).nextScanAt! > Date.now() + 600_000))
   t.equal(scanner.calls, 7)
+})
+
+t.test('a promotion that ends during a clamd outage does not end the pause: only an answer from clamd does', async (t) => {
+  const rig = setup()
+  const { objects, scanner, log } = rig
+  const first = rig.add({ runAt: 1 }).id
+  rig.add({ runAt: 2 })
+  // The first is scanned clean before the outage and its copy stalls; the second meets the outage.
+  scanner.answer({ result: 'clean' }, new ScannerError('unavailable', 'clamd is down'))
+  const release = objects.holdCopies()
+  startWorker(t, rig, { concurrency: 1, afterScanConcurrency: 1 }, release)
+  await until('the outage noticed', () => log.lines.includes('warn: scanner unreachable: pausing claims'))
+  release()
+  await until('the promotion done', () => rig.jobs.get(first).status === 'clean')
+  await settle()
+  t.notOk(log.lines.includes('info: scanner reachable again: claiming resumes'), 'still paused: nothing heard from clamd since the outage began')
+  t.equal(scanner.calls, 2, 'nothing else sent to clamd meanwhile')
 })

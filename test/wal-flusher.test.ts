@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -24,6 +24,27 @@ t.test('WAL flusher: flushes before the log exists, while it grows, many at once
   await Promise.all(flushes)
   await flusher.close()
   db.close()
+})
+
+t.test('WAL flusher: a failed open or fsync fails only the flushes that waited for it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-wal-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, 'db.sqlite')
+  // A log that cannot be opened (a symlink to itself: ELOOP), then one that can.
+  await symlink(`${path}-wal`, `${path}-wal`)
+  const flusher = new WalFlusher(path)
+  t.teardown(() => flusher.close())
+  const first = flusher.flush()
+  const queued = flusher.flush()
+  await t.rejects(first, { code: 'ELOOP' })
+  await t.rejects(queued, { code: 'ELOOP' })
+  await unlink(`${path}-wal`)
+  await writeFile(`${path}-wal`, 'frames')
+  // Both the open and the queue behind a running flush start afresh.
+  const running = flusher.flush()
+  const behind = flusher.flush()
+  await t.resolves(running)
+  await t.resolves(behind)
 })
 
 for (const synchronous of ['full', 'normal'] as const) {

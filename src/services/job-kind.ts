@@ -33,9 +33,10 @@ export interface StepContext {
   /**
    * The scanner has answered (or was not needed): the job gives its scan slot back and goes on in
    * the worker's after-scan pool. Resolves once it has a place there; until then it keeps its
-   * scan slot (backpressure). Calling it again returns the same promise.
+   * scan slot (backpressure). Calling it again returns the same promise. `answered`: clamd itself
+   * answered (the worker learns that the scanner is reachable); false when it was not asked.
    */
-  scanned(): Promise<void>
+  scanned(answered: boolean): Promise<void>
   /** The object as the previous step of this run read it (see StepResult.source). */
   source?: ObjectInfo
 }

@@ -49,9 +49,9 @@ export class JobRunner {
    * `scanned` is called once, when the job needs the scanner no more (see StepContext.scanned):
    * by the scan step when clamd has answered, or before a step that never scans.
    */
-  async run(claim: Claim, signal: AbortSignal, log: Log, scanned: () => Promise<void> = noWait): Promise<RunOutcome> {
+  async run(claim: Claim, signal: AbortSignal, log: Log, scanned: (answered: boolean) => Promise<void> = noWait): Promise<RunOutcome> {
     let leftScan: Promise<void> | null = null
-    const leaveScan = (): Promise<void> => (leftScan ??= scanned())
+    const leaveScan = (answered: boolean): Promise<void> => (leftScan ??= scanned(answered))
     // The claim as the store now holds it: after a clean verdict it is promoting, and a failure
     // from then on must retry the promotion, never send the upload back to be scanned.
     let current = claim
@@ -59,7 +59,7 @@ export class JobRunner {
     try {
       for (;;) {
         const kind = jobKindOf(current)
-        if (kind !== 'scan' && kind !== 'rescan') await leaveScan()
+        if (kind !== 'scan' && kind !== 'rescan') await leaveScan(false)
         const result = await this.#steps[kind].run(current, signal, log, { scanned: leaveScan, ...(source ? { source } : {}) })
         if (!result.written) return lost(log)
         const next = handedOn(current, result.change, Date.now())

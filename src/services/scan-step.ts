@@ -135,12 +135,12 @@ export class ScanStep implements JobStep {
     claim: Claim,
     signal: AbortSignal,
     log: Log,
-    scanned: () => Promise<void>
+    scanned: (answered: boolean) => Promise<void>
   ): Promise<{ verdict: Verdict; version: string | null; bytes: number; sha256: string | null; info: ObjectInfo | null }> {
     const upload = claim.upload
     const startedAt = Date.now()
     if (upload.size > this.#options.scannerMaxBytes) {
-      await scanned()
+      await scanned(false)
       // Decided without the scanner (it may be down): the file is never sent.
       const reason = `larger than the scanner limit of ${this.#options.scannerMaxBytes} bytes`
       const verdict: Verdict = { result: 'unscannable', signature: null, reason, engine: notSent, signatureVersion: null }
@@ -165,7 +165,7 @@ export class ScanStep implements JobStep {
       throw err
     }
     // clamd has answered: its slot goes to the next scan while this job records and promotes.
-    await scanned()
+    await scanned(true)
     const outcome = result.outcome
     // A clean verdict on an upload counts only for the whole file: every byte read, and the same
     // bytes that were uploaded. In production the verdict is on what is served, whatever it is.

@@ -37,6 +37,8 @@ interface Job {
   abort: AbortController
   /** scanning and waiting (for a place in the after-scan pool) hold a scan slot. */
   phase: Phase
+  /** When clamd answered this job's scan (null: it did not, or was not asked). */
+  answeredAt: number | null
 }
 
 /**
@@ -66,6 +68,8 @@ export class ScanWorker {
   readonly #poolLine: { job: Job; enter(): void }[] = []
   /** While the scanner is unreachable, claiming pauses, growing up to outagePauseMaxMs. */
   #outagePauseMs = 0
+  /** When the current pause began. */
+  #pausedAt = 0
   #stopping = false
   /** When failed uploads were last looked at for their automatic round. */
   #requeuedAt = 0
@@ -172,7 +176,7 @@ export class ScanWorker {
 
   #start(claim: Claim, background: boolean): void {
     const abort = new AbortController()
-    const job: Job = { claim, background, done: Promise.resolve(), abort, phase: 'scanning' }
+    const job: Job = { claim, background, done: Promise.resolve(), abort, phase: 'scanning', answeredAt: null }
     const log = this.#log.child({ uploadId: claim.upload.id })
     let renewedAt = Date.now()
     // Renew at a third of the lease; a job that could not renew for most of its lease stops,
@@ -190,9 +194,12 @@ export class ScanWorker {
       )
     }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
     job.done = this.#runner
-      .run(claim, abort.signal, log, () => this.#leaveScanSlot(job))
+      .run(claim, abort.signal, log, (answered) => {
+        if (answered) job.answeredAt = Date.now()
+        return this.#leaveScanSlot(job)
+      })
       .then(
-        (outcome) => this.#noteScanner(outcome),
+        (outcome) => this.#noteScanner(outcome, job.answeredAt),
         (err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again')
       )
       .finally(() => {
@@ -268,12 +275,17 @@ export class ScanWorker {
     return this.#count((job) => job.background && job.phase !== 'after-scan')
   }
 
-  #noteScanner(outcome: RunOutcome): void {
+  /**
+   * answeredAt: when clamd answered the job's scan. Only an answer given after the pause began
+   * ends it: a promotion of a file scanned before the outage says nothing about clamd now.
+   */
+  #noteScanner(outcome: RunOutcome, answeredAt: number | null): void {
     if (outcome === 'scanner-unavailable') {
       const next = Math.min(this.#options.outagePauseMaxMs, Math.max(this.#options.pollIntervalMs, this.#outagePauseMs * 2))
       if (next !== this.#outagePauseMs) this.#log.warn({ pauseMs: next }, 'scanner unreachable: pausing claims')
+      if (this.#outagePauseMs === 0) this.#pausedAt = Date.now()
       this.#outagePauseMs = next
-    } else if (this.#outagePauseMs !== 0) {
+    } else if (this.#outagePauseMs !== 0 && answeredAt !== null && answeredAt >= this.#pausedAt) {
       this.#outagePauseMs = 0
       this.#log.info({}, 'scanner reachable again: claiming resumes')
     }

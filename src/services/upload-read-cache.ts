@@ -24,7 +24,8 @@ interface Entry<T> {
  * only when no notice about it (nor a gap in the notices) came while it was read, and only while
  * notices are certain to arrive (listeningEpoch() is a number): then the store holds nothing newer
  * than what is remembered, except for a write whose notice is on its way. With SQLite the notices
- * are sent as each write commits, so nothing is ever older than the store; with PostgreSQL a
+ * are sent as each write commits (once it is on disk, with GW_SQLITE_SYNCHRONOUS=full), so nothing
+ * answered is older than what the store has made durable; with PostgreSQL a
  * replica may show the previous state until it hears of another's write (the notice latency), and
  * while its listening connection is down every read goes to the store. maxAgeMs bounds what a
  * connection that died silently (noticed only by its ping) could leave behind.

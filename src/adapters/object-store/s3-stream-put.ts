@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream'
+import { finished, type Readable } from 'node:stream'
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -49,7 +49,22 @@ export async function streamPut({ client, bucket: Bucket, key: Key, body, option
     guarded.release()
   }
   signal?.addEventListener('abort', onAbort, { once: true })
+  // A body that fails while this put waits for a buffer (a refused type, a size limit, the client
+  // gone) ends the wait at once rather than when some other put gives a buffer back.
+  finished(guarded.stream, (err) => {
+    if (err) stop.abort(err)
+  })
   const sending = new Set<Promise<void>>()
+  // The store watchdog is held only while this put waits for a buffer with none of its own parts
+  // in flight: then only other puts' buffers can free one. A part of its own in flight is watched.
+  let waitingForBuffer = false
+  let held = false
+  const hold = (): void => {
+    const now = waitingForBuffer && sending.size === 0
+    if (now === held) return
+    held = now
+    options.onBufferWait?.(now)
+  }
   const etags: string[] = []
   let uploadId: string | undefined
   let partFailure: unknown
@@ -84,6 +99,7 @@ export async function streamPut({ client, bucket: Bucket, key: Key, body, option
       .finally(() => {
         pool.give(part)
         sending.delete(sent)
+        hold()
       })
     sending.add(sent)
   }
@@ -92,7 +108,10 @@ export async function streamPut({ client, bucket: Bucket, key: Key, body, option
       let offset = 0
       while (offset < chunk.length) {
         if (!buffer) {
-          buffer = await pool.take(stop.signal, options.onBufferWait)
+          buffer = await pool.take(stop.signal, (waiting) => {
+            waitingForBuffer = waiting
+            hold()
+          })
           filled = 0
         }
         const copied = chunk.copy(buffer, filled, offset)

@@ -27,11 +27,13 @@ export class WalFlusher {
       })
       return this.#running
     }
-    // The fsync under way may have started before our frames were written: wait for the next one.
-    this.#next ??= this.#running.then(() => {
+    // The fsync under way may have started before our frames were written: wait for the next one,
+    // however this one ends (its failure is its callers', not ours).
+    const next = (): Promise<void> => {
       this.#next = null
       return this.flush()
-    })
+    }
+    this.#next ??= this.#running.then(next, next)
     return this.#next
   }
 
@@ -44,11 +46,10 @@ export class WalFlusher {
 
   async #sync(): Promise<void> {
     // Opened once the log exists (SQLite creates it with the first write); kept open with the database.
+    // A failed open (ENOENT, or EMFILE under load) is tried again by the next flush.
     this.#file ??= open(this.#path, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        this.#file = null
-        return null
-      }
+      this.#file = null
+      if (err.code === 'ENOENT') return null
       throw err
     })
     const file = await this.#file
