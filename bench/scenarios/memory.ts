@@ -98,9 +98,9 @@ export const memory: Scenario = {
         settings: {
           GW_S3_PART_SIZE_BYTES: PART_SIZE,
           GW_S3_QUEUE_SIZE: QUEUE_SIZE,
-          GW_UPLOAD_MEMORY_BYTES: 'default (192 MiB)',
+          GW_UPLOAD_MEMORY_BYTES: 'default (128 MiB)',
           GW_MAX_CONCURRENT_UPLOADS: 64,
-          note: 'the smallest part and queue sizes the gateway allows; the uploads share the default pool of 192 MiB of part buffers (38 buffers of 5 MiB), and one that finds none free waits for one, unread'
+          note: 'the smallest part and queue sizes the gateway allows; the uploads share the default pool of 128 MiB of part buffers (25 buffers of 5 MiB), and one that finds none free waits for one, unread'
         },
         flatToleranceBytes: FLAT_TOLERANCE,
         cases: measured

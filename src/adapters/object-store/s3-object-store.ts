@@ -47,7 +47,7 @@ export interface S3ObjectStoreOptions {
   /** Parts uploaded in parallel per put (default 4), each holding a pool buffer, and one more filling; also the parallelism of a multipart copy. */
   queueSize?: number
   /**
-   * The part buffer pool every put of this store shares (default 192 MiB, and at least one part):
+   * The part buffer pool every put of this store shares (default 128 MiB, and at least one part):
    * all puts together never hold more, a put that finds no free buffer waits for one.
    */
   bufferPoolBytes?: number
@@ -87,7 +87,7 @@ export class S3ObjectStore implements ObjectStore {
     this.#partSize = options.partSizeBytes ?? 8 * MiB
     if (this.#partSize < MIN_PART_SIZE) throw new RangeError('partSizeBytes must be at least 5 MiB (the S3 minimum)')
     this.#queueSize = options.queueSize ?? 4
-    this.#pool = new PartBufferPool(this.#partSize, Math.max(1, Math.floor((options.bufferPoolBytes ?? 192 * MiB) / this.#partSize)))
+    this.#pool = new PartBufferPool(this.#partSize, Math.max(1, Math.floor((options.bufferPoolBytes ?? 128 * MiB) / this.#partSize)))
     this.#copyThreshold = options.multipartCopyThresholdBytes ?? 5 * GiB
     this.#copyPartSize = Math.max(options.copyPartSizeBytes ?? 512 * MiB, MIN_PART_SIZE)
     this.#checkTimeoutMs = options.checkTimeoutMs ?? 5000
