@@ -41,6 +41,9 @@ export interface StepContext {
   source?: ObjectInfo
 }
 
+/** StepContext.scanned for a job run outside a worker's slots: there is no slot to give back. */
+export async function noSlotToLeave(): Promise<void> {}
+
 /**
  * Runs one kind of job one step further and writes the change it ends with, fenced by the claim.
  * Throws on a failure the retry policy decides about (retry-policy.ts).

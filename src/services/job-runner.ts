@@ -1,7 +1,7 @@
 import type { Log } from '../ports/log.ts'
 import type { ObjectInfo, ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
-import { handedOn, jobKindOf, type JobKind, type JobStep } from './job-kind.ts'
+import { handedOn, jobKindOf, noSlotToLeave, type JobKind, type JobStep } from './job-kind.ts'
 import { FencedWrites, LeaseLostError } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
@@ -49,7 +49,7 @@ export class JobRunner {
    * `scanned` is called once, when the job needs the scanner no more (see StepContext.scanned):
    * by the scan step when clamd has answered, or before a step that never scans.
    */
-  async run(claim: Claim, signal: AbortSignal, log: Log, scanned: (answered: boolean) => Promise<void> = noWait): Promise<RunOutcome> {
+  async run(claim: Claim, signal: AbortSignal, log: Log, scanned: (answered: boolean) => Promise<void> = noSlotToLeave): Promise<RunOutcome> {
     let leftScan: Promise<void> | null = null
     const leaveScan = (answered: boolean): Promise<void> => (leftScan ??= scanned(answered))
     // The claim as the store now holds it: after a clean verdict it is promoting, and a failure
@@ -110,8 +110,6 @@ export class JobRunner {
     }
   }
 }
-
-async function noWait(): Promise<void> {}
 
 function lost(log: Log): RunOutcome {
   log.warn({}, 'lease lost: another worker owns this upload now, result dropped')

@@ -7,15 +7,13 @@ import type { ScanResult, Scanner } from '../ports/scanner.ts'
 import type { ScanHistory, ScanRecord } from '../ports/history-store.ts'
 import type { Claim, JobQueue, StatusChange } from '../ports/job-queue.ts'
 import type { Verdict } from '../ports/upload-record.ts'
-import type { JobStep, StepContext, StepResult } from './job-kind.ts'
+import { noSlotToLeave, type JobStep, type StepContext, type StepResult } from './job-kind.ts'
 import { FencedWrites } from './lease-fence.ts'
 import { detectionTags, verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { StreamMeter } from './stream-meter.ts'
 import { transition } from './transition.ts'
 import type { UploadEvents } from './upload-events.ts'
-
-async function noWait(): Promise<void> {}
 
 /** The engine recorded for a verdict the scanner was never asked about. */
 export const notSent = 'not sent to the scanner'
@@ -78,7 +76,7 @@ export class ScanStep implements JobStep {
   }
 
   async run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult> {
-    const { verdict, version, bytes, sha256, info } = await this.#scan(claim, signal, log, context?.scanned ?? noWait)
+    const { verdict, version, bytes, sha256, info } = await this.#scan(claim, signal, log, context?.scanned ?? noSlotToLeave)
     const now = Date.now()
     const upload = claim.upload
     const scanned = { verdict, scannedAt: now, scannedVersion: version, lastError: null, resetAttempts: true } as const

@@ -18,7 +18,6 @@ export const STATUS_CACHE: UploadReadCacheOptions = { maxEntries: 4096, maxAgeMs
 interface Known {
   record: UploadRecord
   view: UploadView
-  etag: string
 }
 
 /** What a client may know about an upload: internal phases and leases stay inside. */
@@ -45,15 +44,14 @@ export class StatusService {
    */
   async get(id: string, principal: Principal, seen?: (etag: string) => boolean): Promise<UploadView | null> {
     let known = this.#cache.remembered(id)
-    if (!known || (seen && !seen(known.etag))) known = (await this.#cache.read(id)) ?? undefined
+    if (!known || (seen && !seen(statusETag(known.view)))) known = (await this.#cache.read(id)) ?? undefined
     if (!known) return null
     if (principal.kind === 'token') assertTokenMayRead(principal, known.record, this.#tokenReadTtlMs)
     return known.view
   }
 
   #known(record: UploadRecord): Known {
-    const view = this.#view(record)
-    return { record, view, etag: statusETag(view) }
+    return { record, view: this.#view(record) }
   }
 
   #view(record: UploadRecord): UploadView {
