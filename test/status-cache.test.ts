@@ -24,13 +24,18 @@ function service(store: StateStore): { status: StatusService; reads: () => numbe
   return { status: new StatusService({ uploads, changes: store, objects }, { tokenReadTtlMs: 60_000 }), reads: () => reads }
 }
 
-t.test('SQLite: repeated reads come from memory; a write shows at once', async (t) => {
+/** A SQLite store in memory holding one pending upload, and a status service over it. */
+async function sqliteWithUpload(t: Test): Promise<{ store: StateStore; u: ReturnType<typeof upload>; status: StatusService; reads: () => number }> {
   const store = sqliteStateStore(':memory:')
   t.teardown(() => store.close())
   await store.migrate()
   const u = upload({ createdAt: 100 })
   await store.insertUpload(u)
-  const { status, reads } = service(store)
+  return { store, u, ...service(store) }
+}
+
+t.test('SQLite: repeated reads come from memory; a write shows at once', async (t) => {
+  const { store, u, status, reads } = await sqliteWithUpload(t)
   const first = await status.get(u.id, anonymous)
   t.equal(first?.status, 'pending')
   for (let i = 0; i < 5; i++) t.equal((await status.get(u.id, anonymous))?.status, 'pending')
@@ -43,12 +48,7 @@ t.test('SQLite: repeated reads come from memory; a write shows at once', async (
 })
 
 t.test('a client holding another ETag than the remembered one makes the read go to the store', async (t) => {
-  const store = sqliteStateStore(':memory:')
-  t.teardown(() => store.close())
-  await store.migrate()
-  const u = upload({ createdAt: 100 })
-  await store.insertUpload(u)
-  const { status, reads } = service(store)
+  const { u, status, reads } = await sqliteWithUpload(t)
   const view = await status.get(u.id, anonymous)
   const etag = statusETag(view!)
   await status.get(u.id, anonymous, (seen) => seen === etag)
