@@ -58,13 +58,12 @@ interface Result {
   error?: string
 }
 
-/** Sends planned uploads from `lanes` clients, each pausing between uploads, until stopAt or `max` were sent. */
-async function sendUntil(url: string, o: { lanes: number; max: number; pauseMs: number; stopAt: number }): Promise<Result[]> {
-  const results: Result[] = []
+/** Sends planned uploads from `lanes` clients into `results`, each pausing between uploads, until `stop()` or `max` were sent. */
+async function sendUntil(url: string, results: Result[], o: { lanes: number; max: number; pauseMs: number; stop: () => boolean }): Promise<void> {
   let next = 0
   await Promise.all(
     Array.from({ length: o.lanes }, async () => {
-      while (Date.now() < o.stopAt && next < o.max) {
+      while (!o.stop() && next < o.max) {
         const n = next++
         const { kind, size } = plan(n)
         const data = contentOf(kind, size)
@@ -80,7 +79,18 @@ async function sendUntil(url: string, o: { lanes: number; max: number; pauseMs: 
       }
     })
   )
-  return results
+}
+
+/**
+ * Waits (bounded) until the batch has had a clean and an infected upload accepted, so the fault that
+ * follows meets uploads already in flight on a busy machine too (a fixed delay once let the fault
+ * start before the first upload was answered, and the run accepted nothing).
+ */
+async function untilBothKindsAccepted(results: Result[], timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs
+  const accepted = (clean: boolean): boolean => results.some((r) => r.status === 202 && (r.kind === 'clean') === clean)
+  while (!(accepted(true) && accepted(false)) && Date.now() < deadline) await sleep(50)
+  return results.filter((r) => r.status === 202).length
 }
 
 function trackedOf(results: Result[]): Map<string, Tracked> {
@@ -170,12 +180,15 @@ t.test('S3 resetting, then hanging, during a batch: 503 or 202, and every 202 en
   // Uploads go to an api process; the worker starts when S3 breaks, so the scans and promotions
   // of everything uploaded so far are sure to run into the fault.
   const api = await startGateway(t, { ...env, GW_ROLE: 'api' })
-  const start = Date.now()
+  const results: Result[] = []
+  let faultsOver = Infinity
+  let acceptedBefore = 0
   const faults = (async () => {
-    await sleep(1_000)
+    acceptedBefore = await untilBothKindsAccepted(results)
+    const faultStart = Date.now()
     await proxy.setMode('reset')
     await startGateway(t, { ...env, GW_ROLE: 'worker', GW_SCAN_CONCURRENCY: '4' })
-    await sleep(Math.max(0, start + 3_000 - Date.now()))
+    await sleep(Math.max(0, faultStart + 2_000 - Date.now()))
     // On a busy machine the worker's first scans may come late: the resets last (bounded) until one
     // of them has failed on the fault, so the retries below are really exercised.
     for (let i = 0; i < 150; i++) {
@@ -186,8 +199,10 @@ t.test('S3 resetting, then hanging, during a batch: 503 or 202, and every 202 en
     await proxy.setMode('hang')
     await sleep(2_000)
     await proxy.setMode('pass')
+    faultsOver = Date.now()
   })()
-  const results = await sendUntil(api.url, { lanes: 3, max: 80, pauseMs: 100, stopAt: start + 6_500 })
+  // Uploads go on for a while after S3 is back, so the batch has uploads after the fault too.
+  await sendUntil(api.url, results, { lanes: 3, max: 80, pauseMs: 100, stop: () => Date.now() > faultsOver + 1_500 })
   await faults
   const tracked = trackedOf(results)
   const refused = results.filter((r) => r.status === 503 && r.code === 'GW_STORE_UNAVAILABLE')
@@ -233,7 +248,7 @@ t.test('S3 resetting, then hanging, during a batch: 503 or 202, and every 202 en
   t.same(orphans, [], 'no object left in quarantine by an upload refused with 503 (the sweeper retried the failed deletes)')
   t.comment(`left by refused uploads right after the fault: ${leftAtFirst.strays.length} objects, ${leftAtFirst.incomplete.length} incomplete multipart uploads; after the sweeps: ${orphans.length} and ${incomplete.length}`)
   const slowest = Math.max(...results.map((r) => r.ms))
-  t.comment(`S3 fault: ${results.length} sent, ${tracked.size} accepted, ${refused.length} refused (503), slowest answer ${slowest} ms`)
+  t.comment(`S3 fault: ${results.length} sent, ${tracked.size} accepted (${acceptedBefore} before the fault began), ${refused.length} refused (503), slowest answer ${slowest} ms`)
   t.comment(`${stats.errorRows} failed tries recorded, at most ${stats.maxScans} tries per upload, ${stats.rescanned} scanned to a verdict twice`)
 })
 
@@ -280,14 +295,17 @@ t.test('PostgreSQL connections dropped during a batch: 503 or 202, nothing orpha
     GW_ORPHAN_AFTER: '10s',
     GW_ORPHAN_SWEEP_INTERVAL_MS: '200'
   })
-  const start = Date.now()
+  const results: Result[] = []
+  let faultsOver = Infinity
+  let acceptedBefore = 0
   const faults = (async () => {
-    await sleep(1_000)
+    acceptedBefore = await untilBothKindsAccepted(results)
     await proxy.setMode('reset') // drops every pooled connection, and every new one
     await sleep(2_000)
     await proxy.setMode('pass')
+    faultsOver = Date.now()
   })()
-  const results = await sendUntil(gw.url, { lanes: 3, max: 80, pauseMs: 100, stopAt: start + 4_500 })
+  await sendUntil(gw.url, results, { lanes: 3, max: 80, pauseMs: 100, stop: () => Date.now() > faultsOver + 1_500 })
   await faults
   const tracked = trackedOf(results)
   const refused = results.filter((r) => r.status === 503 && r.code === 'GW_STATE_UNAVAILABLE')
@@ -342,6 +360,6 @@ t.test('PostgreSQL connections dropped during a batch: 503 or 202, nothing orpha
   t.same(await listIncompleteUploads(s3, QUARANTINE, PRODUCTION), [], 'no incomplete multipart upload left behind')
   const duplicates = rows.length - new Set(rows.map((r) => r.sha256)).size
   t.equal(duplicates, 0, 'no file recorded twice')
-  t.comment(`PostgreSQL fault: ${results.length} sent, ${tracked.size} accepted, ${refused.length} refused (503) and retried (${recovered} accepted on retry), ${extra.length} recorded but unknown to the clients`)
+  t.comment(`PostgreSQL fault: ${results.length} sent, ${tracked.size} accepted (${acceptedBefore} before the fault began), ${refused.length} refused (503) and retried (${recovered} accepted on retry), ${extra.length} recorded but unknown to the clients`)
   t.comment(`${stats.errorRows} failed tries recorded, at most ${stats.maxScans} tries per upload, ${stats.rescanned} scanned to a verdict twice`)
 })
