@@ -21,6 +21,7 @@ import { IDEMPOTENCY_TTL_MS, IngestService } from './services/ingest-service.ts'
 import { LiveStatus } from './services/live-status.ts'
 import { OrphanSweeper } from './services/orphan-sweeper.ts'
 import { JobRunner } from './services/job-runner.ts'
+import { LeaseClock } from './services/lease-fence.ts'
 import { PromoteStep } from './services/promote-step.ts'
 import { ReadinessService } from './services/readiness-service.ts'
 import { RequarantineStep } from './services/requarantine-step.ts'
@@ -101,15 +102,17 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   const metrics = new PrometheusMetrics({ jobs: state, scanner, admission: uploadsInFlight, changes: state }, { queueIntervalMs: config.GW_METRICS_QUEUE_INTERVAL_MS })
   const events = new UploadEvents(config.GW_WEBHOOK_URL !== '')
   const rescans = new RescanPolicy({ intervalMs: durationMs(config.GW_RESCAN_INTERVAL), jitter: config.GW_RESCAN_JITTER })
-  const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })
+  // One record of the worker's leases: a write right after a claim or renewal needs no renewal of its own.
+  const leases = new LeaseClock()
+  const scan = new ScanStep({ objects, jobs: state, scanHistory: state, scanner, rescans, events, metrics, leases }, { scannerMaxBytes: config.GW_SCANNER_MAX_BYTES, leaseMs: config.GW_SCAN_LEASE_MS })
   const steps = {
     scan,
     rescan: scan,
-    promote: new PromoteStep({ objects, jobs: state, metrics, rescans, events }, { leaseMs: config.GW_SCAN_LEASE_MS }),
-    requarantine: new RequarantineStep({ objects, jobs: state, events }, { mode: config.GW_REQUARANTINE_MODE, leaseMs: config.GW_SCAN_LEASE_MS })
+    promote: new PromoteStep({ objects, jobs: state, metrics, rescans, events, leases }, { leaseMs: config.GW_SCAN_LEASE_MS }),
+    requarantine: new RequarantineStep({ objects, jobs: state, events, leases }, { mode: config.GW_REQUARANTINE_MODE, leaseMs: config.GW_SCAN_LEASE_MS })
   }
   const runner = new JobRunner(
-    { jobs: state, objects, steps, rescans, events },
+    { jobs: state, objects, steps, rescans, events, leases },
     {
       maxAttempts: config.GW_SCAN_MAX_ATTEMPTS,
       retryBaseMs: config.GW_RETRY_BASE_MS,
@@ -122,7 +125,7 @@ export async function createGateway(config: Config, overrides: { logger?: Logger
   // An api-only process never scans, whatever GW_SCAN_CONCURRENCY says.
   const concurrency = config.GW_ROLE === 'api' ? 0 : config.GW_SCAN_CONCURRENCY
   const worker = new ScanWorker(
-    { jobs: state, runner, log: logger },
+    { jobs: state, runner, log: logger, leases },
     {
       concurrency,
       afterScanConcurrency: config.GW_PROMOTE_CONCURRENCY,

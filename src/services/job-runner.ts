@@ -2,7 +2,7 @@ import type { Log } from '../ports/log.ts'
 import type { ObjectInfo, ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import { handedOn, jobKindOf, noSlotToLeave, type JobKind, type JobStep } from './job-kind.ts'
-import { FencedWrites, LeaseLostError } from './lease-fence.ts'
+import { FencedWrites, LeaseLostError, type LeaseClock } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { decideRetry, errorFacts, type RetryOptions } from './retry-policy.ts'
@@ -28,11 +28,11 @@ export class JobRunner {
   readonly #rescans: RescanPolicy
   readonly #events: UploadEvents
   readonly #options: JobRunnerOptions
-  /** The failed tag renews the lease first. */
+  /** The failed tag makes sure of the lease first. */
   readonly #writes: FencedWrites
 
   constructor(
-    deps: { jobs: JobQueue; objects: ObjectStore; steps: Record<JobKind, JobStep>; rescans: RescanPolicy; events: UploadEvents },
+    deps: { jobs: JobQueue; objects: ObjectStore; steps: Record<JobKind, JobStep>; rescans: RescanPolicy; events: UploadEvents; leases?: LeaseClock },
     options: JobRunnerOptions
   ) {
     this.#jobs = deps.jobs
@@ -40,7 +40,7 @@ export class JobRunner {
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#options = options
-    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs, deps.leases)
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Metrics } from '../ports/metrics.ts'
 import { ObjectChangedError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobStep, StepContext, StepResult } from './job-kind.ts'
-import { FencedWrites } from './lease-fence.ts'
+import { FencedWrites, type LeaseClock } from './lease-fence.ts'
 import { verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { transition } from './transition.ts'
@@ -21,16 +21,16 @@ export class PromoteStep implements JobStep {
   readonly #metrics: Metrics
   readonly #rescans: RescanPolicy
   readonly #events: UploadEvents
-  /** Every object-store write renews the lease first. */
+  /** Every object-store write makes sure of the lease first. */
   readonly #writes: FencedWrites
 
-  constructor(deps: { objects: ObjectStore; jobs: JobQueue; metrics: Metrics; rescans: RescanPolicy; events: UploadEvents }, options: { leaseMs: number }) {
+  constructor(deps: { objects: ObjectStore; jobs: JobQueue; metrics: Metrics; rescans: RescanPolicy; events: UploadEvents; leases?: LeaseClock }, options: { leaseMs: number }) {
     this.#rescans = deps.rescans
     this.#events = deps.events
     this.#objects = deps.objects
     this.#jobs = deps.jobs
     this.#metrics = deps.metrics
-    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs, deps.leases)
   }
 
   async run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult> {

@@ -2,7 +2,7 @@ import type { Log } from '../ports/log.ts'
 import { ObjectNotFoundError, type ObjectStore } from '../ports/object-store.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobStep, StepResult } from './job-kind.ts'
-import { FencedWrites } from './lease-fence.ts'
+import { FencedWrites, type LeaseClock } from './lease-fence.ts'
 import { detectionTags } from './object-tags.ts'
 import { transition } from './transition.ts'
 import type { UploadEvents } from './upload-events.ts'
@@ -23,8 +23,8 @@ export class RequarantineStep implements JobStep {
   /** Every object-store write renews the lease first. */
   readonly #writes: FencedWrites
 
-  constructor(deps: { objects: ObjectStore; jobs: JobQueue; events: UploadEvents }, options: { mode: RequarantineMode; leaseMs: number }) {
-    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
+  constructor(deps: { objects: ObjectStore; jobs: JobQueue; events: UploadEvents; leases?: LeaseClock }, options: { mode: RequarantineMode; leaseMs: number }) {
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs, deps.leases)
     this.#events = deps.events
     this.#objects = deps.objects
     this.#jobs = deps.jobs

@@ -8,7 +8,7 @@ import type { ScanHistory, ScanRecord } from '../ports/history-store.ts'
 import type { Claim, JobQueue, StatusChange } from '../ports/job-queue.ts'
 import type { Verdict } from '../ports/upload-record.ts'
 import { noSlotToLeave, type JobStep, type StepContext, type StepResult } from './job-kind.ts'
-import { FencedWrites } from './lease-fence.ts'
+import { FencedWrites, type LeaseClock } from './lease-fence.ts'
 import { detectionTags, verdictTags } from './object-tags.ts'
 import type { RescanPolicy } from './rescan-policy.ts'
 import { StreamMeter } from './stream-meter.ts'
@@ -57,11 +57,11 @@ export class ScanStep implements JobStep {
   readonly #events: UploadEvents
   readonly #metrics: Metrics
   readonly #options: ScanStepOptions
-  /** Every object-store write renews the lease first. */
+  /** Every object-store write makes sure of the lease first. */
   readonly #writes: FencedWrites
 
   constructor(
-    deps: { objects: ObjectStore; jobs: JobQueue; scanHistory: ScanHistory; scanner: Scanner; rescans: RescanPolicy; events: UploadEvents; metrics: Metrics },
+    deps: { objects: ObjectStore; jobs: JobQueue; scanHistory: ScanHistory; scanner: Scanner; rescans: RescanPolicy; events: UploadEvents; metrics: Metrics; leases?: LeaseClock },
     options: ScanStepOptions
   ) {
     this.#objects = deps.objects
@@ -72,7 +72,7 @@ export class ScanStep implements JobStep {
     this.#events = deps.events
     this.#metrics = deps.metrics
     this.#options = options
-    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs)
+    this.#writes = new FencedWrites(deps.jobs, deps.objects, options.leaseMs, deps.leases)
   }
 
   async run(claim: Claim, signal: AbortSignal, log: Log, context?: StepContext): Promise<StepResult> {

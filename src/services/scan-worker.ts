@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import type { Log } from '../ports/log.ts'
 import type { Claim, JobQueue } from '../ports/job-queue.ts'
 import type { JobRunner, RunOutcome } from './job-runner.ts'
+import { LeaseClock } from './lease-fence.ts'
 
 export interface WorkerOptions {
   /** Jobs at once in their scanning phase (reading the object and waiting for clamd's answer). */
@@ -60,6 +61,8 @@ export class ScanWorker {
   readonly #runner: JobRunner
   readonly #options: WorkerOptions
   readonly #log: Log
+  /** The claims and renewals of this worker's leases, for the fenced writes of its jobs. */
+  readonly #leases: LeaseClock
   /** Keyed by claim token: a job whose lease expired may be claimed again while its old run ends. */
   readonly #running = new Map<string, Job>()
   /** Jobs in the after-scan pool. */
@@ -81,8 +84,9 @@ export class ScanWorker {
   #wakeUp: (() => void) | null = null
   #woken = false
 
-  constructor(deps: { jobs: JobQueue; runner: JobRunner; log: Log }, options: WorkerOptions) {
+  constructor(deps: { jobs: JobQueue; runner: JobRunner; log: Log; leases?: LeaseClock }, options: WorkerOptions) {
     this.#jobs = deps.jobs
+    this.#leases = deps.leases ?? new LeaseClock()
     this.#runner = deps.runner
     this.#log = deps.log.child({ worker: this.owner })
     this.#options = options
@@ -139,8 +143,15 @@ export class ScanWorker {
       let claimed = 0
       if (free > 0) {
         // Each batch starts as soon as it is claimed: a later claim that fails cannot strand it.
-        const start = (claims: Claim[], background: boolean): number => {
-          for (const claim of claims) this.#start(claim, background)
+        // Its leases are held from before the claim was sent (LeaseClock).
+        const { leaseMs } = this.#options
+        const take = async (background: boolean, claim: (now: number) => Promise<Claim[]>): Promise<number> => {
+          const sentAt = this.#leases.now()
+          const claims = await claim(Date.now())
+          for (const c of claims) {
+            this.#leases.held(c, sentAt, leaseMs)
+            this.#start(c, background)
+          }
           claimed += claims.length
           return claims.length
         }
@@ -152,17 +163,17 @@ export class ScanWorker {
             const requeued = await this.#jobs.requeueFailed(this.#requeuedAt, free)
             if (requeued > 0) this.#log.info({ requeued }, 'failed uploads tried again after an infrastructure failure')
           }
-          const uploads = start(await this.#jobs.claim(this.owner, free, this.#options.leaseMs, Date.now()), false)
+          const uploads = await take(false, (now) => this.#jobs.claim(this.owner, free, leaseMs, now))
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
           if (uploads > 0) this.#uploadClaimedAt = Date.now()
           let backgroundFree = Math.min(free - uploads, this.#rescanShare() - this.#backgroundRunning())
           if (backgroundFree > 0 && this.#outagePauseMs === 0) {
             if (Date.now() - this.#adoptedEmptyAt >= this.#options.pollIntervalMs) {
-              const adopted = start(await this.#jobs.claim(this.owner, backgroundFree, this.#options.leaseMs, Date.now(), 'adopted'), true)
+              const adopted = await take(true, (now) => this.#jobs.claim(this.owner, backgroundFree, leaseMs, now, 'adopted'))
               if (adopted < backgroundFree) this.#adoptedEmptyAt = Date.now()
               backgroundFree -= adopted
             }
-            if (backgroundFree > 0) start(await this.#jobs.claimRescans(this.owner, backgroundFree, this.#options.leaseMs, Date.now()), true)
+            if (backgroundFree > 0) await take(true, (now) => this.#jobs.claimRescans(this.owner, backgroundFree, leaseMs, now))
           }
         } catch (err) {
           this.#log.error({ err }, 'could not claim scans')
@@ -178,21 +189,7 @@ export class ScanWorker {
     const abort = new AbortController()
     const job: Job = { claim, background, done: Promise.resolve(), abort, phase: 'scanning', answeredAt: null }
     const log = this.#log.child({ uploadId: claim.upload.id })
-    let renewedAt = Date.now()
-    // Renew at a third of the lease; a job that could not renew for most of its lease stops,
-    // because another worker may own it by now.
-    const renew = setInterval(() => {
-      this.#jobs.renewLease(claim, this.#options.leaseMs, Date.now()).then(
-        (held) => {
-          if (held) renewedAt = Date.now()
-          else abort.abort(new Error('lease lost'))
-        },
-        (err: unknown) => {
-          log.warn({ err }, 'could not renew lease')
-          if (Date.now() - renewedAt > (this.#options.leaseMs * 2) / 3) abort.abort(new Error('lease could not be renewed'))
-        }
-      )
-    }, Math.max(100, Math.floor(this.#options.leaseMs / 3)))
+    const stopRenewing = this.#leases.keep(this.#jobs, claim, this.#options.leaseMs, abort, log)
     job.done = this.#runner
       .run(claim, abort.signal, log, (answered) => {
         if (answered) job.answeredAt = Date.now()
@@ -203,7 +200,7 @@ export class ScanWorker {
         (err: unknown) => log.warn({ err }, 'job stopped before it finished; its lease will expire and it will be claimed again')
       )
       .finally(() => {
-        clearInterval(renew)
+        stopRenewing()
         this.#running.delete(claim.token)
         if (job.phase === 'after-scan') {
           this.#afterScan--

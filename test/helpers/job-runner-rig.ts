@@ -1,6 +1,7 @@
 import type { Test } from 'tap'
 import type { UploadRecord, Verdict } from '../../src/ports/upload-record.ts'
 import { JobRunner } from '../../src/services/job-runner.ts'
+import { LeaseClock } from '../../src/services/lease-fence.ts'
 import { PromoteStep } from '../../src/services/promote-step.ts'
 import { RequarantineStep, type RequarantineMode } from '../../src/services/requarantine-step.ts'
 import { RescanPolicy } from '../../src/services/rescan-policy.ts'
@@ -16,8 +17,20 @@ export const clean: Verdict = { result: 'clean', signature: null, reason: null, 
 export const infected: Verdict = { ...clean, result: 'infected', signature: 'Eicar-Signature' }
 export const content = 'the bytes of an upload'
 
+/**
+ * A lease clock that never finds a lease fresh, as if the worker had been paused before each write:
+ * every write renews first, so assertFenced checks that each path goes through the fence at all.
+ * When a renewal may be skipped is lease-clock.test.ts's business.
+ */
+class PausedBeforeEachWrite extends LeaseClock {
+  override fresh(): boolean {
+    return false
+  }
+}
+
 export function setup(options: { scannerMaxBytes?: number; mode?: RequarantineMode } = {}) {
   const journal: string[] = []
+  const leases = new PausedBeforeEachWrite()
   const jobs = new FakeJobQueue(journal)
   const objects = new FakeObjectStore(journal)
   const scanHistory = new FakeScanHistory()
@@ -25,15 +38,15 @@ export function setup(options: { scannerMaxBytes?: number; mode?: RequarantineMo
   const metrics = new RecordingMetrics()
   const events = new UploadEvents(true)
   const rescans = new RescanPolicy({ intervalMs: 3_600_000, jitter: 0 })
-  const scan = new ScanStep({ objects, jobs, scanHistory, scanner, rescans, events, metrics }, { scannerMaxBytes: options.scannerMaxBytes ?? 1_000_000, leaseMs })
+  const scan = new ScanStep({ objects, jobs, scanHistory, scanner, rescans, events, metrics, leases }, { scannerMaxBytes: options.scannerMaxBytes ?? 1_000_000, leaseMs })
   const steps = {
     scan,
     rescan: scan,
-    promote: new PromoteStep({ objects, jobs, metrics, rescans, events }, { leaseMs }),
-    requarantine: new RequarantineStep({ objects, jobs, events }, { mode: options.mode ?? 'move', leaseMs })
+    promote: new PromoteStep({ objects, jobs, metrics, rescans, events, leases }, { leaseMs }),
+    requarantine: new RequarantineStep({ objects, jobs, events, leases }, { mode: options.mode ?? 'move', leaseMs })
   }
   const retry = { maxAttempts: 3, retryBaseMs: 1000, retryMaxMs: 60_000, failedRetryAfterMs: 3_600_000, failedRetryRounds: 2 }
-  const runner = new JobRunner({ jobs, objects, steps, rescans, events }, { leaseMs, ...retry })
+  const runner = new JobRunner({ jobs, objects, steps, rescans, events, leases }, { leaseMs, ...retry })
   const log = new RecordingLog()
   const abort = new AbortController()
 
