@@ -1,4 +1,4 @@
-import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -64,3 +64,37 @@ for (const synchronous of ['full', 'normal'] as const) {
     t.match(await again.getUpload('a'.repeat(32)), { status: 'pending', size: 3 })
   })
 }
+
+t.test('SQLite with GW_SQLITE_SYNCHRONOUS=full: claims and lease renewals do not wait for an fsync; the next status change flushes them', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-sync-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, 'state.db')
+  // Counts the fsyncs of every file handle (node's own FileHandle.sync, called through).
+  const probe = await open(path, 'w')
+  const proto = Object.getPrototypeOf(probe) as { sync: (this: unknown) => Promise<void> }
+  await probe.close()
+  const sync = proto.sync
+  let fsyncs = 0
+  proto.sync = function (this: unknown) {
+    fsyncs++
+    return sync.call(this)
+  }
+  t.teardown(() => {
+    proto.sync = sync
+  })
+  const store = sqliteStateStore(path, { synchronous: 'full' })
+  t.teardown(() => store.close())
+  await store.migrate()
+  const now = Date.now()
+  const id = 'b'.repeat(32)
+  await store.beginUpload({ id, objectKey: 'k', createdAt: now }, null, now)
+  await store.commitUpload({ id, objectKey: 'k', createdAt: now, size: 3, sha256: 'x'.repeat(64), filename: null, contentType: 'text/plain', owner: null })
+  const afterCommit = fsyncs
+  t.ok(afterCommit > 0, 'the commit of the upload was flushed')
+  const [claim] = await store.claim('w', 1, 60_000, Date.now())
+  t.equal(claim?.upload.id, id, 'claimed')
+  t.ok(await store.renewLease(claim!, 60_000, Date.now()), 'renewed')
+  t.equal(fsyncs, afterCommit, 'neither the claim nor the renewal waited for an fsync')
+  t.ok(await store.update(claim!, { status: 'failed', lastError: 'a test' }, Date.now()), 'status changed')
+  t.equal(fsyncs, afterCommit + 1, 'the status change did, and its fsync covers the log before it')
+})

@@ -16,21 +16,24 @@ import type { SqlDatabase } from './sql-database.ts'
 /** The jobs on uploads: claims (scans, promotions, requarantines, rescans), leases and fenced status changes. */
 export function jobQueueSql(db: SqlDatabase): JobQueue {
   const { statements } = db
+  // Claims and lease renewals are not waited on to reach the disk (SQLite): losing one in a power
+  // loss is an expired lease, which the next claim repairs; the worker that held it is gone too.
+  const lease = (now: number) => db.at(now, { durable: false })
   const claims = (rows: Row[], owner: string, kind: Claim['kind']): Claim[] =>
     rows.map((row) => ({ upload: toRecord(row), owner, token: String(row.lease_token), kind }))
   return {
     async claim(owner: string, limit: number, leaseMs: number, now: number, queue: Queue = 'uploads'): Promise<Claim[]> {
       if (limit <= 0) return []
-      return claims(await db.at(now).rows(statements.claim(queue), [now, limit, owner, leaseMs]), owner, 'scan')
+      return claims(await lease(now).rows(statements.claim(queue), [now, limit, owner, leaseMs]), owner, 'scan')
     },
 
     async claimRescans(owner: string, limit: number, leaseMs: number, now: number): Promise<Claim[]> {
       if (limit <= 0) return []
-      return claims(await db.at(now).rows(statements.claimRescans, [now, limit, owner, leaseMs]), owner, 'rescan')
+      return claims(await lease(now).rows(statements.claimRescans, [now, limit, owner, leaseMs]), owner, 'rescan')
     },
 
     async renewLease(claim: Claim, leaseMs: number, now: number): Promise<boolean> {
-      return (await db.at(now).write(RENEW_LEASE_SQL, [leaseMs, claim.upload.id, claim.token])) === 1
+      return (await lease(now).write(RENEW_LEASE_SQL, [leaseMs, claim.upload.id, claim.token])) === 1
     },
 
     async update(claim: Claim, change: StatusChange, now: number): Promise<boolean> {

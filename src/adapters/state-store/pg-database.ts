@@ -67,7 +67,7 @@ export class PgDatabase implements SqlDatabase {
     return this.#pooled.exec(sql)
   }
 
-  at(_now: number): SqlHandle {
+  at(_now: number, _options?: { durable?: boolean }): SqlHandle {
     return this
   }
 

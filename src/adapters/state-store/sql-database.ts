@@ -43,8 +43,13 @@ export interface SqlDatabase extends SqlHandle, StateDatabase {
   readonly dialect: Dialect
   /** The statements that differ between the engines. */
   readonly statements: DialectStatements
-  /** A handle whose statements read gw_now() as `now` (see TransactionOptions.now). */
-  at(now: number): SqlHandle
+  /**
+   * A handle whose statements read gw_now() as `now` (see TransactionOptions.now). `durable: false`
+   * as for a transaction, for single statements whose loss crash repair covers (claims and lease
+   * renewals: a lost one is an expired lease); PostgreSQL commits a single statement durably
+   * whatever this says (turning that off would take a transaction, i.e. more round trips).
+   */
+  at(now: number, options?: { durable?: boolean }): SqlHandle
   /**
    * Runs fn in one transaction, its statements through the handle it gets (never through the
    * database itself, which waits for the transaction on SQLite): committed when fn resolves,

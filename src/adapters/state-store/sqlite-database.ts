@@ -93,8 +93,8 @@ export class SqliteDatabase implements SqlDatabase {
     return this.#free.exec(sql)
   }
 
-  at(now: number): SqlHandle {
-    return this.#handle(now, false)
+  at(now: number, { durable = true }: { durable?: boolean } = {}): SqlHandle {
+    return this.#handle(now, false, durable)
   }
 
   /** BEGIN IMMEDIATE takes the write lock at once, so the statements in fn see and change one state. */
@@ -149,8 +149,11 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
-  /** Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the connection. */
-  #handle(clock: number | null, owned: boolean): SqlHandle {
+  /**
+   * Statements with gw_now() answering `clock`; `owned`: inside the transaction that holds the
+   * connection; `durable: false`: each resolves without waiting for its flush (see at()).
+   */
+  #handle(clock: number | null, owned: boolean, durable = true): SqlHandle {
     // A statement outside a transaction commits on its own: its notices go once it is on disk.
     let notice: Notice | null = null
     const run = <T>(fn: () => T): T => {
@@ -178,9 +181,15 @@ export class SqliteDatabase implements SqlDatabase {
       }
       const committed = notice
       notice = null
-      // A statement that committed changes of its own resolves once they are on disk.
-      if (this.#flusher && this.#db.isOpen && this.#totalChanges() !== this.#changesFlushed) await this.#flushThen(committed)
-      else this.#publish(committed)
+      // A statement that committed changes of its own resolves once they are on disk, unless it need
+      // not be: then it is flushed with the next that must, and asks for no flush.
+      if (this.#flusher && this.#db.isOpen && this.#totalChanges() !== this.#changesFlushed) {
+        if (durable) await this.#flushThen(committed)
+        else {
+          this.#changesFlushed = this.#totalChanges()
+          this.#publish(committed)
+        }
+      } else this.#publish(committed)
       return result
     }
     return {
