@@ -106,10 +106,12 @@ t.test('rescans take every free slot while no upload comes in, and their share o
   const stored = [0, 1, 2, 3, 4, 5].map(() => rig.add({ status: 'clean', location: 'production', verdict: clean, nextScanAt: 0 }).id)
   for (let i = 0; i < 7; i++) scanner.answer({ result: 'clean' })
   const held: (() => void)[] = [scanner.hold()]
-  startWorker(t, rig, { concurrency: 4, afterScanConcurrency: 4, rescanSlots: 1 }, () => held.forEach((release) => release()))
+  const worker = startWorker(t, rig, { concurrency: 4, afterScanConcurrency: 4, rescanSlots: 1 }, () => held.forEach((release) => release()))
   await until('four rescans at once on an idle worker', () => scanner.inFlight === 4)
-  // An upload arrives: it gets the first slot that frees, and from then on rescans keep to one slot.
+  // An upload arrives (its commit's notice wakes the worker): it gets the first slot that frees,
+  // and from then on rescans keep to one slot.
   const fresh = rig.add({ runAt: 0 }).id
+  worker.wake()
   held.push(scanner.hold())
   held[0]!()
   await until('the upload claimed', () => rig.jobs.get(fresh).status !== 'pending')

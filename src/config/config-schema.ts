@@ -63,7 +63,7 @@ export const configSchema = Type.Object(
     GW_SCAN_MAX_ATTEMPTS: Int(1, 8, 'Tries of a scan, or of a promotion, before the upload is marked failed. Tries that could not reach clamd do not count.'),
     GW_RETRY_BASE_MS: Int(1, 2_000, 'First retry delay after a transient error; doubles on each try.'),
     GW_RETRY_MAX_MS: Int(1, 5 * 60_000, 'Longest retry delay.'),
-    GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans.'),
+    GW_POLL_INTERVAL_MS: Int(10, 1_000, 'How often an idle worker looks for due scans. A worker busy with rescans looks this often for uploads that became due by time (a retry\'s backoff, an expired lease); a new upload wakes it at once.'),
     GW_RESCAN_INTERVAL: Type.String({
       pattern: '^[1-9][0-9]*(ms|s|m|h|d)$',
       default: '30d',

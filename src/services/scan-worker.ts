@@ -78,6 +78,11 @@ export class ScanWorker {
   #requeuedAt = 0
   /** When the adopted objects' queue was last found empty: looked at again after a poll interval or a wake(), not for every freed slot. */
   #adoptedEmptyAt = Number.NEGATIVE_INFINITY
+  /**
+   * When the uploads' queue last gave fewer jobs than asked: looked at again after a poll interval
+   * or a wake() (a commit made one due), not for every slot a rescan frees.
+   */
+  #uploadsShortAt = Number.NEGATIVE_INFINITY
   /** When an upload was last claimed (never: as long ago as can be). */
   #uploadClaimedAt = Number.NEGATIVE_INFINITY
   #loop: Promise<void> | null = null
@@ -100,6 +105,7 @@ export class ScanWorker {
   /** Looks for work now instead of at the next poll: something became due (a new upload, a rescan started). */
   wake(): void {
     this.#adoptedEmptyAt = Number.NEGATIVE_INFINITY
+    this.#uploadsShortAt = Number.NEGATIVE_INFINITY
     this.#nudge()
   }
 
@@ -163,7 +169,11 @@ export class ScanWorker {
             const requeued = await this.#jobs.requeueFailed(this.#requeuedAt, free)
             if (requeued > 0) this.#log.info({ requeued }, 'failed uploads tried again after an infrastructure failure')
           }
-          const uploads = await take(false, (now) => this.#jobs.claim(this.owner, free, leaseMs, now))
+          let uploads = 0
+          if (Date.now() - this.#uploadsShortAt >= this.#options.pollIntervalMs) {
+            uploads = await take(false, (now) => this.#jobs.claim(this.owner, free, leaseMs, now))
+            if (uploads < free) this.#uploadsShortAt = Date.now()
+          }
           // Background work (rescans, first scans of adopted objects) gets what uploads left, within its share.
           if (uploads > 0) this.#uploadClaimedAt = Date.now()
           let backgroundFree = Math.min(free - uploads, this.#rescanShare() - this.#backgroundRunning())
@@ -202,11 +212,11 @@ export class ScanWorker {
       .finally(() => {
         stopRenewing()
         this.#running.delete(claim.token)
+        // A job ending in the after-scan pool frees no scan slot (it left its own on entering).
         if (job.phase === 'after-scan') {
           this.#afterScan--
           this.#admitWaiting()
-        }
-        this.#nudge()
+        } else this.#nudge()
       })
     this.#running.set(claim.token, job)
   }
@@ -285,6 +295,7 @@ export class ScanWorker {
     } else if (this.#outagePauseMs !== 0 && answeredAt !== null && answeredAt >= this.#pausedAt) {
       this.#outagePauseMs = 0
       this.#log.info({}, 'scanner reachable again: claiming resumes')
+      this.#nudge()
     }
   }
 
